@@ -1,0 +1,3 @@
+//! The `ringkv` command-line tool.
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! Mergeable sketches for ringkv.

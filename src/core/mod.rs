@@ -1,0 +1,6 @@
+//! The sans-IO heart of ringkv.
+//!
+//! Nothing in here touches sockets, tokio, the wall clock or an unseeded RNG: every input
+//! (time, messages, client requests) arrives as a value and every output (messages,
+//! replies, timer deadlines) leaves as a value. That is what lets `net/` drive it over QUIC
+//! and `sim/` drive it deterministically from a seed.
