@@ -4,3 +4,6 @@
 //! (time, messages, client requests) arrives as a value and every output (messages,
 //! replies, timer deadlines) leaves as a value. That is what lets `net/` drive it over QUIC
 //! and `sim/` drive it deterministically from a seed.
+
+pub mod clock;
+pub mod ring;

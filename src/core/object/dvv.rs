@@ -1,0 +1,158 @@
+//! The `siblings` policy: dotted version vectors.
+//!
+//! Every stored value carries its own dot (the actor that wrote it and that actor's
+//! counter), and the object carries one version vector of everything it has seen. A write
+//! removes exactly the values its context covers and adds one new dotted value, so two
+//! writes with the same context through the same node both survive — the lost update a
+//! plain per-node vector clock suffers cannot happen. Merge keeps a value if both sides
+//! have it, or if the other side has not seen its dot yet.
+
+use crdts::{CmRDT, CvRDT, Dot, VClock};
+use serde::{Deserialize, Serialize};
+
+use super::Context;
+use crate::core::clock::ActorId;
+
+/// One concurrent value. `value: None` is a tombstone written by a delete.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sibling {
+    pub dot: Dot<ActorId>,
+    #[serde(with = "serde_bytes")]
+    pub value: Option<Vec<u8>>,
+}
+
+/// A dotted-version-vector set of siblings.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dvv {
+    clock: VClock<ActorId>,
+    /// Sorted by dot, so equal states are equal values.
+    siblings: Vec<Sibling>,
+}
+
+impl Dvv {
+    pub fn new() -> Dvv {
+        Dvv::default()
+    }
+
+    /// Writes `value` (or a tombstone) through `actor`, superseding what `context` saw.
+    /// Returns the new value's dot.
+    pub fn write(
+        &mut self,
+        actor: ActorId,
+        context: &Context,
+        value: Option<Vec<u8>>,
+    ) -> Dot<ActorId> {
+        self.siblings
+            .retain(|s| !context.covers(&s.dot.actor, s.dot.counter));
+        let counter = self.clock.get(&actor).max(context.0.get(&actor)) + 1;
+        let dot = Dot::new(actor, counter);
+        self.clock.merge(context.0.clone());
+        self.clock.apply(dot.clone());
+        self.siblings.push(Sibling {
+            dot: dot.clone(),
+            value,
+        });
+        self.canonicalize();
+        dot
+    }
+
+    /// Joins another replica's state into this one (commutative, associative, idempotent).
+    pub fn merge(&mut self, other: &Dvv) {
+        let ours = std::mem::take(&mut self.siblings);
+        let mut kept: Vec<Sibling> = ours
+            .into_iter()
+            .filter(|s| other.has_dot(&s.dot) || other.clock.get(&s.dot.actor) < s.dot.counter)
+            .collect();
+        for s in &other.siblings {
+            let already = kept.iter().any(|k| k.dot == s.dot);
+            if !already && self.clock.get(&s.dot.actor) < s.dot.counter {
+                kept.push(s.clone());
+            }
+        }
+        self.siblings = kept;
+        self.clock.merge(other.clock.clone());
+        self.canonicalize();
+    }
+
+    pub fn siblings(&self) -> &[Sibling] {
+        &self.siblings
+    }
+
+    /// Live values (tombstones left out), in dot order.
+    pub fn values(&self) -> Vec<Vec<u8>> {
+        self.siblings
+            .iter()
+            .filter_map(|s| s.value.clone())
+            .collect()
+    }
+
+    /// Everything this object has seen: the context a reader gets.
+    pub fn context(&self) -> Context {
+        Context(self.clock.clone())
+    }
+
+    /// True when every sibling is a tombstone (or there is none).
+    pub fn is_tombstone(&self) -> bool {
+        self.siblings.iter().all(|s| s.value.is_none())
+    }
+
+    fn has_dot(&self, dot: &Dot<ActorId>) -> bool {
+        self.siblings.iter().any(|s| &s.dot == dot)
+    }
+
+    fn canonicalize(&mut self) {
+        self.siblings
+            .sort_by(|a, b| (a.dot.actor, a.dot.counter).cmp(&(b.dot.actor, b.dot.counter)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: ActorId = ActorId(1);
+    const B: ActorId = ActorId(2);
+
+    #[test]
+    fn two_writes_with_the_same_context_through_one_actor_both_survive() {
+        let mut obj = Dvv::new();
+        obj.write(A, &Context::empty(), Some(b"v0".to_vec()));
+        let ctx = obj.context();
+        obj.write(A, &ctx, Some(b"x".to_vec()));
+        obj.write(A, &ctx, Some(b"y".to_vec()));
+        assert_eq!(obj.values(), vec![b"x".to_vec(), b"y".to_vec()]);
+        // a write whose context covers both replaces them
+        let both = obj.context();
+        obj.write(A, &both, Some(b"z".to_vec()));
+        assert_eq!(obj.values(), vec![b"z".to_vec()]);
+    }
+
+    #[test]
+    fn an_empty_context_next_to_a_value_gives_siblings() {
+        let mut obj = Dvv::new();
+        obj.write(A, &Context::empty(), Some(b"a".to_vec()));
+        obj.write(B, &Context::empty(), Some(b"b".to_vec()));
+        assert_eq!(obj.values().len(), 2);
+    }
+
+    #[test]
+    fn merge_drops_values_the_other_side_superseded() {
+        let mut r1 = Dvv::new();
+        r1.write(A, &Context::empty(), Some(b"old".to_vec()));
+        let mut r2 = r1.clone();
+        let ctx = r2.context();
+        r2.write(B, &ctx, Some(b"new".to_vec()));
+        r1.merge(&r2);
+        assert_eq!(r1.values(), vec![b"new".to_vec()]);
+    }
+
+    #[test]
+    fn a_delete_leaves_a_tombstone_that_reads_as_empty() {
+        let mut obj = Dvv::new();
+        obj.write(A, &Context::empty(), Some(b"a".to_vec()));
+        let ctx = obj.context();
+        obj.write(A, &ctx, None);
+        assert!(obj.is_tombstone());
+        assert!(obj.values().is_empty());
+    }
+}

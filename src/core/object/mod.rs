@@ -1,0 +1,449 @@
+//! The stored object, for every conflict policy (DESIGN.md §4).
+//!
+//! An object is self-describing: it records its policy, and an operation of another
+//! policy is refused with an error that names both. Every policy's state is a join
+//! semilattice: [`Object::merge`] is commutative, associative and idempotent, which is
+//! what makes replication by "send the whole object, merge on arrival" safe under loss,
+//! duplication and reordering. Operations are applied only by a coordinator, with its
+//! own actor and HLC timestamp, through [`Object::apply`].
+
+mod context;
+mod crdt;
+mod dvv;
+mod lww;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+pub use context::{CONTEXT_ACTORS_MAX, CONTEXT_TOKEN_BYTES_MAX, Context};
+pub use crdt::{Counter, Field, FieldRead, MapObj, MapOp, SetObj};
+pub use dvv::{Dvv, Sibling};
+pub use lww::LwwCell;
+
+use crate::core::clock::{ActorId, Timestamp};
+
+/// Default sibling count above which a reply carries a warning.
+pub const SIBLINGS_WARN_DEFAULT: usize = 25;
+/// Default sibling count a write may not push an object past.
+pub const SIBLINGS_MAX_DEFAULT: usize = 100;
+/// Largest single value (or member, field name or item) a client may write.
+pub const VALUE_BYTES_MAX: usize = 1024 * 1024;
+/// Most members, items or fields one operation may carry.
+pub const OP_ITEMS_MAX: usize = 10_000;
+
+/// A conflict policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Policy {
+    Siblings,
+    Lww,
+    Counter,
+    Set,
+    Map,
+    Hll,
+}
+
+/// The stored object.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Object {
+    Siblings(Dvv),
+    Lww(LwwCell),
+    Counter(Counter),
+    Set(SetObj),
+    Map(MapObj),
+    Hll(HllObj),
+}
+
+/// The `hll` policy's state: a HyperLogLog sketch of the items added.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct HllObj(pub ringkv_sketches::Hll);
+
+/// A write a coordinator applies to an object.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Op {
+    /// `siblings`: a new value superseding what the context saw.
+    Put {
+        #[serde(with = "serde_bytes")]
+        value: Vec<u8>,
+        context: Context,
+    },
+    /// `lww`: a new value stamped with the coordinator's HLC.
+    PutLww {
+        #[serde(with = "serde_bytes")]
+        value: Vec<u8>,
+    },
+    /// Any policy: remove what the context saw (a tombstone for values).
+    Delete { context: Context },
+    /// `counter`: add a signed amount.
+    CounterAdd { delta: i64 },
+    /// `set`: add members.
+    SetAdd { members: Vec<String> },
+    /// `set`: remove members as far as the context saw them.
+    SetRemove {
+        members: Vec<String>,
+        context: Context,
+    },
+    /// `map`: update one field.
+    Map(MapOp),
+    /// `hll`: add items to the sketch.
+    HllAdd { items: Vec<Vec<u8>> },
+}
+
+/// Bounds a coordinator enforces when it applies a write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    pub siblings_warn: usize,
+    pub siblings_max: usize,
+}
+
+/// What a write did, beyond the new state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Set when the object now has more siblings than the warning threshold.
+    pub warning: Option<String>,
+}
+
+/// An object as a reader sees it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ReadValue {
+    Siblings {
+        values: Vec<serde_bytes::ByteBuf>,
+        context: Context,
+    },
+    Lww {
+        value: Option<serde_bytes::ByteBuf>,
+        ts: Timestamp,
+    },
+    Counter {
+        value: i64,
+    },
+    Set {
+        members: Vec<String>,
+        context: Context,
+    },
+    Map {
+        fields: BTreeMap<String, FieldRead>,
+        context: Context,
+    },
+    Hll {
+        estimate: u64,
+    },
+}
+
+/// Errors from applying operations to objects.
+#[derive(Debug, Error, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ObjectError {
+    #[error(
+        "the key holds a `{stored}` object, and a `{requested}` operation cannot change it; use the `{stored}` commands for this key or write to another key"
+    )]
+    PolicyMismatch { stored: Policy, requested: Policy },
+    #[error(
+        "the write would leave {count} siblings, over the limit of {limit}; read the key and write back one value with the context you read to resolve them"
+    )]
+    TooManySiblings { count: usize, limit: usize },
+    #[error(
+        "`hll` objects cannot be deleted: a sketch has no per-item causality to remove; write to a new key instead"
+    )]
+    NotDeletable { policy: Policy },
+    #[error("the causal context token is not valid ({0}); pass the token exactly as a read returned it")]
+    BadContext(String),
+    #[error("{what} is {len} bytes or items, over the limit of {limit}")]
+    TooLarge {
+        what: &'static str,
+        len: usize,
+        limit: usize,
+    },
+}
+
+impl Policy {
+    pub const ALL: [Policy; 6] = [
+        Policy::Siblings,
+        Policy::Lww,
+        Policy::Counter,
+        Policy::Set,
+        Policy::Map,
+        Policy::Hll,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::Siblings => "siblings",
+            Policy::Lww => "lww",
+            Policy::Counter => "counter",
+            Policy::Set => "set",
+            Policy::Map => "map",
+            Policy::Hll => "hll",
+        }
+    }
+}
+
+impl Object {
+    /// An empty object of a policy.
+    pub fn empty(policy: Policy) -> Object {
+        match policy {
+            Policy::Siblings => Object::Siblings(Dvv::new()),
+            Policy::Lww => Object::Lww(LwwCell::new(Timestamp::default(), ActorId(0), None)),
+            Policy::Counter => Object::Counter(Counter::default()),
+            Policy::Set => Object::Set(SetObj::default()),
+            Policy::Map => Object::Map(MapObj::default()),
+            Policy::Hll => Object::Hll(HllObj::default()),
+        }
+    }
+
+    pub fn policy(&self) -> Policy {
+        match self {
+            Object::Siblings(_) => Policy::Siblings,
+            Object::Lww(_) => Policy::Lww,
+            Object::Counter(_) => Policy::Counter,
+            Object::Set(_) => Policy::Set,
+            Object::Map(_) => Policy::Map,
+            Object::Hll(_) => Policy::Hll,
+        }
+    }
+
+    /// Applies a write to `existing` (None: the key is new here) through `actor` at HLC
+    /// time `ts`, and returns the new object. The input is left alone on error.
+    pub fn apply(
+        existing: Option<&Object>,
+        op: Op,
+        actor: ActorId,
+        ts: Timestamp,
+        limits: &Limits,
+    ) -> Result<(Object, Applied), ObjectError> {
+        op.check_size()?;
+        let mut obj = match (existing, op.policy()) {
+            (Some(obj), Some(requested)) if obj.policy() != requested => {
+                return Err(ObjectError::PolicyMismatch {
+                    stored: obj.policy(),
+                    requested,
+                });
+            }
+            (Some(obj), _) => obj.clone(),
+            (None, Some(policy)) => Object::empty(policy),
+            // A delete of a key this node has never seen leaves a `siblings` tombstone,
+            // which loses to real data of any other policy when merged (see `merge`).
+            (None, None) => Object::empty(Policy::Siblings),
+        };
+        let mut applied = Applied::default();
+        match (&mut obj, op) {
+            (Object::Siblings(dvv), Op::Put { value, context }) => {
+                dvv.write(actor, &context, Some(value));
+                applied.warning = check_siblings(dvv, limits)?;
+            }
+            (Object::Siblings(dvv), Op::Delete { context }) => {
+                dvv.write(actor, &context, None);
+            }
+            (Object::Lww(cell), Op::PutLww { value }) => {
+                *cell = LwwCell::new(ts, actor, Some(value));
+            }
+            (Object::Lww(cell), Op::Delete { .. }) => {
+                *cell = LwwCell::new(ts, actor, None);
+            }
+            (Object::Counter(c), Op::CounterAdd { delta }) => c.add(actor, delta),
+            (Object::Counter(c), Op::Delete { .. }) => c.reset(),
+            (Object::Set(s), Op::SetAdd { members }) => s.add(actor, members),
+            (Object::Set(s), Op::SetRemove { members, context }) => s.remove(members, &context),
+            (Object::Set(s), Op::Delete { context }) => s.clear(&context),
+            (Object::Map(m), Op::Map(op)) => m.apply(actor, op),
+            (Object::Map(m), Op::Delete { context }) => m.clear(&context),
+            (Object::Hll(h), Op::HllAdd { items }) => {
+                for item in &items {
+                    h.0.insert(item);
+                }
+            }
+            (Object::Hll(_), Op::Delete { .. }) => {
+                return Err(ObjectError::NotDeletable {
+                    policy: Policy::Hll,
+                });
+            }
+            (obj, op) => {
+                // Unreachable by the policy check above; kept as a typed error, not a panic.
+                return Err(ObjectError::PolicyMismatch {
+                    stored: obj.policy(),
+                    requested: op.policy().unwrap_or(obj.policy()),
+                });
+            }
+        }
+        Ok((obj, applied))
+    }
+
+    /// Joins another replica's copy into this one. Commutative, associative and
+    /// idempotent. Two copies of different policies can only come from concurrent first
+    /// writes of different kinds to one key; the higher policy (in `Policy` order) wins so
+    /// replicas still converge, and the dropped policy is returned for the caller to log.
+    pub fn merge(&mut self, other: &Object) -> Option<Policy> {
+        match (&mut *self, other) {
+            (Object::Siblings(a), Object::Siblings(b)) => a.merge(b),
+            (Object::Lww(a), Object::Lww(b)) => a.merge(b),
+            (Object::Counter(a), Object::Counter(b)) => a.merge(b),
+            (Object::Set(a), Object::Set(b)) => a.merge(b),
+            (Object::Map(a), Object::Map(b)) => a.merge(b),
+            (Object::Hll(a), Object::Hll(b)) => {
+                // Both sides use the crate's fixed parameters, so this cannot fail.
+                let _ = a.0.merge(&b.0);
+            }
+            (ours, theirs) => {
+                let (mine, other_policy) = (ours.policy(), theirs.policy());
+                if other_policy > mine {
+                    *self = theirs.clone();
+                    return Some(mine);
+                }
+                return Some(other_policy);
+            }
+        }
+        None
+    }
+
+    /// What a reader sees.
+    pub fn read(&self) -> ReadValue {
+        match self {
+            Object::Siblings(d) => ReadValue::Siblings {
+                values: d
+                    .values()
+                    .into_iter()
+                    .map(serde_bytes::ByteBuf::from)
+                    .collect(),
+                context: d.context(),
+            },
+            Object::Lww(c) => ReadValue::Lww {
+                value: c.value.clone().map(serde_bytes::ByteBuf::from),
+                ts: c.ts,
+            },
+            Object::Counter(c) => ReadValue::Counter { value: c.value() },
+            Object::Set(s) => ReadValue::Set {
+                members: s.members(),
+                context: s.context(),
+            },
+            Object::Map(m) => ReadValue::Map {
+                fields: m.read(),
+                context: m.context(),
+            },
+            Object::Hll(h) => ReadValue::Hll {
+                estimate: h.0.clone().estimate(),
+            },
+        }
+    }
+
+    /// True when the object holds nothing but deletes.
+    pub fn is_tombstone(&self) -> bool {
+        match self {
+            Object::Siblings(d) => d.is_tombstone(),
+            Object::Lww(c) => c.value.is_none(),
+            _ => false,
+        }
+    }
+
+    /// Number of concurrent values a reader would see.
+    pub fn sibling_count(&self) -> usize {
+        match self {
+            Object::Siblings(d) => d.siblings().len(),
+            _ => 1,
+        }
+    }
+}
+
+impl Op {
+    /// The policy this operation belongs to; `None` for a delete, which fits any.
+    pub fn policy(&self) -> Option<Policy> {
+        match self {
+            Op::Put { .. } => Some(Policy::Siblings),
+            Op::PutLww { .. } => Some(Policy::Lww),
+            Op::Delete { .. } => None,
+            Op::CounterAdd { .. } => Some(Policy::Counter),
+            Op::SetAdd { .. } | Op::SetRemove { .. } => Some(Policy::Set),
+            Op::Map(_) => Some(Policy::Map),
+            Op::HllAdd { .. } => Some(Policy::Hll),
+        }
+    }
+
+    fn check_size(&self) -> Result<(), ObjectError> {
+        let too_large = |what, len, limit| {
+            if len > limit {
+                Err(ObjectError::TooLarge { what, len, limit })
+            } else {
+                Ok(())
+            }
+        };
+        let strings = |what, items: &[String]| -> Result<(), ObjectError> {
+            too_large(what, items.len(), OP_ITEMS_MAX)?;
+            items
+                .iter()
+                .try_for_each(|m| too_large("a member", m.len(), VALUE_BYTES_MAX))
+        };
+        match self {
+            Op::Put { value, .. } | Op::PutLww { value } => {
+                too_large("the value", value.len(), VALUE_BYTES_MAX)
+            }
+            Op::SetAdd { members } | Op::SetRemove { members, .. } => {
+                strings("the member list", members)
+            }
+            Op::Map(MapOp::SetRegister { field, value }) => {
+                too_large("the field name", field.len(), VALUE_BYTES_MAX)?;
+                too_large("the value", value.len(), VALUE_BYTES_MAX)
+            }
+            Op::Map(MapOp::AddMembers { members, .. } | MapOp::RemoveMembers { members, .. }) => {
+                strings("the member list", members)
+            }
+            Op::HllAdd { items } => {
+                too_large("the item list", items.len(), OP_ITEMS_MAX)?;
+                items
+                    .iter()
+                    .try_for_each(|i| too_large("an item", i.len(), VALUE_BYTES_MAX))
+            }
+            Op::Delete { .. } | Op::CounterAdd { .. } | Op::Map(_) => Ok(()),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            siblings_warn: SIBLINGS_WARN_DEFAULT,
+            siblings_max: SIBLINGS_MAX_DEFAULT,
+        }
+    }
+}
+
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Policy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Policy::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| format!("unknown policy '{s}': use siblings, lww, counter, set, map or hll"))
+    }
+}
+
+impl PartialEq for HllObj {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+fn check_siblings(dvv: &Dvv, limits: &Limits) -> Result<Option<String>, ObjectError> {
+    let count = dvv.siblings().len();
+    if count > limits.siblings_max {
+        return Err(ObjectError::TooManySiblings {
+            count,
+            limit: limits.siblings_max,
+        });
+    }
+    Ok((count > limits.siblings_warn).then(|| {
+        format!(
+            "the key has {count} siblings (warning at {}, limit {}); read it and write back with its context to resolve them",
+            limits.siblings_warn, limits.siblings_max
+        )
+    }))
+}
+
+#[cfg(test)]
+mod tests;

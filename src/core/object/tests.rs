@@ -1,0 +1,298 @@
+//! Lattice laws for every policy, and the cross-policy rules.
+
+use super::*;
+use crate::core::clock::Hlc;
+use proptest::prelude::*;
+
+const REPLICAS: usize = 3;
+
+/// One step of a random history over three replicas.
+#[derive(Clone, Debug)]
+enum Step {
+    /// Replica `r` applies an operation built from `n` (and its own current context).
+    Write { r: usize, n: u8, use_ctx: bool },
+    /// Replica `to` merges replica `from`'s state.
+    Merge { from: usize, to: usize },
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        3 => (0..REPLICAS, any::<u8>(), any::<bool>()).prop_map(|(r, n, use_ctx)| Step::Write { r, n, use_ctx }),
+        2 => (0..REPLICAS, 0..REPLICAS).prop_map(|(from, to)| Step::Merge { from, to }),
+    ]
+}
+
+fn op_for(policy: Policy, obj: &Object, n: u8, use_ctx: bool) -> Op {
+    let ctx = if use_ctx {
+        match obj.read() {
+            ReadValue::Siblings { context, .. }
+            | ReadValue::Set { context, .. }
+            | ReadValue::Map { context, .. } => context,
+            _ => Context::empty(),
+        }
+    } else {
+        Context::empty()
+    };
+    let member = format!("m{}", n % 5);
+    match policy {
+        Policy::Siblings if n % 7 == 0 => Op::Delete { context: ctx },
+        Policy::Siblings => Op::Put {
+            value: vec![n],
+            context: ctx,
+        },
+        Policy::Lww if n % 7 == 0 => Op::Delete { context: ctx },
+        Policy::Lww => Op::PutLww { value: vec![n] },
+        Policy::Counter if n % 11 == 0 => Op::Delete { context: ctx },
+        Policy::Counter => Op::CounterAdd {
+            delta: n as i64 - 100,
+        },
+        Policy::Set if n % 3 == 0 => Op::SetRemove {
+            members: vec![member],
+            context: ctx,
+        },
+        Policy::Set => Op::SetAdd {
+            members: vec![member],
+        },
+        Policy::Map => Op::Map(match n % 5 {
+            0 => MapOp::SetRegister {
+                field: format!("f{}", n % 3),
+                value: format!("v{n}"),
+            },
+            1 => MapOp::Increment {
+                field: format!("f{}", n % 3),
+                delta: n as i64,
+            },
+            2 => MapOp::AddMembers {
+                field: format!("f{}", n % 3),
+                members: vec![member],
+            },
+            3 => MapOp::RemoveMembers {
+                field: format!("f{}", n % 3),
+                members: vec![member],
+            },
+            _ => MapOp::RemoveField {
+                field: format!("f{}", n % 3),
+                context: ctx,
+            },
+        }),
+        Policy::Hll => Op::HllAdd {
+            items: vec![vec![n], vec![n / 2]],
+        },
+    }
+}
+
+/// Runs a history and returns the replicas' final states.
+fn run(policy: Policy, steps: &[Step]) -> Vec<Object> {
+    let limits = Limits {
+        siblings_warn: 1000,
+        siblings_max: 1000,
+    };
+    let mut replicas = vec![Object::empty(policy); REPLICAS];
+    let mut clocks = vec![Hlc::new(); REPLICAS];
+    for (t, s) in steps.iter().enumerate() {
+        match *s {
+            Step::Write { r, n, use_ctx } => {
+                let op = op_for(policy, &replicas[r], n, use_ctx);
+                let ts = clocks[r].now(t as u64 / 3);
+                let (next, _) =
+                    Object::apply(Some(&replicas[r]), op, ActorId(r as u64 + 1), ts, &limits)
+                        .expect("ops of the object's own policy apply");
+                replicas[r] = next;
+            }
+            Step::Merge { from, to } => {
+                let src = replicas[from].clone();
+                assert_eq!(replicas[to].merge(&src), None);
+            }
+        }
+    }
+    replicas
+}
+
+fn joined(a: &Object, b: &Object) -> Object {
+    let mut x = a.clone();
+    x.merge(b);
+    x
+}
+
+fn check_laws(policy: Policy, steps: &[Step]) -> Result<(), TestCaseError> {
+    let r = run(policy, steps);
+    let (a, b, c) = (&r[0], &r[1], &r[2]);
+    prop_assert_eq!(joined(a, b).read(), joined(b, a).read(), "commutative");
+    prop_assert_eq!(joined(a, b), joined(b, a), "commutative (state)");
+    prop_assert_eq!(
+        joined(&joined(a, b), c),
+        joined(a, &joined(b, c)),
+        "associative"
+    );
+    prop_assert_eq!(joined(a, a), a.clone(), "idempotent");
+    // convergence: everyone merging everyone reads the same
+    let all = joined(&joined(a, b), c);
+    let all2 = joined(&joined(c, a), b);
+    prop_assert_eq!(all.read(), all2.read(), "convergence");
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn siblings_merge_is_a_lattice(steps in proptest::collection::vec(step(), 0..40)) {
+        check_laws(Policy::Siblings, &steps)?;
+    }
+
+    #[test]
+    fn lww_merge_is_a_lattice(steps in proptest::collection::vec(step(), 0..40)) {
+        check_laws(Policy::Lww, &steps)?;
+    }
+
+    #[test]
+    fn counter_merge_is_a_lattice(steps in proptest::collection::vec(step(), 0..40)) {
+        check_laws(Policy::Counter, &steps)?;
+    }
+
+    #[test]
+    fn set_merge_is_a_lattice(steps in proptest::collection::vec(step(), 0..40)) {
+        check_laws(Policy::Set, &steps)?;
+    }
+
+    #[test]
+    fn map_merge_is_a_lattice(steps in proptest::collection::vec(step(), 0..40)) {
+        check_laws(Policy::Map, &steps)?;
+    }
+
+    #[test]
+    fn hll_merge_is_a_lattice(steps in proptest::collection::vec(step(), 0..40)) {
+        check_laws(Policy::Hll, &steps)?;
+    }
+
+    #[test]
+    fn cross_policy_merge_is_still_commutative(p in 0usize..6, q in 0usize..6, steps in proptest::collection::vec(step(), 0..12)) {
+        let a = run(Policy::ALL[p], &steps).remove(0);
+        let b = run(Policy::ALL[q], &steps).remove(1);
+        prop_assert_eq!(joined(&a, &b), joined(&b, &a));
+    }
+}
+
+#[test]
+fn an_operation_of_another_policy_is_refused_naming_both() {
+    let limits = Limits::default();
+    let ts = Timestamp::default();
+    let (counter, _) = Object::apply(
+        None,
+        Op::CounterAdd { delta: 1 },
+        ActorId(1),
+        ts,
+        &limits,
+    )
+    .unwrap();
+    let err = Object::apply(
+        Some(&counter),
+        Op::SetAdd {
+            members: vec!["x".into()],
+        },
+        ActorId(1),
+        ts,
+        &limits,
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        ObjectError::PolicyMismatch {
+            stored: Policy::Counter,
+            requested: Policy::Set
+        }
+    );
+    let text = err.to_string();
+    assert!(text.contains("counter") && text.contains("set"), "{text}");
+}
+
+#[test]
+fn the_sibling_hard_limit_refuses_the_write_and_the_warning_fires_before_it() {
+    let limits = Limits {
+        siblings_warn: 2,
+        siblings_max: 3,
+    };
+    let ts = Timestamp::default();
+    let put = |obj: Option<&Object>| {
+        Object::apply(
+            obj,
+            Op::Put {
+                value: b"v".to_vec(),
+                context: Context::empty(),
+            },
+            ActorId(1),
+            ts,
+            &limits,
+        )
+    };
+    let (o1, a1) = put(None).unwrap();
+    assert!(a1.warning.is_none());
+    let (o2, _) = put(Some(&o1)).unwrap();
+    let (o3, a3) = put(Some(&o2)).unwrap();
+    assert!(a3.warning.unwrap().contains("3 siblings"));
+    assert!(matches!(
+        put(Some(&o3)),
+        Err(ObjectError::TooManySiblings { count: 4, limit: 3 })
+    ));
+}
+
+#[test]
+fn a_delete_of_an_unknown_key_loses_to_real_data_of_another_policy() {
+    let limits = Limits::default();
+    let ts = Timestamp::default();
+    let (mut tomb, _) = Object::apply(
+        None,
+        Op::Delete {
+            context: Context::empty(),
+        },
+        ActorId(1),
+        ts,
+        &limits,
+    )
+    .unwrap();
+    assert!(tomb.is_tombstone());
+    let (counter, _) =
+        Object::apply(None, Op::CounterAdd { delta: 4 }, ActorId(2), ts, &limits).unwrap();
+    assert_eq!(tomb.merge(&counter), Some(Policy::Siblings));
+    assert_eq!(tomb.read(), ReadValue::Counter { value: 4 });
+}
+
+#[test]
+fn hll_objects_refuse_deletes_and_oversized_values_are_refused() {
+    let limits = Limits::default();
+    let ts = Timestamp::default();
+    let (hll, _) = Object::apply(
+        None,
+        Op::HllAdd {
+            items: vec![b"a".to_vec()],
+        },
+        ActorId(1),
+        ts,
+        &limits,
+    )
+    .unwrap();
+    assert!(matches!(
+        Object::apply(
+            Some(&hll),
+            Op::Delete {
+                context: Context::empty()
+            },
+            ActorId(1),
+            ts,
+            &limits
+        ),
+        Err(ObjectError::NotDeletable { .. })
+    ));
+    assert!(matches!(
+        Object::apply(
+            None,
+            Op::PutLww {
+                value: vec![0; VALUE_BYTES_MAX + 1]
+            },
+            ActorId(1),
+            ts,
+            &limits
+        ),
+        Err(ObjectError::TooLarge { .. })
+    ));
+}
