@@ -6,6 +6,13 @@
 //! and replays all-or-nothing on recovery, so batches stay atomic across a crash, even
 //! across spaces.
 //!
+//! Reads (`get`, `scan`) go through a fjall snapshot, not `Keyspace::get`/`range`. The
+//! plain keyspace reads look at sequence number `MAX`, so they can see the first items
+//! of a batch that is still being applied to the memtables and miss the rest (our
+//! `batch_is_atomic` test caught exactly that). A snapshot reads at the last *published*
+//! sequence number, and fjall publishes a batch only after all its items are in, so a
+//! reader sees a batch whole or not at all.
+//!
 //! Durability: each batch is committed with `PersistMode::SyncAll` under
 //! [`SyncMode::Always`], and with `PersistMode::Buffer` otherwise (the journal's buffer
 //! goes to the OS, so a killed process loses nothing, but nothing is fsynced).
@@ -22,12 +29,13 @@
 //! once. `batch` takes the stripes of all its keys (in ascending order, so no two writers
 //! can deadlock) so a batch never lands between an update's read and its write.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
 use twox_hash::XxHash3_64;
 
 use super::{
@@ -101,6 +109,7 @@ impl FjallStorage {
     /// Commits ops as one journal unit with this engine's durability.
     fn commit(&self, ops: Vec<BatchOp>) -> Result<(), StorageError> {
         let count = ops.len();
+        let ops = last_op_per_key(ops);
         let target = match ops.as_slice() {
             [one] => format!("key {} in space {}", show_key(one.key()), one.space()),
             _ => format!("a batch of {count} ops"),
@@ -138,8 +147,9 @@ impl fmt::Debug for FjallStorage {
 impl Storage for FjallStorage {
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
         check_key(space, key)?;
-        self.keyspace(space)
-            .get(key)
+        self.db
+            .snapshot()
+            .get(self.keyspace(space), key)
             .map(|value| value.map(|v| v.to_vec()))
             .map_err(|source| StorageError::Engine {
                 op: "get",
@@ -188,8 +198,9 @@ impl Storage for FjallStorage {
         let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
         let mut rows = Vec::with_capacity(limit.min(64));
         for guard in self
-            .keyspace(space)
-            .range::<&[u8], _>((Bound::Included(start), upper))
+            .db
+            .snapshot()
+            .range::<&[u8], _>(self.keyspace(space), (Bound::Included(start), upper))
             .take(limit)
         {
             let (key, value) = guard.into_inner().map_err(|source| StorageError::Engine {
@@ -236,4 +247,22 @@ impl Storage for FjallStorage {
     fn sync_mode(&self) -> SyncMode {
         self.sync
     }
+}
+
+/// Keeps only the last op on each (space, key), in their original order. fjall gives all
+/// items of a batch one sequence number, so two writes of one key in a batch would tie
+/// and which one wins would be up to the memtable; the trait promises "in order", i.e.
+/// the last one wins, so that is made explicit here.
+fn last_op_per_key(ops: Vec<BatchOp>) -> Vec<BatchOp> {
+    if ops.len() < 2 {
+        return ops;
+    }
+    let mut seen = HashSet::with_capacity(ops.len());
+    let mut kept: Vec<BatchOp> = ops
+        .into_iter()
+        .rev()
+        .filter(|op| seen.insert((op.space(), op.key().to_vec())))
+        .collect();
+    kept.reverse();
+    kept
 }
