@@ -7,3 +7,10 @@
 
 pub mod clock;
 pub mod ring;
+pub mod hints;
+pub mod membership;
+pub mod message;
+pub mod object;
+pub mod quorum;
+pub mod replica;
+pub mod timer;

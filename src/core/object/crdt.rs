@@ -32,18 +32,26 @@ pub struct SetObj(Orswot<String, ActorId>);
 /// One field of a `map`: a product of a register, a counter and a set. Most fields use
 /// one of the three; a product (rather than an enum) keeps merge lawful even when two
 /// clients concurrently use the same field as different types.
+///
+/// Every part is written with the map's dots, so removing a field (which resets what
+/// the remover's map clock covers) removes exactly the parts it saw. That is why the
+/// counter is a multi-value register of per-actor (increments, decrements) totals rather
+/// than a `PNCounter`, whose dots are its own and would not be covered by the map clock.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Field {
     pub register: MVReg<String, ActorId>,
-    pub counter: PNCounter<ActorId>,
+    pub counter: MVReg<PnTotals, ActorId>,
     pub set: Orswot<String, ActorId>,
 }
+
+/// Per-actor (increments, decrements) totals; both only grow.
+pub type PnTotals = BTreeMap<ActorId, (u64, u64)>;
 
 /// An operation on one [`Field`].
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum FieldOp {
     Register(crdts::mvreg::Op<String, ActorId>),
-    Counter(crdts::pncounter::Op<ActorId>),
+    Counter(crdts::mvreg::Op<PnTotals, ActorId>),
     Set(crdts::orswot::Op<String, ActorId>),
 }
 
@@ -151,20 +159,21 @@ impl MapObj {
             }
             MapOp::Increment { field, delta } => {
                 let ctx = add(&self.0);
-                self.0.update(field, ctx, |f, _| {
-                    let steps = delta.unsigned_abs();
-                    FieldOp::Counter(if delta >= 0 {
-                        f.counter.inc_many(actor, steps)
+                self.0.update(field, ctx, |f, ctx| {
+                    let mut totals = f.counter_totals();
+                    let entry = totals.entry(actor).or_default();
+                    if delta >= 0 {
+                        entry.0 = entry.0.saturating_add(delta.unsigned_abs());
                     } else {
-                        f.counter.dec_many(actor, steps)
-                    })
+                        entry.1 = entry.1.saturating_add(delta.unsigned_abs());
+                    }
+                    FieldOp::Counter(f.counter.write(totals, ctx))
                 })
             }
             MapOp::AddMembers { field, members } => {
                 let ctx = add(&self.0);
-                self.0.update(field, ctx, |f, _| {
-                    let set_ctx = f.set.read_ctx().derive_add_ctx(actor);
-                    FieldOp::Set(f.set.add_all(members, set_ctx))
+                self.0.update(field, ctx, |f, ctx| {
+                    FieldOp::Set(f.set.add_all(members, ctx))
                 })
             }
             MapOp::RemoveMembers { field, members } => {
@@ -214,15 +223,32 @@ impl MapObj {
 }
 
 impl Field {
+    /// The counter's per-actor totals: the pointwise maximum over its concurrent values.
+    fn counter_totals(&self) -> PnTotals {
+        let mut totals = PnTotals::new();
+        for value in self.counter.read().val {
+            for (actor, (p, n)) in value {
+                let e = totals.entry(actor).or_default();
+                e.0 = e.0.max(p);
+                e.1 = e.1.max(n);
+            }
+        }
+        totals
+    }
+
     fn read(&self) -> FieldRead {
         let mut register = self.register.read().val;
         register.sort();
-        let counter = i64::try_from(&self.counter.read()).ok();
+        let totals = self.counter_totals();
+        let counter = (!totals.is_empty()).then(|| {
+            let sum: i128 = totals.values().map(|&(p, n)| p as i128 - n as i128).sum();
+            sum.clamp(i64::MIN as i128, i64::MAX as i128) as i64
+        });
         let mut set: Vec<String> = self.set.read().val.into_iter().collect();
         set.sort();
         FieldRead {
             register,
-            counter: counter.filter(|&c| c != 0 || self.counter != PNCounter::default()),
+            counter,
             set,
         }
     }

@@ -151,7 +151,7 @@ pub enum ObjectError {
     BadContext(String),
     #[error("{what} is {len} bytes or items, over the limit of {limit}")]
     TooLarge {
-        what: &'static str,
+        what: String,
         len: usize,
         limit: usize,
     },
@@ -359,14 +359,18 @@ impl Op {
     }
 
     fn check_size(&self) -> Result<(), ObjectError> {
-        let too_large = |what, len, limit| {
+        let too_large = |what: &str, len: usize, limit: usize| {
             if len > limit {
-                Err(ObjectError::TooLarge { what, len, limit })
+                Err(ObjectError::TooLarge {
+                    what: what.to_string(),
+                    len,
+                    limit,
+                })
             } else {
                 Ok(())
             }
         };
-        let strings = |what, items: &[String]| -> Result<(), ObjectError> {
+        let strings = |what: &str, items: &[String]| -> Result<(), ObjectError> {
             too_large(what, items.len(), OP_ITEMS_MAX)?;
             items
                 .iter()
@@ -423,9 +427,13 @@ impl std::str::FromStr for Policy {
     }
 }
 
+/// Two sketches are equal when they estimate the same count and absorb each other: the
+/// representation (sparse or dense) may differ for equal registers.
 impl PartialEq for HllObj {
     fn eq(&self, other: &Self) -> bool {
-        self.0 == other.0
+        let (mut a, mut b) = (self.0.clone(), other.0.clone());
+        let (ea, eb) = (a.estimate(), b.estimate());
+        ea == eb && a.merge(&other.0).is_ok() && a.estimate() == ea && b.merge(&self.0).is_ok() && b.estimate() == eb
     }
 }
 

@@ -114,18 +114,31 @@ fn joined(a: &Object, b: &Object) -> Object {
     x
 }
 
+/// Checks the lattice laws on what readers see, and also on the stored state where the
+/// representation is canonical. The crdts `Map` strips dots from nested clocks in a
+/// merge-order-dependent way, and a HyperLogLog may be sparse or dense for the same
+/// registers, so for `map` and `hll` equal contents need not be equal bytes.
 fn check_laws(policy: Policy, steps: &[Step]) -> Result<(), TestCaseError> {
     let r = run(policy, steps);
     let (a, b, c) = (&r[0], &r[1], &r[2]);
+    let canonical = !matches!(policy, Policy::Map | Policy::Hll);
     prop_assert_eq!(joined(a, b).read(), joined(b, a).read(), "commutative");
-    prop_assert_eq!(joined(a, b), joined(b, a), "commutative (state)");
     prop_assert_eq!(
-        joined(&joined(a, b), c),
-        joined(a, &joined(b, c)),
+        joined(&joined(a, b), c).read(),
+        joined(a, &joined(b, c)).read(),
         "associative"
     );
-    prop_assert_eq!(joined(a, a), a.clone(), "idempotent");
-    // convergence: everyone merging everyone reads the same
+    prop_assert_eq!(joined(a, a).read(), a.read(), "idempotent");
+    if canonical {
+        prop_assert_eq!(joined(a, b), joined(b, a), "commutative (state)");
+        prop_assert_eq!(
+            joined(&joined(a, b), c),
+            joined(a, &joined(b, c)),
+            "associative (state)"
+        );
+        prop_assert_eq!(joined(a, a), a.clone(), "idempotent (state)");
+    }
+    // convergence: everyone merging everyone in another order reads the same
     let all = joined(&joined(a, b), c);
     let all2 = joined(&joined(c, a), b);
     prop_assert_eq!(all.read(), all2.read(), "convergence");
@@ -169,7 +182,7 @@ proptest! {
     fn cross_policy_merge_is_still_commutative(p in 0usize..6, q in 0usize..6, steps in proptest::collection::vec(step(), 0..12)) {
         let a = run(Policy::ALL[p], &steps).remove(0);
         let b = run(Policy::ALL[q], &steps).remove(1);
-        prop_assert_eq!(joined(&a, &b), joined(&b, &a));
+        prop_assert_eq!(joined(&a, &b).read(), joined(&b, &a).read());
     }
 }
 

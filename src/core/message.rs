@@ -1,0 +1,369 @@
+//! The wire protocols: what clients ask nodes, and what nodes tell each other.
+//!
+//! Both protocols are plain serde enums, encoded as msgpack inside length-prefixed frames
+//! by `net/`. Every frame carries [`PROTOCOL_VERSION`] in its envelope, so a node can
+//! refuse a peer that speaks another version with a clear error instead of
+//! misinterpreting it. Fields may be added with `#[serde(default)]`; variants are never
+//! renumbered. Every peer message that changes state is idempotent: replication ships
+//! whole objects and merges them, so retries and duplicates are harmless.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::core::object::{Context, Object, ObjectError, Op, ReadValue};
+use crate::core::ring::NodeId;
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// Largest N a request may ask for.
+pub const REPLICAS_MAX: u8 = 9;
+/// Longest request timeout a client may ask for.
+pub const REQUEST_TIMEOUT_MS_MAX: u32 = 60_000;
+
+/// A bucket and a key, both byte strings.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Key {
+    #[serde(with = "serde_bytes")]
+    pub bucket: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub key: Vec<u8>,
+}
+
+/// Per-request replication settings; `None` takes the node's default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuorumOpts {
+    pub n: Option<u8>,
+    pub w: Option<u8>,
+    pub r: Option<u8>,
+    /// Count only primaries (PW/PR-style); never use sloppy fallbacks.
+    #[serde(default)]
+    pub strict: bool,
+    #[serde(default)]
+    pub timeout_ms: Option<u32>,
+}
+
+/// What a client asks a node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ClientRequest {
+    Get { key: Key, opts: QuorumOpts },
+    Write { key: Key, op: Op, opts: QuorumOpts },
+    Status,
+    Ring,
+}
+
+/// What a node answers a client.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ClientReply {
+    /// `value` is `None` when no replica knows the key; a deleted key has `found: false`
+    /// but still a value, whose context a later write can use.
+    Read {
+        found: bool,
+        value: Option<ReadValue>,
+        warning: Option<String>,
+    },
+    /// The object after the write, as the coordinator merged it.
+    Written {
+        value: ReadValue,
+        warning: Option<String>,
+    },
+    Status(StatusInfo),
+    Ring(RingInfo),
+    Error(RequestError),
+}
+
+/// Membership as one node sees it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatusInfo {
+    pub node: NodeId,
+    pub members: Vec<MemberStatus>,
+}
+
+/// One member's line in `ringkv status`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MemberStatus {
+    pub name: NodeId,
+    pub addr: String,
+    pub state: String,
+    /// Share of (partition, replica) slots it holds at the default N.
+    pub share: f64,
+    /// Hints the reporting node holds for this member.
+    pub hints: u64,
+}
+
+/// The ring as `ringkv ring` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RingInfo {
+    pub partitions: u32,
+    pub n: u8,
+    pub nodes: Vec<RingNode>,
+    /// Largest primary-partition count over the mean.
+    pub balance: f64,
+}
+
+/// One node's part of the ring.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RingNode {
+    pub name: NodeId,
+    pub vnodes: u32,
+    pub primary_partitions: u32,
+    pub replica_share: f64,
+}
+
+/// What nodes tell each other.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum PeerMessage {
+    /// A client request the receiver should coordinate (sent by a node outside the key's
+    /// preference list). Never forwarded again.
+    Forward { id: u64, request: ClientRequest },
+    ForwardReply { id: u64, reply: ClientReply },
+    /// Merge `object` into the replica (or, with `hint`, into the hint store for that
+    /// primary) and ack after it is persisted.
+    Replicate {
+        id: u64,
+        key: Key,
+        object: Object,
+        hint: Option<NodeId>,
+    },
+    ReplicateAck { id: u64, error: Option<String> },
+    /// Send back the replica's copy (from the hint store, with `hint`).
+    Read {
+        id: u64,
+        key: Key,
+        hint: Option<NodeId>,
+    },
+    ReadReply {
+        id: u64,
+        object: Option<Object>,
+        error: Option<String>,
+    },
+    Ping { nonce: u64 },
+    Pong { nonce: u64 },
+}
+
+/// One frame's body on the wire, client or peer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WireRequest {
+    pub version: u16,
+    pub body: WireBody,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum WireBody {
+    Client(ClientRequest),
+    Peer { from: NodeId, msg: PeerMessage },
+}
+
+/// The answer on the same stream.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum WireResponse {
+    Client(ClientReply),
+    /// The peer message was queued for the receiving node's core.
+    PeerAccepted,
+    /// The frame was refused; the text says why and what to do.
+    Refused(String),
+}
+
+/// Why a client request failed. Sent on the wire, so it carries text, not sources.
+#[derive(Clone, Debug, Error, PartialEq, Serialize, Deserialize)]
+pub enum RequestError {
+    #[error("invalid replication settings: {0}")]
+    InvalidQuorum(String),
+    #[error("{}", quorum_text(.0))]
+    QuorumFailed(Box<QuorumFailure>),
+    #[error("{key}: {error}")]
+    Object { key: String, error: ObjectError },
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error("node {node} could not use its storage: {message}; check its disk and logs")]
+    Storage { node: NodeId, message: String },
+    #[error("node {node} has {inflight} requests in flight (limit {limit}); retry with backoff or add nodes")]
+    Overloaded {
+        node: NodeId,
+        inflight: usize,
+        limit: usize,
+    },
+    #[error(
+        "node {via} forwarded the request to coordinator {coordinator}, which did not answer: {reason}; retry, or send it to another node"
+    )]
+    Forward {
+        via: NodeId,
+        coordinator: NodeId,
+        reason: String,
+    },
+}
+
+/// The details of a quorum that was not met.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QuorumFailure {
+    /// "put", "get", ...
+    pub op: String,
+    pub key: String,
+    pub needed: usize,
+    pub n: usize,
+    pub strict: bool,
+    pub acked: Vec<NodeId>,
+    pub failed: Vec<(NodeId, String)>,
+    pub timed_out: Vec<NodeId>,
+    pub unreachable: Vec<NodeId>,
+}
+
+impl Key {
+    pub fn new(bucket: impl Into<Vec<u8>>, key: impl Into<Vec<u8>>) -> Key {
+        Key {
+            bucket: bucket.into(),
+            key: key.into(),
+        }
+    }
+
+    /// Parses `bucket/key` (the key may contain further slashes).
+    pub fn parse(text: &str) -> Result<Key, RequestError> {
+        match text.split_once('/') {
+            Some((b, k)) if !b.is_empty() && !k.is_empty() => Ok(Key::new(b, k)),
+            _ => Err(RequestError::BadRequest(format!(
+                "'{text}' is not BUCKET/KEY; write it like users/alice"
+            ))),
+        }
+    }
+}
+
+impl ClientReply {
+    /// The context token of the object a read or write returned, if it has one.
+    pub fn context(&self) -> Option<&Context> {
+        let value = match self {
+            ClientReply::Read { value, .. } => value.as_ref(),
+            ClientReply::Written { value, .. } => Some(value),
+            _ => None,
+        };
+        match value? {
+            ReadValue::Siblings { context, .. }
+            | ReadValue::Set { context, .. }
+            | ReadValue::Map { context, .. } => Some(context),
+            _ => None,
+        }
+    }
+}
+
+impl WireRequest {
+    pub fn new(body: WireBody) -> WireRequest {
+        WireRequest {
+            version: PROTOCOL_VERSION,
+            body,
+        }
+    }
+}
+
+impl QuorumFailure {
+    /// Total number of nodes that did not ack.
+    pub fn missing(&self) -> usize {
+        self.failed.len() + self.timed_out.len() + self.unreachable.len()
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}/{}",
+            String::from_utf8_lossy(&self.bucket),
+            String::from_utf8_lossy(&self.key)
+        )
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Key({self})")
+    }
+}
+
+fn names(nodes: &[NodeId]) -> String {
+    if nodes.is_empty() {
+        "none".to_string()
+    } else {
+        nodes
+            .iter()
+            .map(|n| n.0.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+fn quorum_text(q: &QuorumFailure) -> String {
+    let mut text = format!(
+        "{} {} failed: got {} of the {} {} needed (n={}{})",
+        q.op,
+        q.key,
+        q.acked.len(),
+        q.needed,
+        if q.op == "get" { "replies" } else { "acks" },
+        q.n,
+        if q.strict { ", strict" } else { "" },
+    );
+    text.push_str(&format!("; acked: {}", names(&q.acked)));
+    if !q.timed_out.is_empty() {
+        text.push_str(&format!("; timed out: {}", names(&q.timed_out)));
+    }
+    if !q.unreachable.is_empty() {
+        text.push_str(&format!("; unreachable or down: {}", names(&q.unreachable)));
+    }
+    if !q.failed.is_empty() {
+        let failed: Vec<String> = q.failed.iter().map(|(n, e)| format!("{n} ({e})")).collect();
+        text.push_str(&format!("; failed: {}", failed.join(", ")));
+    }
+    text.push_str(". Check the nodes with `ringkv status`, ");
+    if q.strict {
+        text.push_str("drop --strict to allow fallbacks, ");
+    }
+    text.push_str("or lower the quorum and retry");
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_quorum_failure_names_counts_and_nodes() {
+        let err = RequestError::QuorumFailed(Box::new(QuorumFailure {
+            op: "put".into(),
+            key: "b/k".into(),
+            needed: 2,
+            n: 3,
+            strict: true,
+            acked: vec![NodeId::from("n1")],
+            failed: vec![],
+            timed_out: vec![NodeId::from("n2")],
+            unreachable: vec![NodeId::from("n3")],
+        }));
+        let text = err.to_string();
+        assert!(text.contains("got 1 of the 2 acks needed"), "{text}");
+        assert!(text.contains("acked: n1"), "{text}");
+        assert!(text.contains("timed out: n2"), "{text}");
+        assert!(text.contains("unreachable or down: n3"), "{text}");
+        assert!(text.contains("--strict"), "{text}");
+    }
+
+    #[test]
+    fn keys_parse_from_bucket_slash_key() {
+        assert_eq!(Key::parse("a/b/c").unwrap(), Key::new("a", "b/c"));
+        assert!(Key::parse("nokey").is_err());
+        assert!(Key::parse("/k").is_err());
+    }
+
+    #[test]
+    fn messages_round_trip_through_msgpack() {
+        let msg = WireRequest::new(WireBody::Peer {
+            from: NodeId::from("n1"),
+            msg: PeerMessage::Read {
+                id: 9,
+                key: Key::new("b", "k"),
+                hint: Some(NodeId::from("n2")),
+            },
+        });
+        let bytes = rmp_serde::to_vec(&msg).unwrap();
+        let back: WireRequest = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(back, msg);
+    }
+}

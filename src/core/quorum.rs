@@ -1,0 +1,215 @@
+//! One request's bookkeeping: who was asked, who answered, and whether W or R is met.
+//!
+//! The coordinator feeds it every reply, failure and timeout; it ignores duplicates and
+//! replies from nodes it never asked, so late or repeated messages cannot inflate a
+//! count. When a quorum fails, it produces the exact story for the error message: how
+//! many acks of how many were needed, and which nodes acked, failed, timed out or were
+//! unreachable.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::core::message::QuorumFailure;
+use crate::core::ring::{NodeId, Target};
+
+/// Where a request stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Enough acks.
+    Met,
+    /// Not enough acks yet, and still possible.
+    Pending,
+    /// Even if every outstanding node answered, the quorum could not be met.
+    Impossible,
+}
+
+/// Replies for one request.
+#[derive(Clone, Debug)]
+pub struct Quorum {
+    needed: usize,
+    n: usize,
+    strict: bool,
+    /// Every node asked, and whether it is a primary (not a stand-in).
+    asked: BTreeMap<NodeId, bool>,
+    acked: Vec<NodeId>,
+    failed: BTreeMap<NodeId, String>,
+    unreachable: BTreeSet<NodeId>,
+}
+
+impl Quorum {
+    /// `targets` are the nodes asked; `uncovered` are primaries nobody could stand in for.
+    pub fn new(
+        needed: usize,
+        n: usize,
+        strict: bool,
+        targets: &[Target],
+        uncovered: &[NodeId],
+    ) -> Quorum {
+        Quorum {
+            needed,
+            n,
+            strict,
+            asked: targets
+                .iter()
+                .map(|t| (t.node.clone(), t.hint.is_none()))
+                .collect(),
+            acked: Vec::new(),
+            failed: BTreeMap::new(),
+            unreachable: uncovered.iter().cloned().collect(),
+        }
+    }
+
+    /// Records an ack. Returns false (and changes nothing) for a duplicate, a node that
+    /// was not asked, or one already counted as failed.
+    pub fn ack(&mut self, node: &NodeId) -> bool {
+        if !self.outstanding(node) {
+            return false;
+        }
+        self.acked.push(node.clone());
+        true
+    }
+
+    /// Records a node's refusal or error.
+    pub fn fail(&mut self, node: &NodeId, reason: impl Into<String>) -> bool {
+        if !self.outstanding(node) {
+            return false;
+        }
+        self.failed.insert(node.clone(), reason.into());
+        true
+    }
+
+    /// Records that a node could not be reached at all.
+    pub fn unreachable(&mut self, node: &NodeId) -> bool {
+        if !self.outstanding(node) {
+            return false;
+        }
+        self.unreachable.insert(node.clone());
+        true
+    }
+
+    pub fn outcome(&self) -> Outcome {
+        let counted = self.counted();
+        if counted >= self.needed {
+            return Outcome::Met;
+        }
+        let waiting = self
+            .asked
+            .iter()
+            .filter(|(node, primary)| (!self.strict || **primary) && self.outstanding(node))
+            .count();
+        if counted + waiting < self.needed {
+            Outcome::Impossible
+        } else {
+            Outcome::Pending
+        }
+    }
+
+    /// True once every node asked has answered one way or another.
+    pub fn settled(&self) -> bool {
+        self.asked.keys().all(|n| !self.outstanding(n))
+    }
+
+    /// Nodes that acked, in arrival order.
+    pub fn acked(&self) -> &[NodeId] {
+        &self.acked
+    }
+
+    pub fn was_asked(&self, node: &NodeId) -> bool {
+        self.asked.contains_key(node)
+    }
+
+    /// Why the quorum was not met, for the client.
+    pub fn failure(&self, op: &str, key: String) -> QuorumFailure {
+        QuorumFailure {
+            op: op.to_string(),
+            key,
+            needed: self.needed,
+            n: self.n,
+            strict: self.strict,
+            acked: self.acked.clone(),
+            failed: self
+                .failed
+                .iter()
+                .map(|(n, e)| (n.clone(), e.clone()))
+                .collect(),
+            timed_out: self
+                .asked
+                .keys()
+                .filter(|n| self.outstanding(n))
+                .cloned()
+                .collect(),
+            unreachable: self.unreachable.iter().cloned().collect(),
+        }
+    }
+
+    fn counted(&self) -> usize {
+        self.acked
+            .iter()
+            .filter(|n| !self.strict || self.asked.get(*n).copied().unwrap_or(false))
+            .count()
+    }
+
+    fn outstanding(&self, node: &NodeId) -> bool {
+        self.asked.contains_key(node)
+            && !self.acked.contains(node)
+            && !self.failed.contains_key(node)
+            && !self.unreachable.contains(node)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(name: &str, hint: Option<&str>) -> Target {
+        Target {
+            node: NodeId::from(name),
+            hint: hint.map(NodeId::from),
+        }
+    }
+
+    #[test]
+    fn duplicates_and_strangers_do_not_count() {
+        let mut q = Quorum::new(2, 3, false, &[t("a", None), t("b", None), t("c", None)], &[]);
+        assert!(q.ack(&NodeId::from("a")));
+        assert!(!q.ack(&NodeId::from("a")));
+        assert!(!q.ack(&NodeId::from("zz")));
+        assert_eq!(q.outcome(), Outcome::Pending);
+        assert!(q.ack(&NodeId::from("b")));
+        assert_eq!(q.outcome(), Outcome::Met);
+    }
+
+    #[test]
+    fn too_many_failures_make_it_impossible_and_the_failure_names_everyone() {
+        let mut q = Quorum::new(
+            2,
+            3,
+            false,
+            &[t("a", None), t("b", None)],
+            &[NodeId::from("c")],
+        );
+        q.ack(&NodeId::from("a"));
+        q.fail(&NodeId::from("b"), "disk full");
+        assert_eq!(q.outcome(), Outcome::Impossible);
+        assert!(q.settled());
+        let f = q.failure("put", "b/k".into());
+        assert_eq!(f.acked, vec![NodeId::from("a")]);
+        assert_eq!(f.failed, vec![(NodeId::from("b"), "disk full".to_string())]);
+        assert_eq!(f.unreachable, vec![NodeId::from("c")]);
+        assert!(f.timed_out.is_empty());
+    }
+
+    #[test]
+    fn strict_counts_only_primaries() {
+        let mut q = Quorum::new(2, 3, true, &[t("a", None), t("x", Some("b"))], &[]);
+        q.ack(&NodeId::from("a"));
+        q.ack(&NodeId::from("x"));
+        assert_eq!(q.outcome(), Outcome::Impossible);
+    }
+
+    #[test]
+    fn silent_nodes_are_reported_as_timed_out() {
+        let q = Quorum::new(2, 2, false, &[t("a", None), t("b", None)], &[]);
+        let f = q.failure("get", "b/k".into());
+        assert_eq!(f.timed_out.len(), 2);
+    }
+}

@@ -1,0 +1,333 @@
+//! What a replica does with its storage: read, apply and merge objects, keep hints.
+//!
+//! Every change is one atomic read-modify-write of one key, so a merge can never
+//! interleave with another write to the same key. A copy held for a down primary goes to
+//! the hint store instead of the data space, so this node never serves it as its own and
+//! hands exactly it back when the primary returns. Stored bytes are decoded here, at the
+//! disk edge, and a corrupt record is an error naming the key, never a panic.
+
+use std::sync::Arc;
+
+use thiserror::Error;
+
+use crate::core::clock::{ActorId, Timestamp};
+use crate::core::hints::{self, Hints};
+use crate::core::message::Key;
+use crate::core::object::{Applied, Limits, Object, ObjectError, Op};
+use crate::core::ring::{NodeId, key_position};
+use crate::storage::{self, Rmw, SCAN_ROWS_MAX, Space, Storage, StorageError};
+
+/// Errors from replica operations.
+#[derive(Debug, Error)]
+pub enum ReplicaError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("the stored object for {key} cannot be decoded ({error}); the record is corrupt, repair it from a replica")]
+    Corrupt { key: String, error: String },
+    #[error(transparent)]
+    Object(#[from] ObjectError),
+    #[error("the hint store is full ({limit} hints); this node cannot stand in for {primary} until hints drain")]
+    HintsFull { primary: NodeId, limit: u64 },
+}
+
+/// A node's local replica: its storage plus hint bookkeeping.
+#[derive(Debug)]
+pub struct Replica {
+    storage: Arc<dyn Storage>,
+    hints: Hints,
+    /// Merges that met an object of another policy (concurrent first writes).
+    pub policy_conflicts: u64,
+}
+
+impl Replica {
+    pub fn open(storage: Arc<dyn Storage>, hints_max: u64) -> Result<Replica, ReplicaError> {
+        let hints = Hints::load(storage.as_ref(), hints_max)?;
+        Ok(Replica {
+            storage,
+            hints,
+            policy_conflicts: 0,
+        })
+    }
+
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    pub fn hints(&self) -> &Hints {
+        &self.hints
+    }
+
+    /// This replica's copy of `key` (from the hint store when standing in for `hint`).
+    pub fn read(&self, key: &Key, hint: Option<&NodeId>) -> Result<Option<Object>, ReplicaError> {
+        let (space, raw) = location(key, hint)?;
+        match self.storage.get(space, &raw)? {
+            Some(bytes) => decode(key, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Applies a client operation as coordinator; returns the new object.
+    pub fn apply(
+        &mut self,
+        key: &Key,
+        op: Op,
+        actor: ActorId,
+        ts: Timestamp,
+        limits: &Limits,
+        hint: Option<&NodeId>,
+    ) -> Result<(Object, Applied), ReplicaError> {
+        let mut op = Some(op);
+        self.rmw(key, hint, &mut |existing| {
+            let op = op.take().ok_or(ObjectError::BadContext(
+                "operation applied twice".into(),
+            ))?;
+            Object::apply(existing, op, actor, ts, limits).map_err(ReplicaError::from)
+        })
+    }
+
+    /// Merges a replicated object into the local copy; returns the merged object.
+    pub fn merge(
+        &mut self,
+        key: &Key,
+        incoming: &Object,
+        hint: Option<&NodeId>,
+    ) -> Result<Object, ReplicaError> {
+        let mut conflicts = 0;
+        let (obj, ()) = self.rmw(key, hint, &mut |existing| {
+            let mut obj = match existing {
+                Some(o) => o.clone(),
+                None => return Ok((incoming.clone(), ())),
+            };
+            if obj.merge(incoming).is_some() {
+                conflicts += 1;
+            }
+            Ok((obj, ()))
+        })?;
+        self.policy_conflicts += conflicts;
+        Ok(obj)
+    }
+
+    /// Up to `limit` hints held for `primary`, as (key, object).
+    pub fn hinted(&self, primary: &NodeId, limit: usize) -> Result<Vec<(Key, Object)>, ReplicaError> {
+        let (start, end) = hints::hint_prefix(primary);
+        let rows = self
+            .storage
+            .scan(Space::Hints, &start, Some(&end), limit.min(SCAN_ROWS_MAX))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (raw, bytes) in rows {
+            let Some((_, data_key)) = hints::split_hint_key(&raw) else {
+                continue;
+            };
+            let dk = storage::decode_data_key(data_key)?;
+            let key = Key {
+                bucket: dk.bucket,
+                key: dk.key,
+            };
+            let obj = decode(&key, &bytes)?;
+            out.push((key, obj));
+        }
+        Ok(out)
+    }
+
+    /// Drops the hint for `key` held for `primary` if it still equals `delivered`.
+    /// Returns whether it was dropped.
+    pub fn drop_hint_if_unchanged(
+        &mut self,
+        primary: &NodeId,
+        key: &Key,
+        delivered: &Object,
+    ) -> Result<bool, ReplicaError> {
+        let (_, raw) = location(key, Some(primary))?;
+        let mut dropped = false;
+        let mut failure = None;
+        self.storage.update(Space::Hints, &raw, &mut |existing| {
+            let Some(bytes) = existing else {
+                return Rmw::Keep;
+            };
+            match decode(key, bytes) {
+                Ok(current) if &current == delivered => {
+                    dropped = true;
+                    Rmw::Delete
+                }
+                Ok(_) => Rmw::Keep,
+                Err(e) => {
+                    failure = Some(e);
+                    Rmw::Keep
+                }
+            }
+        })?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if dropped {
+            self.hints.counted(primary.clone(), -1);
+        }
+        Ok(dropped)
+    }
+
+    /// One atomic read-modify-write of the copy at (key, hint).
+    fn rmw<T>(
+        &mut self,
+        key: &Key,
+        hint: Option<&NodeId>,
+        f: &mut dyn FnMut(Option<&Object>) -> Result<(Object, T), ReplicaError>,
+    ) -> Result<(Object, T), ReplicaError> {
+        let (space, raw) = location(key, hint)?;
+        let hints_full = self.hints.is_full();
+        let mut result: Option<Result<(Object, T), ReplicaError>> = None;
+        let mut created = false;
+        self.storage.update(space, &raw, &mut |existing| {
+            let current = match existing.map(|b| decode(key, b)).transpose() {
+                Ok(c) => c,
+                Err(e) => {
+                    result = Some(Err(e));
+                    return Rmw::Keep;
+                }
+            };
+            if let (Some(primary), None, true) = (hint, &current, hints_full) {
+                result = Some(Err(ReplicaError::HintsFull {
+                    primary: primary.clone(),
+                    limit: 0,
+                }));
+                return Rmw::Keep;
+            }
+            created = current.is_none();
+            match f(current.as_ref()) {
+                Ok((obj, extra)) => match rmp_serde::to_vec(&obj) {
+                    Ok(bytes) => {
+                        result = Some(Ok((obj, extra)));
+                        Rmw::Put(bytes)
+                    }
+                    Err(e) => {
+                        result = Some(Err(ReplicaError::Corrupt {
+                            key: key.to_string(),
+                            error: format!("encoding failed: {e}"),
+                        }));
+                        Rmw::Keep
+                    }
+                },
+                Err(e) => {
+                    result = Some(Err(e));
+                    Rmw::Keep
+                }
+            }
+        })?;
+        let out = match result {
+            Some(r) => r,
+            None => Err(ReplicaError::Object(ObjectError::BadContext(
+                "storage did not run the update".into(),
+            ))),
+        };
+        let out = out.map_err(|e| match e {
+            ReplicaError::HintsFull { primary, .. } => ReplicaError::HintsFull {
+                primary,
+                limit: self.hints.max(),
+            },
+            other => other,
+        });
+        if out.is_ok()
+            && created
+            && let Some(primary) = hint
+        {
+            self.hints.counted(primary.clone(), 1);
+        }
+        out
+    }
+}
+
+/// Where the copy of `key` lives: the data space, or the hint store for a primary.
+pub fn location(key: &Key, hint: Option<&NodeId>) -> Result<(Space, Vec<u8>), StorageError> {
+    let data_key = storage::encode_data_key(key_position(&key.bucket, &key.key), &key.bucket, &key.key)?;
+    Ok(match hint {
+        Some(primary) => (Space::Hints, hints::hint_key(primary, &data_key)),
+        None => (Space::Data, data_key),
+    })
+}
+
+fn decode(key: &Key, bytes: &[u8]) -> Result<Object, ReplicaError> {
+    rmp_serde::from_slice(bytes).map_err(|e| ReplicaError::Corrupt {
+        key: key.to_string(),
+        error: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::object::{Context, Policy, ReadValue};
+    use crate::storage::MemoryStorage;
+
+    fn replica() -> Replica {
+        Replica::open(Arc::new(MemoryStorage::new()), 2).unwrap()
+    }
+
+    #[test]
+    fn apply_then_merge_then_read() {
+        let mut r = replica();
+        let key = Key::new("b", "k");
+        let ts = Timestamp::default();
+        let (obj, _) = r
+            .apply(&key, Op::CounterAdd { delta: 2 }, ActorId(1), ts, &Limits::default(), None)
+            .unwrap();
+        let mut other = Object::empty(Policy::Counter);
+        let (other_obj, _) = Object::apply(
+            Some(&other),
+            Op::CounterAdd { delta: 5 },
+            ActorId(2),
+            ts,
+            &Limits::default(),
+        )
+        .unwrap();
+        other = other_obj;
+        let merged = r.merge(&key, &other, None).unwrap();
+        assert_eq!(merged.read(), ReadValue::Counter { value: 7 });
+        assert_eq!(r.read(&key, None).unwrap().unwrap(), merged);
+        assert_ne!(obj, merged);
+    }
+
+    #[test]
+    fn hints_are_kept_apart_bounded_and_dropped_only_if_unchanged() {
+        let mut r = replica();
+        let primary = NodeId::from("n9");
+        let key = Key::new("b", "k");
+        let (obj, _) = Object::apply(
+            None,
+            Op::Put {
+                value: b"v".to_vec(),
+                context: Context::empty(),
+            },
+            ActorId(1),
+            Timestamp::default(),
+            &Limits::default(),
+        )
+        .unwrap();
+        r.merge(&key, &obj, Some(&primary)).unwrap();
+        assert!(r.read(&key, None).unwrap().is_none(), "a hint is not data");
+        assert_eq!(r.hints().for_primary(&primary), 1);
+        let listed = r.hinted(&primary, 10).unwrap();
+        assert_eq!(listed, vec![(key.clone(), obj.clone())]);
+        // the store holds at most 2 hints
+        r.merge(&Key::new("b", "k2"), &obj, Some(&primary)).unwrap();
+        assert!(matches!(
+            r.merge(&Key::new("b", "k3"), &obj, Some(&primary)),
+            Err(ReplicaError::HintsFull { limit: 2, .. })
+        ));
+        // a stale delivery does not drop a hint that changed
+        let stale = Object::empty(Policy::Siblings);
+        assert!(!r.drop_hint_if_unchanged(&primary, &key, &stale).unwrap());
+        assert!(r.drop_hint_if_unchanged(&primary, &key, &obj).unwrap());
+        assert_eq!(r.hints().for_primary(&primary), 1);
+    }
+
+    #[test]
+    fn a_corrupt_record_is_an_error_naming_the_key() {
+        let r = replica();
+        let key = Key::new("b", "bad");
+        let (space, raw) = location(&key, None).unwrap();
+        r.storage()
+            .update(space, &raw, &mut |_| Rmw::Put(vec![0xc1, 0xff]))
+            .unwrap();
+        let err = r.read(&key, None).unwrap_err();
+        assert!(err.to_string().contains("b/bad"), "{err}");
+    }
+}
