@@ -8,3 +8,4 @@
 #![warn(missing_debug_implementations)]
 
 pub mod core;
+pub mod net;
