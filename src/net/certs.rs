@@ -171,12 +171,13 @@ impl CertStore {
             reason: e.to_string(),
             hint: self.init_hint(),
         })?;
-        let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).map_err(|e| NetError::PemInvalid {
-            path: self.ca_cert_path(),
-            what: "CA certificate",
-            reason: e.to_string(),
-            hint: self.init_hint(),
-        })?;
+        let issuer =
+            Issuer::from_ca_cert_pem(&ca_pem, ca_key).map_err(|e| NetError::PemInvalid {
+                path: self.ca_cert_path(),
+                what: "CA certificate",
+                reason: e.to_string(),
+                hint: self.init_hint(),
+            })?;
 
         let generate_err = |source| NetError::CertGenerate {
             what: format!("{role} certificate for {name:?}"),
@@ -404,6 +405,8 @@ fn leaf_params(name: &str, role: Role) -> Result<CertificateParams, NetError> {
 }
 
 fn set_validity(params: &mut CertificateParams, days: u64) -> Result<(), NetError> {
+    // A clock before 1970 is broken beyond repair here; the certificate then starts at the
+    // epoch and its lifetime is still bounded.
     let now_secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -448,7 +451,12 @@ fn parse_certs(
 
 /// Writes the key (owner-only) and then the certificate; never overwrites either, and
 /// removes the key again if the certificate cannot be written, so a retry starts clean.
-fn write_pair(cert_path: &Path, cert_pem: &str, key_path: &Path, key_pem: &str) -> Result<(), NetError> {
+fn write_pair(
+    cert_path: &Path,
+    cert_pem: &str,
+    key_path: &Path,
+    key_pem: &str,
+) -> Result<(), NetError> {
     write_new(key_path, key_pem.as_bytes(), 0o600)?;
     if let Err(e) = write_new(cert_path, cert_pem.as_bytes(), 0o644) {
         // Best effort: the original error is the one worth reporting.

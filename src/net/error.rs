@@ -141,7 +141,10 @@ pub enum NetError {
 
     /// The frame body is not a valid msgpack encoding of the expected message type
     /// (this includes an unknown enum variant from a newer or foreign peer).
-    #[error("cannot decode a {len}-byte frame: {reason}; the peer speaks another protocol version")]
+    #[error(
+        "cannot decode a {len}-byte frame: {reason}; the peer sent a malformed message or speaks \
+         another protocol version"
+    )]
     FrameDecode { len: usize, reason: String },
 
     /// The frame body held a message followed by extra bytes.

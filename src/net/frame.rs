@@ -109,7 +109,10 @@ pub async fn read_frame<T: DeserializeOwned>(
 }
 
 /// Reads one frame's body bytes without decoding them.
-pub async fn read_frame_body(recv: &mut quinn::RecvStream, max: usize) -> Result<Vec<u8>, NetError> {
+pub async fn read_frame_body(
+    recv: &mut quinn::RecvStream,
+    max: usize,
+) -> Result<Vec<u8>, NetError> {
     let mut header = [0u8; FRAME_HEADER_BYTES];
     recv.read_exact(&mut header).await.map_err(|e| match e {
         quinn::ReadExactError::FinishedEarly(got) => NetError::FrameTruncated {
@@ -195,7 +198,10 @@ mod tests {
             other => panic!("unexpected {other}"),
         }
         let text = decode_frame::<Msg>(&frame, 10).unwrap_err().to_string();
-        assert!(text.contains("4294967295") && text.contains("10 bytes"), "{text}");
+        assert!(
+            text.contains("4294967295") && text.contains("10 bytes"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -205,7 +211,10 @@ mod tests {
             value: vec![0; 100],
         };
         let err = encode_frame(&big, 50).unwrap_err();
-        assert!(matches!(err, NetError::FrameTooLarge { max: 50, .. }), "{err}");
+        assert!(
+            matches!(err, NetError::FrameTooLarge { max: 50, .. }),
+            "{err}"
+        );
     }
 
     #[test]
@@ -228,7 +237,10 @@ mod tests {
         let mut frame = encode_frame(&Msg::Ping(1), FRAME_BYTES_MAX).unwrap();
         frame.push(0);
         let err = decode_frame::<Msg>(&frame, FRAME_BYTES_MAX).unwrap_err();
-        assert!(matches!(err, NetError::FrameTrailing { extra: 1, .. }), "{err}");
+        assert!(
+            matches!(err, NetError::FrameTrailing { extra: 1, .. }),
+            "{err}"
+        );
 
         // A prefix that covers two messages: the second one is trailing inside the body.
         let mut body = rmp_serde::to_vec_named(&Msg::Ping(1)).unwrap();

@@ -65,10 +65,9 @@ impl PeerIdentity {
 
     /// Reads the identity from a DER certificate's subject common name.
     pub fn from_cert_der(der: &[u8]) -> Result<PeerIdentity, NetError> {
-        let (_, cert) =
-            X509Certificate::from_der(der).map_err(|e| NetError::BadCommonName {
-                cn: format!("<unparsable certificate: {e}>"),
-            })?;
+        let (_, cert) = X509Certificate::from_der(der).map_err(|e| NetError::BadCommonName {
+            cn: format!("<unparsable certificate: {e}>"),
+        })?;
         let cn = cert
             .subject()
             .iter_common_name()
@@ -106,10 +105,12 @@ impl fmt::Display for PeerIdentity {
 /// signed by the CA without a ringkv common name.
 pub fn peer_identity(conn: &quinn::Connection) -> Result<PeerIdentity, NetError> {
     let addr = conn.remote_address();
-    let any = conn.peer_identity().ok_or_else(|| NetError::NoPeerIdentity {
-        addr,
-        reason: "the peer presented no certificate".to_owned(),
-    })?;
+    let any = conn
+        .peer_identity()
+        .ok_or_else(|| NetError::NoPeerIdentity {
+            addr,
+            reason: "the peer presented no certificate".to_owned(),
+        })?;
     let chain = any
         .downcast::<Vec<CertificateDer<'static>>>()
         .map_err(|_| NetError::NoPeerIdentity {

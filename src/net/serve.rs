@@ -64,6 +64,11 @@ pub trait Handler: Send + Sync + 'static {
     /// be encoded); `None` just finishes the stream without one.
     fn bad_request(&self, peer: &PeerIdentity, err: &NetError) -> Option<Self::Response>;
 
+    /// Called once per accepted connection after its identity is checked, before its first
+    /// stream is read; a driver that also uses QUIC datagrams (gossip) can spawn their
+    /// reader here. The accept loop itself reads bidirectional streams only.
+    fn connected(&self, _peer: &PeerIdentity, _conn: &quinn::Connection) {}
+
     /// Limit on request and response frames for this protocol.
     fn frame_bytes_max(&self) -> usize {
         FRAME_BYTES_MAX
@@ -94,11 +99,8 @@ pub async fn serve<H: Handler>(endpoint: quinn::Endpoint, handler: Arc<H>) {
 
 async fn serve_connection<H: Handler>(incoming: quinn::Incoming, handler: Arc<H>) {
     let remote = incoming.remote_address();
-    let conn = match tokio::time::timeout(
-        Duration::from_millis(HANDSHAKE_TIMEOUT_MS),
-        incoming,
-    )
-    .await
+    let conn = match tokio::time::timeout(Duration::from_millis(HANDSHAKE_TIMEOUT_MS), incoming)
+        .await
     {
         Ok(Ok(conn)) => conn,
         Ok(Err(e)) => {
@@ -122,6 +124,7 @@ async fn serve_connection<H: Handler>(incoming: quinn::Incoming, handler: Arc<H>
         }
     };
     debug!(%remote, %peer, "connection accepted");
+    handler.connected(&peer, &conn);
 
     let streams = Arc::new(Semaphore::new(STREAMS_IN_FLIGHT_PER_CONNECTION_MAX));
     loop {
@@ -192,7 +195,8 @@ async fn serve_stream<H: Handler>(
                 {
                     Some(Ok(frame)) => frame,
                     _ => {
-                        let _ = send.reset(quinn::VarInt::from_u32(STREAM_CODE_RESPONSE_UNENCODABLE));
+                        let _ =
+                            send.reset(quinn::VarInt::from_u32(STREAM_CODE_RESPONSE_UNENCODABLE));
                         return;
                     }
                 }
