@@ -9,3 +9,4 @@
 
 pub mod core;
 pub mod storage;
+pub mod net;

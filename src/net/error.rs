@@ -1,0 +1,218 @@
+//! The one error type of the transport layer.
+//!
+//! Every failure the network edge can meet (certificate files, TLS setup, connecting,
+//! framing, a peer without an identity) ends up here, so the node driver and the client
+//! match on a single enum and every message tells the operator what went wrong and what
+//! to do about it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Errors of the QUIC transport, the cluster CA and the frame codec.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NetError {
+    /// A certificate or key file is missing; `hint` is the command that creates it.
+    #[error("{} does not exist; create it with `{hint}`", path.display())]
+    CertFileMissing { path: PathBuf, hint: String },
+
+    /// A certificate or key file exists but could not be read.
+    #[error("cannot read {}: {source}; check its permissions", path.display())]
+    CertFileRead {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A certificate or key file (or its directory) could not be written.
+    #[error("cannot write {}: {source}; check that the directory is writable", path.display())]
+    CertFileWrite {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// `init` found a CA already in place and refused to replace it.
+    #[error(
+        "a cluster CA already exists at {}; refusing to overwrite it (every certificate it \
+         signed would stop working). Use another --dir, or delete ca.pem and ca.key first",
+        path.display()
+    )]
+    CaExists { path: PathBuf },
+
+    /// `issue` found a certificate for this name already in place.
+    #[error(
+        "a certificate for {name:?} already exists at {}; refusing to overwrite it. Delete \
+         {name}.pem and {name}.key first to re-issue it",
+        path.display()
+    )]
+    IdentityExists { name: String, path: PathBuf },
+
+    /// A node or client name that cannot be used as a file name and a DNS label.
+    #[error("invalid name {name:?}: {reason}")]
+    InvalidName { name: String, reason: String },
+
+    /// A PEM file did not hold what it should.
+    #[error("{} is not a valid {what}: {reason}; re-create it with `{hint}`", path.display())]
+    PemInvalid {
+        path: PathBuf,
+        what: &'static str,
+        reason: String,
+        hint: String,
+    },
+
+    /// The certificate file of `expected` carries another identity.
+    #[error(
+        "{} belongs to {found:?}, not to {expected:?}; the file was renamed or copied by hand. \
+         Issue a certificate for {expected:?} instead",
+        path.display()
+    )]
+    CertNameMismatch {
+        path: PathBuf,
+        expected: String,
+        found: String,
+    },
+
+    /// rcgen failed to generate a key or sign a certificate.
+    #[error("cannot generate the {what}: {source}")]
+    CertGenerate {
+        what: String,
+        #[source]
+        source: rcgen::Error,
+    },
+
+    /// rustls refused the certificates or settings we gave it.
+    #[error("TLS setup failed for {what}: {reason}; check the certificate files")]
+    TlsConfig { what: &'static str, reason: String },
+
+    /// The UDP socket of the endpoint could not be bound.
+    #[error("cannot bind the QUIC endpoint to {addr}: {source}; is the port in use?")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// quinn refused to start a connection (bad address, endpoint closing).
+    #[error("cannot connect to {addr}: {reason}")]
+    Connect { addr: SocketAddr, reason: String },
+
+    /// The QUIC/TLS handshake failed (unreachable, wrong CA, bad certificate).
+    #[error(
+        "handshake with {addr} failed: {source}; check that the node runs and that both sides \
+         use certificates of the same cluster CA"
+    )]
+    Handshake {
+        addr: SocketAddr,
+        #[source]
+        source: quinn::ConnectionError,
+    },
+
+    /// The connection to `addr` was lost or could not open a stream.
+    #[error("connection to {addr} lost: {source}")]
+    ConnectionLost {
+        addr: SocketAddr,
+        #[source]
+        source: quinn::ConnectionError,
+    },
+
+    /// Something did not finish within its deadline.
+    #[error("{what} {addr} timed out after {timeout_ms} ms; is the node up and reachable?")]
+    Timeout {
+        what: &'static str,
+        addr: SocketAddr,
+        timeout_ms: u64,
+    },
+
+    /// The pool already holds its maximum of connections, all of them alive.
+    #[error(
+        "cannot open a connection to {addr}: the pool already holds {max} live connections; \
+         raise the pool bound or close unused peers"
+    )]
+    PoolFull { addr: SocketAddr, max: usize },
+
+    /// A frame announced (or would need) more bytes than the limit.
+    #[error("frame of {len} bytes exceeds the limit of {max} bytes; refused without reading it")]
+    FrameTooLarge { len: u64, max: usize },
+
+    /// The stream or slice ended before the frame was complete.
+    #[error("truncated frame: expected {expected} bytes, got {got}; the sender stopped early")]
+    FrameTruncated { expected: u64, got: u64 },
+
+    /// The frame body is not a valid msgpack encoding of the expected message type
+    /// (this includes an unknown enum variant from a newer or foreign peer).
+    #[error(
+        "cannot decode a {len}-byte frame: {reason}; the peer sent a malformed message or speaks \
+         another protocol version"
+    )]
+    FrameDecode { len: usize, reason: String },
+
+    /// The frame body held a message followed by extra bytes.
+    #[error("frame of {len} bytes has {extra} trailing bytes after the message")]
+    FrameTrailing { len: usize, extra: usize },
+
+    /// A message could not be encoded (a bug in a message type, or an unsupported value).
+    #[error("cannot encode a message: {reason}")]
+    FrameEncode { reason: String },
+
+    /// Reading from a stream failed (reset by the peer, connection lost).
+    #[error("stream read failed: {source}")]
+    StreamRead {
+        #[source]
+        source: quinn::ReadError,
+    },
+
+    /// Writing to a stream failed (stopped by the peer, connection lost).
+    #[error("stream write failed: {source}")]
+    StreamWrite {
+        #[source]
+        source: quinn::WriteError,
+    },
+
+    /// The stream was already finished or reset when we tried to finish it.
+    #[error("stream already closed when finishing the frame")]
+    StreamClosed,
+
+    /// A request to `addr` failed at the frame or stream level.
+    #[error("request to {addr} failed: {source}")]
+    Remote {
+        addr: SocketAddr,
+        #[source]
+        source: Box<NetError>,
+    },
+
+    /// The peer's certificate does not carry a ringkv identity.
+    #[error("peer {addr} has no usable ringkv identity: {reason}")]
+    NoPeerIdentity { addr: SocketAddr, reason: String },
+
+    /// A certificate's common name is not `ringkv-node:NAME` or `ringkv-client:NAME`.
+    #[error(
+        "certificate common name {cn:?} is not a ringkv identity (expected ringkv-node:NAME or \
+         ringkv-client:NAME); it was not issued by `ringkv certs issue`"
+    )]
+    BadCommonName { cn: String },
+}
+
+impl NetError {
+    /// The error underneath any [`NetError::Remote`] wrapping, for matching on the cause.
+    pub fn root(&self) -> &NetError {
+        match self {
+            NetError::Remote { source, .. } => source.root(),
+            other => other,
+        }
+    }
+
+    /// True when the connection this error came from is unusable and should be replaced.
+    pub fn is_connection_lost(&self) -> bool {
+        match self.root() {
+            NetError::ConnectionLost { .. } | NetError::Handshake { .. } => true,
+            NetError::StreamRead { source } => {
+                matches!(source, quinn::ReadError::ConnectionLost(_))
+            }
+            NetError::StreamWrite { source } => {
+                matches!(source, quinn::WriteError::ConnectionLost(_))
+            }
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! Length-prefixed msgpack frames: the only way bytes become messages.
+//!
+//! A frame is a `u32` big-endian body length followed by that many bytes of msgpack. The
+//! length is checked against a limit before anything is allocated, the body buffer grows
+//! only with bytes that actually arrived (a lying prefix cannot make us reserve the
+//! maximum), and every way the input can be wrong — too long, cut short, not msgpack, an
+//! unknown enum variant, bytes left over — is a typed [`NetError`], never a panic. This is
+//! the "parse, don't validate" edge of DESIGN.md §10: past this module, messages are typed.
+//!
+//! Bodies are encoded with field names (`rmp_serde` "named" structs) so that a field added
+//! with `#[serde(default)]` in a later protocol version still decodes on older nodes.
+
+use std::io::Cursor;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::error::NetError;
+
+/// Default limit on a frame body, in bytes; large enough for a big value plus its siblings.
+pub const FRAME_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// Size of the length prefix.
+pub const FRAME_HEADER_BYTES: usize = 4;
+/// Body bytes reserved up front; beyond this the buffer grows as data arrives.
+pub const FRAME_PREALLOC_BYTES_MAX: usize = 64 * 1024;
+/// Deepest msgpack nesting a frame may hold; bounds the decoder's recursion.
+pub const FRAME_NESTING_DEPTH_MAX: usize = 128;
+
+/// Encodes `msg` as one frame (prefix + body); refuses a body over `max` bytes.
+pub fn encode_frame<T: Serialize + ?Sized>(msg: &T, max: usize) -> Result<Vec<u8>, NetError> {
+    let mut buf = vec![0u8; FRAME_HEADER_BYTES];
+    rmp_serde::encode::write_named(&mut buf, msg).map_err(|e| NetError::FrameEncode {
+        reason: e.to_string(),
+    })?;
+    let body_len = buf.len() - FRAME_HEADER_BYTES;
+    let too_large = || NetError::FrameTooLarge {
+        len: body_len as u64,
+        max,
+    };
+    if body_len > max {
+        return Err(too_large());
+    }
+    let prefix = u32::try_from(body_len).map_err(|_| too_large())?;
+    buf[..FRAME_HEADER_BYTES].copy_from_slice(&prefix.to_be_bytes());
+    Ok(buf)
+}
+
+/// Decodes exactly one frame from `bytes` (prefix + body, nothing after it).
+pub fn decode_frame<T: DeserializeOwned>(bytes: &[u8], max: usize) -> Result<T, NetError> {
+    let Some((header, body)) = bytes.split_first_chunk::<FRAME_HEADER_BYTES>() else {
+        return Err(NetError::FrameTruncated {
+            expected: FRAME_HEADER_BYTES as u64,
+            got: bytes.len() as u64,
+        });
+    };
+    let len = body_len(*header, max)?;
+    if body.len() < len {
+        return Err(NetError::FrameTruncated {
+            expected: (FRAME_HEADER_BYTES + len) as u64,
+            got: bytes.len() as u64,
+        });
+    }
+    if body.len() > len {
+        return Err(NetError::FrameTrailing {
+            len: bytes.len(),
+            extra: body.len() - len,
+        });
+    }
+    decode_body(body)
+}
+
+/// Decodes one msgpack message that must fill `body` exactly.
+pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, NetError> {
+    let mut de = rmp_serde::Deserializer::new(Cursor::new(body));
+    de.set_max_depth(FRAME_NESTING_DEPTH_MAX);
+    let msg = T::deserialize(&mut de).map_err(|e| NetError::FrameDecode {
+        len: body.len(),
+        reason: e.to_string(),
+    })?;
+    let used = usize::try_from(de.position()).unwrap_or(usize::MAX);
+    if used < body.len() {
+        return Err(NetError::FrameTrailing {
+            len: body.len(),
+            extra: body.len() - used,
+        });
+    }
+    Ok(msg)
+}
+
+/// Writes `msg` as one frame; does not finish the stream.
+pub async fn write_frame<T: Serialize + ?Sized>(
+    send: &mut quinn::SendStream,
+    msg: &T,
+    max: usize,
+) -> Result<(), NetError> {
+    let frame = encode_frame(msg, max)?;
+    send.write_all(&frame)
+        .await
+        .map_err(|source| NetError::StreamWrite { source })
+}
+
+/// Reads one frame and decodes it; a prefix over `max` is refused before reading the body.
+pub async fn read_frame<T: DeserializeOwned>(
+    recv: &mut quinn::RecvStream,
+    max: usize,
+) -> Result<T, NetError> {
+    let body = read_frame_body(recv, max).await?;
+    decode_body(&body)
+}
+
+/// Reads one frame's body bytes without decoding them.
+pub async fn read_frame_body(
+    recv: &mut quinn::RecvStream,
+    max: usize,
+) -> Result<Vec<u8>, NetError> {
+    let mut header = [0u8; FRAME_HEADER_BYTES];
+    recv.read_exact(&mut header).await.map_err(|e| match e {
+        quinn::ReadExactError::FinishedEarly(got) => NetError::FrameTruncated {
+            expected: FRAME_HEADER_BYTES as u64,
+            got: got as u64,
+        },
+        quinn::ReadExactError::ReadError(source) => NetError::StreamRead { source },
+    })?;
+    let len = body_len(header, max)?;
+    let mut body = Vec::with_capacity(len.min(FRAME_PREALLOC_BYTES_MAX));
+    while body.len() < len {
+        match recv.read_chunk(len - body.len(), true).await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk.bytes),
+            Ok(None) => {
+                return Err(NetError::FrameTruncated {
+                    expected: (FRAME_HEADER_BYTES + len) as u64,
+                    got: (FRAME_HEADER_BYTES + body.len()) as u64,
+                });
+            }
+            Err(source) => return Err(NetError::StreamRead { source }),
+        }
+    }
+    Ok(body)
+}
+
+fn body_len(header: [u8; FRAME_HEADER_BYTES], max: usize) -> Result<usize, NetError> {
+    let len = u32::from_be_bytes(header);
+    match usize::try_from(len) {
+        Ok(len) if len <= max => Ok(len),
+        _ => Err(NetError::FrameTooLarge {
+            len: u64::from(len),
+            max,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    use super::*;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    enum Msg {
+        Ping(u64),
+        Put { key: String, value: Vec<u8> },
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    enum MsgV2 {
+        Ping(u64),
+        Put { key: String, value: Vec<u8> },
+        Frobnicate(String),
+    }
+
+    fn put() -> Msg {
+        Msg::Put {
+            key: "b/k".to_owned(),
+            value: vec![1, 2, 3],
+        }
+    }
+
+    #[test]
+    fn roundtrip() {
+        for msg in [Msg::Ping(7), put()] {
+            let frame = encode_frame(&msg, FRAME_BYTES_MAX).unwrap();
+            let len = u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
+            assert_eq!(len + FRAME_HEADER_BYTES, frame.len());
+            assert_eq!(decode_frame::<Msg>(&frame, FRAME_BYTES_MAX).unwrap(), msg);
+        }
+    }
+
+    #[test]
+    fn length_over_max_is_refused_before_the_body() {
+        // Only the 4-byte prefix is present: the refusal cannot depend on reading the body.
+        let frame = u32::MAX.to_be_bytes();
+        let err = decode_frame::<Msg>(&frame, FRAME_BYTES_MAX).unwrap_err();
+        match err {
+            NetError::FrameTooLarge { len, max } => {
+                assert_eq!(len, u64::from(u32::MAX));
+                assert_eq!(max, FRAME_BYTES_MAX);
+            }
+            other => panic!("unexpected {other}"),
+        }
+        let text = decode_frame::<Msg>(&frame, 10).unwrap_err().to_string();
+        assert!(
+            text.contains("4294967295") && text.contains("10 bytes"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn encoding_over_max_is_refused() {
+        let big = Msg::Put {
+            key: "k".to_owned(),
+            value: vec![0; 100],
+        };
+        let err = encode_frame(&big, 50).unwrap_err();
+        assert!(
+            matches!(err, NetError::FrameTooLarge { max: 50, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn truncated_input_is_typed() {
+        let frame = encode_frame(&put(), FRAME_BYTES_MAX).unwrap();
+        for cut in 0..frame.len() {
+            let err = decode_frame::<Msg>(&frame[..cut], FRAME_BYTES_MAX).unwrap_err();
+            match err {
+                NetError::FrameTruncated { expected, got } => {
+                    assert_eq!(got, cut as u64);
+                    assert!(expected > got);
+                }
+                other => panic!("cut {cut}: unexpected {other}"),
+            }
+        }
+    }
+
+    #[test]
+    fn trailing_bytes_are_refused() {
+        let mut frame = encode_frame(&Msg::Ping(1), FRAME_BYTES_MAX).unwrap();
+        frame.push(0);
+        let err = decode_frame::<Msg>(&frame, FRAME_BYTES_MAX).unwrap_err();
+        assert!(
+            matches!(err, NetError::FrameTrailing { extra: 1, .. }),
+            "{err}"
+        );
+
+        // A prefix that covers two messages: the second one is trailing inside the body.
+        let mut body = rmp_serde::to_vec_named(&Msg::Ping(1)).unwrap();
+        body.extend(rmp_serde::to_vec_named(&Msg::Ping(2)).unwrap());
+        let err = decode_body::<Msg>(&body).unwrap_err();
+        assert!(matches!(err, NetError::FrameTrailing { .. }), "{err}");
+    }
+
+    #[test]
+    fn unknown_variant_is_a_decode_error() {
+        let frame = encode_frame(&MsgV2::Frobnicate("x".to_owned()), FRAME_BYTES_MAX).unwrap();
+        let err = decode_frame::<Msg>(&frame, FRAME_BYTES_MAX).unwrap_err();
+        match &err {
+            NetError::FrameDecode { reason, .. } => {
+                assert!(reason.contains("Frobnicate"), "{reason}")
+            }
+            other => panic!("unexpected {other}"),
+        }
+        // The old variants still decode under the newer enum.
+        let frame = encode_frame(&put(), FRAME_BYTES_MAX).unwrap();
+        let v2: MsgV2 = decode_frame(&frame, FRAME_BYTES_MAX).unwrap();
+        assert!(matches!(v2, MsgV2::Put { .. }));
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0x5eed);
+        for _ in 0..2_000 {
+            let len = rng.random_range(0..64usize);
+            let mut bytes: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+            // Half of the cases get a consistent prefix so the body decoder sees the garbage.
+            if len >= FRAME_HEADER_BYTES && rng.random_bool(0.5) {
+                let body = (len - FRAME_HEADER_BYTES) as u32;
+                bytes[..4].copy_from_slice(&body.to_be_bytes());
+            }
+            let _ = decode_frame::<Msg>(&bytes, FRAME_BYTES_MAX);
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        // 10 000 nested one-element arrays around a nil.
+        let mut body = vec![0x91u8; 10_000];
+        body.push(0xc0);
+        let err = decode_body::<serde_json::Value>(&body).unwrap_err();
+        assert!(matches!(err, NetError::FrameDecode { .. }), "{err}");
+    }
+}

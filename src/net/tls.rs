@@ -1,0 +1,112 @@
+//! rustls and quinn configuration for mutual TLS inside one cluster.
+//!
+//! Both directions trust only the cluster CA: a server demands a client certificate signed
+//! by it, and a client checks the server against it under the shared name
+//! [`SERVER_NAME`] (peers know each other only by address). The crypto provider is pinned
+//! to `ring` and TLS 1.3 so the build never depends on a process-wide default provider.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use rustls::RootCertStore;
+use rustls::crypto::CryptoProvider;
+use rustls::server::WebPkiClientVerifier;
+
+use super::certs::Identity;
+use super::error::NetError;
+
+/// ALPN protocol id; bumping it makes old and new nodes refuse each other cleanly.
+pub const ALPN: &[u8] = b"ringkv/1";
+/// The DNS name every node certificate carries and every dialer asks for (SNI).
+pub const SERVER_NAME: &str = "ringkv.node";
+/// A connection with no traffic (keep-alives included) for this long is closed.
+pub const IDLE_TIMEOUT_MS: u32 = 30_000;
+/// Keep-alive period, well under the idle timeout so idle pooled connections survive.
+pub const KEEP_ALIVE_INTERVAL_MS: u64 = 5_000;
+/// Bidirectional streams (one per request) a peer may have open on one connection.
+pub const BIDI_STREAMS_CONCURRENT_MAX: u32 = 256;
+
+/// The crypto provider every config of this crate uses.
+pub fn crypto_provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Transport settings shared by both sides of every connection.
+pub fn transport_config() -> quinn::TransportConfig {
+    let mut transport = quinn::TransportConfig::default();
+    transport.max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(
+        IDLE_TIMEOUT_MS,
+    ))));
+    transport.keep_alive_interval(Some(Duration::from_millis(KEEP_ALIVE_INTERVAL_MS)));
+    transport.max_concurrent_bidi_streams(quinn::VarInt::from_u32(BIDI_STREAMS_CONCURRENT_MAX));
+    // Requests use bidirectional streams only.
+    transport.max_concurrent_uni_streams(quinn::VarInt::from_u32(0));
+    transport
+}
+
+/// Server side: present our certificate and require a client certificate signed by the CA.
+pub fn server_config(identity: &Identity) -> Result<quinn::ServerConfig, NetError> {
+    const WHAT: &str = "the server config";
+    let provider = crypto_provider();
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(root_store(identity, WHAT)?, provider.clone())
+            .build()
+            .map_err(|e| NetError::TlsConfig {
+                what: WHAT,
+                reason: e.to_string(),
+            })?;
+    let tls_err = |e: rustls::Error| NetError::TlsConfig {
+        what: WHAT,
+        reason: e.to_string(),
+    };
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(tls_err)?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(identity.cert_chain.clone(), identity.key())
+        .map_err(tls_err)?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let quic = QuicServerConfig::try_from(tls).map_err(|e| NetError::TlsConfig {
+        what: WHAT,
+        reason: e.to_string(),
+    })?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
+    config.transport_config(Arc::new(transport_config()));
+    Ok(config)
+}
+
+/// Client side: present our certificate and trust only servers signed by the CA.
+pub fn client_config(identity: &Identity) -> Result<quinn::ClientConfig, NetError> {
+    const WHAT: &str = "the client config";
+    let tls_err = |e: rustls::Error| NetError::TlsConfig {
+        what: WHAT,
+        reason: e.to_string(),
+    };
+    let mut tls = rustls::ClientConfig::builder_with_provider(crypto_provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(tls_err)?
+        .with_root_certificates(root_store(identity, WHAT)?)
+        .with_client_auth_cert(identity.cert_chain.clone(), identity.key())
+        .map_err(tls_err)?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let quic = QuicClientConfig::try_from(tls).map_err(|e| NetError::TlsConfig {
+        what: WHAT,
+        reason: e.to_string(),
+    })?;
+    let mut config = quinn::ClientConfig::new(Arc::new(quic));
+    config.transport_config(Arc::new(transport_config()));
+    Ok(config)
+}
+
+/// The trust anchors of a config: the cluster CA and nothing else.
+fn root_store(identity: &Identity, what: &'static str) -> Result<Arc<RootCertStore>, NetError> {
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(identity.ca.clone())
+        .map_err(|e| NetError::TlsConfig {
+            what,
+            reason: format!("the CA certificate is not a usable trust anchor: {e}"),
+        })?;
+    Ok(Arc::new(roots))
+}
