@@ -8,5 +8,5 @@
 #![warn(missing_debug_implementations)]
 
 pub mod core;
-pub mod storage;
 pub mod net;
+pub mod storage;

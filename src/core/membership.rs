@@ -205,7 +205,10 @@ mod tests {
         let down = v.expire_silent(1_000, 500);
         assert_eq!(down, vec![NodeId::from("n3")]);
         assert!(!v.is_up(&NodeId::from("n3")));
-        assert!(v.is_up(&NodeId::from("n1")), "we are always up to ourselves");
+        assert!(
+            v.is_up(&NodeId::from("n1")),
+            "we are always up to ourselves"
+        );
         assert!(v.heard_from(&NodeId::from("n3"), 1_100));
         assert!(v.is_up(&NodeId::from("n3")));
     }

@@ -116,8 +116,14 @@ pub struct RingNode {
 pub enum PeerMessage {
     /// A client request the receiver should coordinate (sent by a node outside the key's
     /// preference list). Never forwarded again.
-    Forward { id: u64, request: ClientRequest },
-    ForwardReply { id: u64, reply: ClientReply },
+    Forward {
+        id: u64,
+        request: ClientRequest,
+    },
+    ForwardReply {
+        id: u64,
+        reply: ClientReply,
+    },
     /// Merge `object` into the replica (or, with `hint`, into the hint store for that
     /// primary) and ack after it is persisted.
     Replicate {
@@ -126,7 +132,10 @@ pub enum PeerMessage {
         object: Object,
         hint: Option<NodeId>,
     },
-    ReplicateAck { id: u64, error: Option<String> },
+    ReplicateAck {
+        id: u64,
+        error: Option<String>,
+    },
     /// Send back the replica's copy (from the hint store, with `hint`).
     Read {
         id: u64,
@@ -138,8 +147,12 @@ pub enum PeerMessage {
         object: Option<Object>,
         error: Option<String>,
     },
-    Ping { nonce: u64 },
-    Pong { nonce: u64 },
+    Ping {
+        nonce: u64,
+    },
+    Pong {
+        nonce: u64,
+    },
 }
 
 /// One frame's body on the wire, client or peer.
@@ -178,7 +191,9 @@ pub enum RequestError {
     BadRequest(String),
     #[error("node {node} could not use its storage: {message}; check its disk and logs")]
     Storage { node: NodeId, message: String },
-    #[error("node {node} has {inflight} requests in flight (limit {limit}); retry with backoff or add nodes")]
+    #[error(
+        "node {node} has {inflight} requests in flight (limit {limit}); retry with backoff or add nodes"
+    )]
     Overloaded {
         node: NodeId,
         inflight: usize,

@@ -6,11 +6,13 @@
 //! and `sim/` drive it deterministically from a seed.
 
 pub mod clock;
-pub mod ring;
+pub mod coordinator;
 pub mod hints;
 pub mod membership;
 pub mod message;
+pub mod node;
 pub mod object;
 pub mod quorum;
 pub mod replica;
+pub mod ring;
 pub mod timer;

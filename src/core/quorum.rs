@@ -169,7 +169,13 @@ mod tests {
 
     #[test]
     fn duplicates_and_strangers_do_not_count() {
-        let mut q = Quorum::new(2, 3, false, &[t("a", None), t("b", None), t("c", None)], &[]);
+        let mut q = Quorum::new(
+            2,
+            3,
+            false,
+            &[t("a", None), t("b", None), t("c", None)],
+            &[],
+        );
         assert!(q.ack(&NodeId::from("a")));
         assert!(!q.ack(&NodeId::from("a")));
         assert!(!q.ack(&NodeId::from("zz")));

@@ -22,11 +22,15 @@ use crate::storage::{self, Rmw, SCAN_ROWS_MAX, Space, Storage, StorageError};
 pub enum ReplicaError {
     #[error(transparent)]
     Storage(#[from] StorageError),
-    #[error("the stored object for {key} cannot be decoded ({error}); the record is corrupt, repair it from a replica")]
+    #[error(
+        "the stored object for {key} cannot be decoded ({error}); the record is corrupt, repair it from a replica"
+    )]
     Corrupt { key: String, error: String },
     #[error(transparent)]
     Object(#[from] ObjectError),
-    #[error("the hint store is full ({limit} hints); this node cannot stand in for {primary} until hints drain")]
+    #[error(
+        "the hint store is full ({limit} hints); this node cannot stand in for {primary} until hints drain"
+    )]
     HintsFull { primary: NodeId, limit: u64 },
 }
 
@@ -78,9 +82,9 @@ impl Replica {
     ) -> Result<(Object, Applied), ReplicaError> {
         let mut op = Some(op);
         self.rmw(key, hint, &mut |existing| {
-            let op = op.take().ok_or(ObjectError::BadContext(
-                "operation applied twice".into(),
-            ))?;
+            let op = op
+                .take()
+                .ok_or(ObjectError::BadContext("operation applied twice".into()))?;
             Object::apply(existing, op, actor, ts, limits).map_err(ReplicaError::from)
         })
     }
@@ -108,7 +112,11 @@ impl Replica {
     }
 
     /// Up to `limit` hints held for `primary`, as (key, object).
-    pub fn hinted(&self, primary: &NodeId, limit: usize) -> Result<Vec<(Key, Object)>, ReplicaError> {
+    pub fn hinted(
+        &self,
+        primary: &NodeId,
+        limit: usize,
+    ) -> Result<Vec<(Key, Object)>, ReplicaError> {
         let (start, end) = hints::hint_prefix(primary);
         let rows = self
             .storage
@@ -237,7 +245,8 @@ impl Replica {
 
 /// Where the copy of `key` lives: the data space, or the hint store for a primary.
 pub fn location(key: &Key, hint: Option<&NodeId>) -> Result<(Space, Vec<u8>), StorageError> {
-    let data_key = storage::encode_data_key(key_position(&key.bucket, &key.key), &key.bucket, &key.key)?;
+    let data_key =
+        storage::encode_data_key(key_position(&key.bucket, &key.key), &key.bucket, &key.key)?;
     Ok(match hint {
         Some(primary) => (Space::Hints, hints::hint_key(primary, &data_key)),
         None => (Space::Data, data_key),
@@ -267,7 +276,14 @@ mod tests {
         let key = Key::new("b", "k");
         let ts = Timestamp::default();
         let (obj, _) = r
-            .apply(&key, Op::CounterAdd { delta: 2 }, ActorId(1), ts, &Limits::default(), None)
+            .apply(
+                &key,
+                Op::CounterAdd { delta: 2 },
+                ActorId(1),
+                ts,
+                &Limits::default(),
+                None,
+            )
             .unwrap();
         let mut other = Object::empty(Policy::Counter);
         let (other_obj, _) = Object::apply(

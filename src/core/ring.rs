@@ -59,7 +59,9 @@ pub struct PreferenceList {
 /// Errors building a ring.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum RingError {
-    #[error("partition count {0} is not a power of two between 1 and {PARTITIONS_MAX}; pick e.g. 1024")]
+    #[error(
+        "partition count {0} is not a power of two between 1 and {PARTITIONS_MAX}; pick e.g. 1024"
+    )]
     BadPartitionCount(u32),
     #[error("node {node} asks for {vnodes} vnodes; use 1..={VNODES_MAX}")]
     BadVnodes { node: NodeId, vnodes: u32 },

@@ -192,7 +192,10 @@ mod tests {
 
     #[test]
     fn bad_buckets_and_keys_are_refused() {
-        assert!(matches!(encode_data_key(1, b"", b"k"), Err(StorageError::BucketEmpty)));
+        assert!(matches!(
+            encode_data_key(1, b"", b"k"),
+            Err(StorageError::BucketEmpty)
+        ));
         assert!(matches!(
             encode_data_key(1, b"a\0b", b"k"),
             Err(StorageError::BucketContainsNul { offset: 1, .. })
@@ -228,7 +231,10 @@ mod tests {
         ];
         for raw in cases {
             assert!(
-                matches!(decode_data_key(raw), Err(StorageError::MalformedDataKey { .. })),
+                matches!(
+                    decode_data_key(raw),
+                    Err(StorageError::MalformedDataKey { .. })
+                ),
                 "{raw:?} should not decode"
             );
         }
@@ -246,7 +252,10 @@ mod tests {
         assert_eq!(position_range(0, u64::MAX), (vec![0; 8], None));
         assert_eq!(
             position_range(5, 9),
-            (5u64.to_be_bytes().to_vec(), Some(10u64.to_be_bytes().to_vec()))
+            (
+                5u64.to_be_bytes().to_vec(),
+                Some(10u64.to_be_bytes().to_vec())
+            )
         );
     }
 }

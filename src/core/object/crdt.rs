@@ -183,9 +183,7 @@ impl MapObj {
                     FieldOp::Set(f.set.rm_all(members, rm))
                 })
             }
-            MapOp::RemoveField { field, context } => {
-                self.0.rm(field, RmCtx { clock: context.0 })
-            }
+            MapOp::RemoveField { field, context } => self.0.rm(field, RmCtx { clock: context.0 }),
         };
         self.0.apply(op);
     }
@@ -308,7 +306,14 @@ mod tests {
             r.add(actors[i], -1);
         }
         // expected: (5-1) + (10-1) + (15-1) = 27
-        let orders = [[0, 1, 2], [2, 1, 0], [1, 2, 0], [1, 0, 2], [0, 2, 1], [2, 0, 1]];
+        let orders = [
+            [0, 1, 2],
+            [2, 1, 0],
+            [1, 2, 0],
+            [1, 0, 2],
+            [0, 2, 1],
+            [2, 0, 1],
+        ];
         for order in orders {
             let mut acc = Counter::default();
             for &i in &order {

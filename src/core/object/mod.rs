@@ -147,7 +147,9 @@ pub enum ObjectError {
         "`hll` objects cannot be deleted: a sketch has no per-item causality to remove; write to a new key instead"
     )]
     NotDeletable { policy: Policy },
-    #[error("the causal context token is not valid ({0}); pass the token exactly as a read returned it")]
+    #[error(
+        "the causal context token is not valid ({0}); pass the token exactly as a read returned it"
+    )]
     BadContext(String),
     #[error("{what} is {len} bytes or items, over the limit of {limit}")]
     TooLarge {
@@ -423,7 +425,9 @@ impl std::str::FromStr for Policy {
         Policy::ALL
             .into_iter()
             .find(|p| p.name() == s)
-            .ok_or_else(|| format!("unknown policy '{s}': use siblings, lww, counter, set, map or hll"))
+            .ok_or_else(|| {
+                format!("unknown policy '{s}': use siblings, lww, counter, set, map or hll")
+            })
     }
 }
 
@@ -433,7 +437,11 @@ impl PartialEq for HllObj {
     fn eq(&self, other: &Self) -> bool {
         let (mut a, mut b) = (self.0.clone(), other.0.clone());
         let (ea, eb) = (a.estimate(), b.estimate());
-        ea == eb && a.merge(&other.0).is_ok() && a.estimate() == ea && b.merge(&self.0).is_ok() && b.estimate() == eb
+        ea == eb
+            && a.merge(&other.0).is_ok()
+            && a.estimate() == ea
+            && b.merge(&self.0).is_ok()
+            && b.estimate() == eb
     }
 }
 

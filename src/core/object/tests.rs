@@ -190,14 +190,8 @@ proptest! {
 fn an_operation_of_another_policy_is_refused_naming_both() {
     let limits = Limits::default();
     let ts = Timestamp::default();
-    let (counter, _) = Object::apply(
-        None,
-        Op::CounterAdd { delta: 1 },
-        ActorId(1),
-        ts,
-        &limits,
-    )
-    .unwrap();
+    let (counter, _) =
+        Object::apply(None, Op::CounterAdd { delta: 1 }, ActorId(1), ts, &limits).unwrap();
     let err = Object::apply(
         Some(&counter),
         Op::SetAdd {

@@ -1,0 +1,364 @@
+//! The coordinator driven by hand, with no sockets: every message is delivered, dropped
+//! or duplicated by the test.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::core::message::{
+    ClientReply, ClientRequest, Key, PeerMessage, QuorumOpts, RequestError,
+};
+use crate::core::node::{MemberSpec, Node, NodeConfig, Now};
+use crate::core::object::{Context, Op, ReadValue};
+use crate::core::ring::NodeId;
+use crate::storage::MemoryStorage;
+
+struct Cluster {
+    nodes: BTreeMap<NodeId, Node>,
+    now: Now,
+    wire: Vec<(NodeId, NodeId, PeerMessage)>,
+    replies: Vec<(NodeId, u64, ClientReply)>,
+}
+
+fn id(s: &str) -> NodeId {
+    NodeId::from(s)
+}
+
+impl Cluster {
+    fn new(count: usize) -> Cluster {
+        let members: Vec<MemberSpec> = (1..=count)
+            .map(|i| MemberSpec::new(format!("n{i}"), format!("127.0.0.1:{}", 7100 + i)))
+            .collect();
+        let now = Now {
+            mono_ms: 1_000,
+            wall_ms: 1_000_000,
+        };
+        let nodes = members
+            .iter()
+            .map(|m| {
+                let mut cfg = NodeConfig::new(m.name.0.clone());
+                cfg.partitions = 64;
+                cfg.rng_seed = 7;
+                // liveness by silence is tested in membership; here only explicit
+                // unreachability marks a node down
+                cfg.down_after_ms = 600_000;
+                let storage = Arc::new(MemoryStorage::new());
+                let node = Node::new(cfg, members.clone(), storage, now).unwrap();
+                (m.name.clone(), node)
+            })
+            .collect();
+        Cluster {
+            nodes,
+            now,
+            wire: Vec::new(),
+            replies: Vec::new(),
+        }
+    }
+
+    fn node(&mut self, name: &str) -> &mut Node {
+        self.nodes.get_mut(&id(name)).unwrap()
+    }
+
+    fn drain(&mut self) {
+        for (name, node) in self.nodes.iter_mut() {
+            while let Some((to, msg)) = node.poll_transmit() {
+                self.wire.push((name.clone(), to, msg));
+            }
+            while let Some((req, reply)) = node.poll_reply() {
+                self.replies.push((name.clone(), req, reply));
+            }
+        }
+    }
+
+    fn client(&mut self, at: &str, req: u64, request: ClientRequest) {
+        let now = self.now;
+        self.node(at).handle_client(now, req, request);
+        self.drain();
+    }
+
+    /// Delivers messages until the wire is empty, dropping those `keep` refuses.
+    fn run(&mut self, keep: impl Fn(&NodeId, &NodeId, &PeerMessage) -> bool) {
+        for _ in 0..1000 {
+            if self.wire.is_empty() {
+                return;
+            }
+            let batch = std::mem::take(&mut self.wire);
+            for (from, to, msg) in batch {
+                if keep(&from, &to, &msg) {
+                    let now = self.now;
+                    self.nodes
+                        .get_mut(&to)
+                        .unwrap()
+                        .handle_message(now, from, msg);
+                }
+            }
+            self.drain();
+        }
+        panic!("messages kept flowing");
+    }
+
+    fn advance(&mut self, ms: u64) {
+        self.now.mono_ms += ms;
+        self.now.wall_ms += ms;
+        let now = self.now;
+        for node in self.nodes.values_mut() {
+            node.handle_timeout(now);
+        }
+        self.drain();
+    }
+
+    fn reply(&mut self, req: u64) -> ClientReply {
+        let pos = self
+            .replies
+            .iter()
+            .position(|(_, r, _)| *r == req)
+            .unwrap_or_else(|| panic!("no reply for request {req}"));
+        self.replies.remove(pos).2
+    }
+
+    fn has_reply(&self, req: u64) -> bool {
+        self.replies.iter().any(|(_, r, _)| *r == req)
+    }
+}
+
+fn put(value: &str, w: u8) -> ClientRequest {
+    ClientRequest::Write {
+        key: Key::new("b", "k"),
+        op: Op::Put {
+            value: value.as_bytes().to_vec(),
+            context: Context::empty(),
+        },
+        opts: QuorumOpts {
+            w: Some(w),
+            ..QuorumOpts::default()
+        },
+    }
+}
+
+fn get(r: u8) -> ClientRequest {
+    ClientRequest::Get {
+        key: Key::new("b", "k"),
+        opts: QuorumOpts {
+            r: Some(r),
+            ..QuorumOpts::default()
+        },
+    }
+}
+
+fn values(reply: &ClientReply) -> Vec<Vec<u8>> {
+    match reply {
+        ClientReply::Read {
+            value: Some(ReadValue::Siblings { values, .. }),
+            ..
+        } => values.iter().map(|v| v.to_vec()).collect(),
+        other => panic!("not a siblings read: {other:?}"),
+    }
+}
+
+fn all(_: &NodeId, _: &NodeId, _: &PeerMessage) -> bool {
+    true
+}
+
+#[test]
+fn put_with_w2_then_get_with_r2_reads_the_value() {
+    let mut c = Cluster::new(3);
+    c.client("n1", 1, put("hello", 2));
+    c.run(all);
+    assert!(matches!(c.reply(1), ClientReply::Written { .. }));
+    c.client("n2", 2, get(2));
+    c.run(all);
+    assert_eq!(values(&c.reply(2)), vec![b"hello".to_vec()]);
+}
+
+#[test]
+fn too_few_acks_fail_at_the_timeout_naming_who_acked_and_who_timed_out() {
+    let mut c = Cluster::new(3);
+    c.client("n1", 1, put("v", 3));
+    c.run(|_, to, _| to == &id("n1") || to == &id("n2"));
+    assert!(!c.has_reply(1), "W=3 cannot be met with n3 silent");
+    c.advance(2_500);
+    let ClientReply::Error(RequestError::QuorumFailed(f)) = c.reply(1) else {
+        panic!("expected a quorum failure");
+    };
+    assert_eq!(f.needed, 3);
+    assert_eq!(f.acked, vec![id("n1"), id("n2")]);
+    assert_eq!(f.timed_out, vec![id("n3")]);
+}
+
+#[test]
+fn duplicate_acks_count_once_and_late_acks_are_ignored() {
+    let mut c = Cluster::new(3);
+    c.client("n1", 1, put("v", 3));
+    // deliver the replicate to n2 only, then hand its ack to n1 twice
+    let wire = std::mem::take(&mut c.wire);
+    let to_n2: Vec<_> = wire
+        .into_iter()
+        .filter(|(_, to, _)| to == &id("n2"))
+        .collect();
+    for (from, to, msg) in to_n2 {
+        let now = c.now;
+        c.node(to.as_str()).handle_message(now, from, msg);
+    }
+    c.drain();
+    let acks = std::mem::take(&mut c.wire);
+    assert_eq!(acks.len(), 1);
+    for _ in 0..2 {
+        let (from, to, msg) = acks[0].clone();
+        let now = c.now;
+        c.node(to.as_str()).handle_message(now, from, msg);
+    }
+    c.drain();
+    assert!(!c.has_reply(1), "a duplicate ack must not complete W=3");
+    c.advance(2_500);
+    assert!(matches!(c.reply(1), ClientReply::Error(_)));
+    // a late ack after the failure changes nothing and produces no second reply
+    let (from, to, msg) = acks[0].clone();
+    let now = c.now;
+    c.node(to.as_str()).handle_message(now, from, msg);
+    c.drain();
+    assert!(c.replies.is_empty());
+}
+
+#[test]
+fn invalid_n_w_r_are_refused_with_a_clear_error() {
+    let mut c = Cluster::new(3);
+    for (n, w) in [(Some(3), 4), (Some(3), 0), (Some(5), 2)] {
+        let req = ClientRequest::Write {
+            key: Key::new("b", "k"),
+            op: Op::CounterAdd { delta: 1 },
+            opts: QuorumOpts {
+                n,
+                w: Some(w),
+                strict: true,
+                ..QuorumOpts::default()
+            },
+        };
+        c.client("n1", 9, req);
+        match c.reply(9) {
+            ClientReply::Error(RequestError::InvalidQuorum(text)) => {
+                assert!(text.contains("n="), "{text}")
+            }
+            other => panic!("expected InvalidQuorum, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_down_node_is_covered_by_a_fallback_whose_hint_is_handed_off_on_return() {
+    let mut c = Cluster::new(4);
+    let key = Key::new("b", "k");
+    let ring = c.node("n1").membership().ring().clone();
+    let partition = ring.partition_of(crate::core::ring::key_position(&key.bucket, &key.key));
+    let primaries: Vec<NodeId> = ring.primaries(partition, 3).into_iter().cloned().collect();
+    let outsider = ring.primaries(partition, 4)[3].clone();
+    let (coord, down) = (primaries[0].clone(), primaries[2].clone());
+    let now = c.now;
+    c.node(coord.as_str()).handle_unreachable(now, down.clone());
+    // strict: only 2 primaries are live, W=3 fails at once naming the down node
+    let strict = ClientRequest::Write {
+        key: key.clone(),
+        op: Op::Put {
+            value: b"v".to_vec(),
+            context: Context::empty(),
+        },
+        opts: QuorumOpts {
+            w: Some(3),
+            strict: true,
+            ..QuorumOpts::default()
+        },
+    };
+    c.client(coord.as_str(), 1, strict);
+    let ClientReply::Error(RequestError::QuorumFailed(f)) = c.reply(1) else {
+        panic!("strict W=3 must fail");
+    };
+    assert_eq!(f.unreachable, vec![down.clone()]);
+    // sloppy: the outsider stands in, and W=3 is met
+    c.client(coord.as_str(), 2, put("v", 3));
+    let down_c = down.clone();
+    c.run(move |_, to, _| to != &down_c);
+    assert!(matches!(c.reply(2), ClientReply::Written { .. }));
+    assert_eq!(
+        c.node(outsider.as_str())
+            .replica()
+            .hints()
+            .for_primary(&down),
+        1
+    );
+    assert!(
+        c.node(down.as_str())
+            .replica()
+            .read(&key, None)
+            .unwrap()
+            .is_none()
+    );
+    // the primary is up (to the outsider): the next handoff round delivers and drops it
+    c.advance(1_000);
+    c.run(all);
+    assert!(
+        c.node(down.as_str())
+            .replica()
+            .read(&key, None)
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        c.node(outsider.as_str())
+            .replica()
+            .hints()
+            .for_primary(&down),
+        0
+    );
+    assert_eq!(c.node(outsider.as_str()).stats().hints_delivered, 1);
+}
+
+#[test]
+fn a_get_with_r_equal_n_repairs_a_replica_that_missed_the_write() {
+    let mut c = Cluster::new(3);
+    c.client("n1", 1, put("v", 2));
+    c.run(|_, to, _| to != &id("n3"));
+    assert!(matches!(c.reply(1), ClientReply::Written { .. }));
+    let key = Key::new("b", "k");
+    assert!(c.node("n3").replica().read(&key, None).unwrap().is_none());
+    c.client("n1", 2, get(3));
+    c.run(all);
+    assert_eq!(values(&c.reply(2)), vec![b"v".to_vec()]);
+    assert!(c.node("n3").replica().read(&key, None).unwrap().is_some());
+    assert!(c.node("n1").stats().read_repairs >= 1);
+}
+
+#[test]
+fn a_node_outside_the_preference_list_forwards_to_a_replica() {
+    let mut c = Cluster::new(5);
+    let key = Key::new("b", "k");
+    let ring = c.node("n1").membership().ring().clone();
+    let partition = ring.partition_of(crate::core::ring::key_position(&key.bucket, &key.key));
+    let outsider = ring.primaries(partition, 5)[4].clone();
+    c.client(outsider.as_str(), 1, put("fwd", 2));
+    c.run(all);
+    assert!(matches!(c.reply(1), ClientReply::Written { .. }));
+    c.client(outsider.as_str(), 2, get(2));
+    c.run(all);
+    assert_eq!(values(&c.reply(2)), vec![b"fwd".to_vec()]);
+    assert!(
+        c.node(outsider.as_str())
+            .replica()
+            .read(&key, None)
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[test]
+fn unreachable_replicas_fail_a_request_before_its_timeout() {
+    let mut c = Cluster::new(3);
+    c.client("n1", 1, put("v", 3));
+    let now = c.now;
+    c.node("n1").handle_unreachable(now, id("n3"));
+    c.drain();
+    // W=3 is impossible without n3: the client hears so at once, not at the timeout
+    let ClientReply::Error(RequestError::QuorumFailed(f)) = c.reply(1) else {
+        panic!("expected a quorum failure");
+    };
+    assert_eq!(f.unreachable, vec![id("n3")]);
+    assert_eq!(f.acked, vec![id("n1")]);
+    assert_eq!(f.timed_out, vec![id("n2")]);
+}

@@ -1,0 +1,380 @@
+//! One ringkv node as a sans-IO state machine.
+//!
+//! The driver (real network in `net/`, virtual one in `sim/`) feeds it inputs —
+//! `handle_client`, `handle_message`, `handle_unreachable`, `handle_timeout` — each with
+//! the current [`Now`], and after every input drains its outputs: `poll_transmit`,
+//! `poll_reply` and `poll_timeout`. It never reads a clock, opens a socket or draws
+//! unseeded randomness, so the same code runs in production and, replayably, in the
+//! simulator.
+//!
+//! Durability contract with the driver: writes go to [`Storage`] as inputs are handled;
+//! the driver calls `Storage::persist` after a batch of inputs and before it sends any
+//! output. That is group commit, and it is why an ack never leaves before its write is
+//! durable.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use thiserror::Error;
+
+use crate::core::clock::{ActorId, Hlc};
+use crate::core::coordinator::Pending;
+use crate::core::hints::HINTS_MAX_DEFAULT;
+use crate::core::membership::Membership;
+use crate::core::message::{ClientReply, ClientRequest, PeerMessage};
+use crate::core::object::Limits;
+use crate::core::replica::{Replica, ReplicaError};
+use crate::core::ring::{NodeId, PARTITIONS_DEFAULT, RingError, VNODES_DEFAULT};
+use crate::core::timer::{Timer, TimerTable};
+use crate::storage::{Rmw, Space, Storage, StorageError};
+
+/// Key of the actor id in the `Meta` space.
+pub const META_ACTOR_KEY: &[u8] = b"actor_id";
+/// Most requests one node coordinates or forwards at once.
+pub const INFLIGHT_MAX_DEFAULT: usize = 16_384;
+/// Default time a coordinator waits for W acks or R replies.
+pub const REQUEST_TIMEOUT_MS_DEFAULT: u64 = 2_000;
+/// Default ping period.
+pub const PING_INTERVAL_MS_DEFAULT: u64 = 500;
+/// Default silence after which a member is considered down.
+pub const DOWN_AFTER_MS_DEFAULT: u64 = 2_000;
+/// Default period of hinted-handoff rounds.
+pub const HANDOFF_INTERVAL_MS_DEFAULT: u64 = 1_000;
+/// Most hints in flight to primaries at once.
+pub const HANDOFF_INFLIGHT_MAX: usize = 64;
+/// Most outputs queued between two drains; a drain happens after every input, so
+/// only a bug could reach it, and then messages are dropped (retries and repair cover).
+pub const OUTBOX_MAX: usize = 1 << 20;
+
+/// The driver's clocks at the moment of an input.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Now {
+    /// Monotonic milliseconds: timers and deadlines.
+    pub mono_ms: u64,
+    /// This node's wall-clock milliseconds: the HLC for LWW.
+    pub wall_ms: u64,
+}
+
+/// A member as configured: name, address and vnode count.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberSpec {
+    pub name: NodeId,
+    pub addr: String,
+    pub vnodes: u32,
+}
+
+/// A node's settings.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub name: NodeId,
+    pub partitions: u32,
+    /// Default N, W and R for requests that do not say.
+    pub n: u8,
+    pub w: u8,
+    pub r: u8,
+    pub request_timeout_ms: u64,
+    pub limits: Limits,
+    pub hints_max: u64,
+    pub ping_interval_ms: u64,
+    pub down_after_ms: u64,
+    pub handoff_interval_ms: u64,
+    pub inflight_max: usize,
+    /// Seeds this node's RNG (ping nonces, and the actor id of a fresh data directory).
+    pub rng_seed: u64,
+}
+
+/// Errors starting a node.
+#[derive(Debug, Error)]
+pub enum NodeError {
+    #[error("the member list is not a valid ring: {0}")]
+    Ring(#[from] RingError),
+    #[error("node {0} is not in its own member list; add it with --peer {0}=ADDR")]
+    NotAMember(NodeId),
+    #[error("cannot open the node's storage: {0}")]
+    Storage(#[from] StorageError),
+    #[error("cannot open the node's replica state: {0}")]
+    Replica(#[from] ReplicaError),
+    #[error("the stored actor id is corrupt ({0} bytes); the data directory is damaged")]
+    BadActor(usize),
+    #[error("invalid node configuration: {0}")]
+    Config(String),
+}
+
+/// The node state machine.
+#[derive(Debug)]
+pub struct Node {
+    pub(crate) config: NodeConfig,
+    pub(crate) actor: ActorId,
+    pub(crate) hlc: Hlc,
+    pub(crate) membership: Membership,
+    pub(crate) replica: Replica,
+    pub(crate) timers: TimerTable,
+    pub(crate) pending: BTreeMap<u64, Pending>,
+    pub(crate) next_id: u64,
+    pub(crate) rng: ChaCha8Rng,
+    pub(crate) transmits: VecDeque<(NodeId, PeerMessage)>,
+    pub(crate) replies: VecDeque<(u64, ClientReply)>,
+    /// Hints currently being handed off: (primary, storage key of the hint).
+    pub(crate) handoff_inflight: BTreeSet<(NodeId, crate::core::message::Key)>,
+    pub(crate) stats: NodeStats,
+}
+
+/// Counters for status output and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeStats {
+    pub hints_delivered: u64,
+    pub read_repairs: u64,
+    pub outbox_dropped: u64,
+}
+
+impl NodeConfig {
+    /// Defaults for a node called `name`: N/W/R 3/2/2, Q=1024.
+    pub fn new(name: impl Into<String>) -> NodeConfig {
+        NodeConfig {
+            name: NodeId::new(name),
+            partitions: PARTITIONS_DEFAULT,
+            n: 3,
+            w: 2,
+            r: 2,
+            request_timeout_ms: REQUEST_TIMEOUT_MS_DEFAULT,
+            limits: Limits::default(),
+            hints_max: HINTS_MAX_DEFAULT,
+            ping_interval_ms: PING_INTERVAL_MS_DEFAULT,
+            down_after_ms: DOWN_AFTER_MS_DEFAULT,
+            handoff_interval_ms: HANDOFF_INTERVAL_MS_DEFAULT,
+            inflight_max: INFLIGHT_MAX_DEFAULT,
+            rng_seed: 0,
+        }
+    }
+}
+
+impl MemberSpec {
+    pub fn new(name: impl Into<String>, addr: impl Into<String>) -> MemberSpec {
+        MemberSpec {
+            name: NodeId::new(name),
+            addr: addr.into(),
+            vnodes: VNODES_DEFAULT,
+        }
+    }
+}
+
+impl Node {
+    /// Opens a node over `storage`. The actor id is read from the data directory, or
+    /// drawn from the seeded RNG and stored when the directory is new.
+    pub fn new(
+        config: NodeConfig,
+        members: Vec<MemberSpec>,
+        storage: Arc<dyn Storage>,
+        now: Now,
+    ) -> Result<Node, NodeError> {
+        if !(1..=config.n).contains(&config.w) || !(1..=config.n).contains(&config.r) {
+            return Err(NodeError::Config(format!(
+                "default w={} and r={} must be between 1 and n={}",
+                config.w, config.r, config.n
+            )));
+        }
+        if !members.iter().any(|m| m.name == config.name) {
+            return Err(NodeError::NotAMember(config.name.clone()));
+        }
+        let membership = Membership::new(
+            config.name.clone(),
+            members
+                .into_iter()
+                .map(|m| (m.name, m.addr, m.vnodes))
+                .collect(),
+            config.partitions,
+            now.mono_ms,
+        )?;
+        let mut rng = ChaCha8Rng::seed_from_u64(config.rng_seed);
+        let actor = load_or_create_actor(storage.as_ref(), &mut rng)?;
+        let replica = Replica::open(storage, config.hints_max)?;
+        let mut node = Node {
+            config,
+            actor,
+            hlc: Hlc::new(),
+            membership,
+            replica,
+            timers: TimerTable::new(),
+            pending: BTreeMap::new(),
+            next_id: 1,
+            rng,
+            transmits: VecDeque::new(),
+            replies: VecDeque::new(),
+            handoff_inflight: BTreeSet::new(),
+            stats: NodeStats::default(),
+        };
+        node.timers
+            .set(now.mono_ms + node.config.ping_interval_ms, Timer::Ping);
+        node.timers.set(
+            now.mono_ms + node.config.handoff_interval_ms,
+            Timer::Handoff,
+        );
+        Ok(node)
+    }
+
+    pub fn name(&self) -> &NodeId {
+        &self.config.name
+    }
+
+    pub fn actor(&self) -> ActorId {
+        self.actor
+    }
+
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
+    pub fn membership(&self) -> &Membership {
+        &self.membership
+    }
+
+    pub fn membership_mut(&mut self) -> &mut Membership {
+        &mut self.membership
+    }
+
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        self.replica.storage()
+    }
+
+    pub fn replica(&self) -> &Replica {
+        &self.replica
+    }
+
+    pub fn stats(&self) -> &NodeStats {
+        &self.stats
+    }
+
+    /// Requests coordinated or forwarded and not yet finished.
+    pub fn inflight(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// A client request arrived; `req_id` is the driver's, echoed in `poll_reply`.
+    pub fn handle_client(&mut self, now: Now, req_id: u64, request: ClientRequest) {
+        self.start_request(
+            now,
+            crate::core::coordinator::Origin::Client(req_id),
+            request,
+        );
+    }
+
+    /// A peer message arrived from `from`.
+    pub fn handle_message(&mut self, now: Now, from: NodeId, msg: PeerMessage) {
+        if self.membership.heard_from(&from, now.mono_ms) {
+            self.on_member_up(now, &from);
+        }
+        self.on_peer_message(now, from, msg);
+    }
+
+    /// The driver could not deliver to `node` (connect or stream failure).
+    pub fn handle_unreachable(&mut self, now: Now, node: NodeId) {
+        self.membership.mark_down(&node);
+        self.on_unreachable(now, &node);
+    }
+
+    /// Time passed; fires every due timer (stale ones are no-ops).
+    pub fn handle_timeout(&mut self, now: Now) {
+        for timer in self.timers.expire(now.mono_ms) {
+            match timer {
+                Timer::Request(id) => self.on_request_timeout(now, id),
+                Timer::Ping => self.on_ping(now),
+                Timer::Handoff => self.on_handoff_tick(now),
+            }
+        }
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<(NodeId, PeerMessage)> {
+        self.transmits.pop_front()
+    }
+
+    pub fn poll_reply(&mut self) -> Option<(u64, ClientReply)> {
+        self.replies.pop_front()
+    }
+
+    /// The earliest deadline at which `handle_timeout` must be called.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.timers.next_deadline()
+    }
+
+    pub(crate) fn send(&mut self, to: NodeId, msg: PeerMessage) {
+        if self.transmits.len() >= OUTBOX_MAX {
+            self.stats.outbox_dropped += 1;
+            return;
+        }
+        self.transmits.push_back((to, msg));
+    }
+
+    pub(crate) fn reply(&mut self, req_id: u64, reply: ClientReply) {
+        self.replies.push_back((req_id, reply));
+    }
+
+    pub(crate) fn fresh_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    fn on_ping(&mut self, now: Now) {
+        let me = self.config.name.clone();
+        let others: Vec<NodeId> = self
+            .membership
+            .members()
+            .map(|m| m.name.clone())
+            .filter(|n| n != &me)
+            .collect();
+        let nonce = rand::RngCore::next_u64(&mut self.rng);
+        for node in others {
+            self.send(node, PeerMessage::Ping { nonce });
+        }
+        for node in self
+            .membership
+            .expire_silent(now.mono_ms, self.config.down_after_ms)
+        {
+            self.on_unreachable(now, &node);
+        }
+        self.timers
+            .set(now.mono_ms + self.config.ping_interval_ms, Timer::Ping);
+    }
+
+    /// A member came back: push its hints now rather than at the next tick.
+    fn on_member_up(&mut self, now: Now, node: &NodeId) {
+        if self.replica.hints().for_primary(node) > 0 {
+            self.push_hints(now, node);
+        }
+    }
+
+    fn on_handoff_tick(&mut self, now: Now) {
+        let primaries: Vec<NodeId> = self
+            .replica
+            .hints()
+            .primaries()
+            .filter(|p| self.membership.is_up(p))
+            .cloned()
+            .collect();
+        for primary in primaries {
+            self.push_hints(now, &primary);
+        }
+        self.timers.set(
+            now.mono_ms + self.config.handoff_interval_ms,
+            Timer::Handoff,
+        );
+    }
+}
+
+fn load_or_create_actor(storage: &dyn Storage, rng: &mut ChaCha8Rng) -> Result<ActorId, NodeError> {
+    if let Some(bytes) = storage.get(Space::Meta, META_ACTOR_KEY)? {
+        let raw: [u8; 8] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| NodeError::BadActor(bytes.len()))?;
+        return Ok(ActorId(u64::from_be_bytes(raw)));
+    }
+    let actor = ActorId::random(rng);
+    storage.update(Space::Meta, META_ACTOR_KEY, &mut |_| {
+        Rmw::Put(actor.0.to_be_bytes().to_vec())
+    })?;
+    storage.persist()?;
+    Ok(actor)
+}
