@@ -5,7 +5,7 @@ use std::hint::black_box;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use ringkv_sketches::{Bloom, CountMin, Hll};
+use ringkv_sketches::{Bloom, CountMin, Hll, TopK};
 
 /// Distinct keys loaded into each sketch before measuring queries and merges.
 const KEYS: u64 = 100_000;
@@ -125,6 +125,13 @@ fn countmin(c: &mut Criterion) {
             |target| target.merge(black_box(&full)),
             BatchSize::LargeInput,
         )
+    });
+    group.bench_function("topk10_observe", |b| {
+        let mut topk = TopK::new(10, full.clone()).expect("valid k");
+        b.iter(|| {
+            i = (i + 1) % keys.len();
+            topk.observe(black_box(&keys[i]), 1);
+        })
     });
     group.finish();
 }

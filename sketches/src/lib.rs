@@ -19,6 +19,35 @@
 //! - [`CountMin`] is ours: the published count-min crates either undercount (they are not
 //!   conservative upper bounds) or cannot merge. [`TopK`] tracks heavy hitters on top of it.
 //!
+//! ```
+//! use rand::SeedableRng;
+//! use ringkv_sketches::{Bloom, CountMin, Hll, SketchError};
+//!
+//! let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+//! let mut ours = Bloom::with_random_seed(1_000, 0.01, &mut rng)?;
+//! let mut theirs = Bloom::new(1_000, 0.01, ours.seed())?;
+//! ours.insert(b"bucket/a");
+//! theirs.insert(b"bucket/b");
+//! ours.merge(&theirs)?;
+//! assert!(ours.contains(b"bucket/a") && ours.contains(b"bucket/b"));
+//!
+//! let (mut node_a, mut node_b) = (Hll::new(), Hll::new());
+//! node_a.insert(b"k1");
+//! node_b.insert(b"k2");
+//! node_a.merge(&node_b)?;
+//! assert_eq!(node_a.estimate(), 2);
+//!
+//! let mut hot = CountMin::new(0.001, 0.01, 42)?;
+//! hot.add(b"k1", 3);
+//! assert!(hot.estimate(b"k1") >= 3);
+//! let elsewhere = CountMin::new(0.001, 0.01, 43)?;
+//! assert!(matches!(
+//!     hot.merge(&elsewhere),
+//!     Err(SketchError::IncompatibleCountMin { .. })
+//! ));
+//! # Ok::<(), SketchError>(())
+//! ```
+//!
 //! Byte-oriented hashing note: `Bloom` hashes items through `Hash for [u8]`, whose length
 //! prefix is a `usize`; filters are therefore only comparable between nodes with the same
 //! pointer width (ringkv targets 64-bit platforms). `Hll` and `CountMin` hash the raw bytes
