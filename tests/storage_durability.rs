@@ -51,13 +51,22 @@ fn value(i: u64) -> Vec<u8> {
 /// Parses a complete `acked <i>` line; anything else (libtest chatter, a line torn by
 /// the kill) is not an ack.
 fn parse_ack(line: &str) -> Option<u64> {
-    line.strip_suffix('\n')?.strip_prefix("acked ")?.parse().ok()
+    line.strip_suffix('\n')?
+        .strip_prefix("acked ")?
+        .parse()
+        .ok()
 }
 
 fn crash_keeps_acked_writes(sync: SyncMode) -> TestResult {
     let dir = tempfile::tempdir()?;
     let mut child = Command::new(env::current_exe()?)
-        .args([CHILD_TEST, "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            CHILD_TEST,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(DIR_ENV, dir.path())
         .env(SYNC_ENV, sync.to_string())
         .stdout(Stdio::piped())

@@ -39,7 +39,9 @@ pub enum StorageError {
     },
 
     /// A user key is over [`super::KEY_BYTES_MAX`].
-    #[error("key {key} in bucket {bucket} is {len} bytes, over the {max}-byte limit; use a shorter key")]
+    #[error(
+        "key {key} in bucket {bucket} is {len} bytes, over the {max}-byte limit; use a shorter key"
+    )]
     KeyTooLong {
         /// The bucket, escaped for display.
         bucket: String,
@@ -119,7 +121,9 @@ pub enum StorageError {
     },
 
     /// A batch carried more than [`super::BATCH_OPS_MAX`] operations.
-    #[error("batch of {ops} operations is over the maximum of {max}; split it into smaller batches")]
+    #[error(
+        "batch of {ops} operations is over the maximum of {max}; split it into smaller batches"
+    )]
     BatchTooLarge {
         /// Operations in the refused batch.
         ops: usize,
