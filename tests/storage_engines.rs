@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::thread;
 
 use ringkv::storage::{
-    BatchOp, FjallStorage, MemoryStorage, Rmw, SCAN_ROWS_MAX, STORED_KEY_BYTES_MAX, Space,
+    BatchOp, DataKey, FjallStorage, MemoryStorage, Rmw, SCAN_ROWS_MAX, STORED_KEY_BYTES_MAX, Space,
     Storage, StorageError, SyncMode, VALUE_BYTES_MAX, decode_data_key, encode_data_key,
     position_range,
 };
@@ -105,7 +105,10 @@ fn rmw_is_atomic_across_threads(s: Arc<dyn Storage>) -> TestResult {
         Ok(())
     })?;
     let total = counter(s.get(Space::Meta, b"counter")?.as_deref());
-    assert_eq!(total, COUNTER_THREADS as u64 * COUNTER_INCREMENTS_PER_THREAD);
+    assert_eq!(
+        total,
+        COUNTER_THREADS as u64 * COUNTER_INCREMENTS_PER_THREAD
+    );
     Ok(())
 }
 
@@ -119,15 +122,28 @@ fn scan_bounds_and_limits(s: &dyn Storage) -> TestResult {
     assert_eq!(rows[0].1, b"B".to_vec());
 
     let rows = s.scan(Space::Hints, b"bb", None, 100)?;
-    assert_eq!(keys(&rows), vec![&b"c"[..], b"d", b"e"], "open end, start between keys");
+    assert_eq!(
+        keys(&rows),
+        vec![&b"c"[..], b"d", b"e"],
+        "open end, start between keys"
+    );
 
     let rows = s.scan(Space::Hints, b"", None, 2)?;
     assert_eq!(keys(&rows), vec![&b"a"[..], b"b"], "limit caps the page");
 
     assert!(s.scan(Space::Hints, b"a", None, 0)?.is_empty());
-    assert!(s.scan(Space::Hints, b"d", Some(b"b"), 10)?.is_empty(), "inverted range");
-    assert!(s.scan(Space::Hints, b"c", Some(b"c"), 10)?.is_empty(), "empty range");
-    assert!(s.scan(Space::Hints, b"f", None, 10)?.is_empty(), "past the end");
+    assert!(
+        s.scan(Space::Hints, b"d", Some(b"b"), 10)?.is_empty(),
+        "inverted range"
+    );
+    assert!(
+        s.scan(Space::Hints, b"c", Some(b"c"), 10)?.is_empty(),
+        "empty range"
+    );
+    assert!(
+        s.scan(Space::Hints, b"f", None, 10)?.is_empty(),
+        "past the end"
+    );
 
     assert!(s.scan(Space::Hints, b"", None, SCAN_ROWS_MAX)?.len() == 5);
     assert!(matches!(
@@ -147,22 +163,31 @@ fn scan_by_position_range(s: &dyn Storage) -> TestResult {
         (11, b"b", b"k"),
     ];
     for (position, bucket, key) in entries {
-        s.put(Space::Data, &encode_data_key(position, bucket, key)?, key.to_vec())?;
+        s.put(
+            Space::Data,
+            &encode_data_key(position, bucket, key)?,
+            key.to_vec(),
+        )?;
     }
-    let decoded = |start: u64, end: u64| -> Result<Vec<(u64, Vec<u8>, Vec<u8>)>, StorageError> {
+    let decoded = |start: u64, end: u64| -> Result<Vec<DataKey>, StorageError> {
         let (lo, hi) = position_range(start, end);
         s.scan(Space::Data, &lo, hi.as_deref(), 100)?
             .iter()
-            .map(|(raw, _)| decode_data_key(raw).map(|d| (d.position, d.bucket, d.key)))
+            .map(|(raw, _)| decode_data_key(raw))
             .collect()
+    };
+    let data_key = |position: u64, bucket: &[u8], key: &[u8]| DataKey {
+        position,
+        bucket: bucket.to_vec(),
+        key: key.to_vec(),
     };
     let mid = decoded(5, 10)?;
     assert_eq!(
         mid,
         vec![
-            (5, b"b".to_vec(), b"z".to_vec()),
-            (5, b"bucket".to_vec(), b"k".to_vec()),
-            (10, b"b".to_vec(), b"k\0with-nul".to_vec()),
+            data_key(5, b"b", b"z"),
+            data_key(5, b"bucket", b"k"),
+            data_key(10, b"b", b"k\0with-nul"),
         ],
         "positions 5..=10 only, in (position, bucket, key) order"
     );
@@ -291,7 +316,10 @@ fn limits_are_errors_not_panics(s: &dyn Storage) -> TestResult {
         Rmw::Put(huge.take().unwrap_or_default())
     });
     let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
-    assert!(message.contains("\"big\"") && message.contains("over the"), "{message}");
+    assert!(
+        message.contains("\"big\"") && message.contains("over the"),
+        "{message}"
+    );
     assert_eq!(s.get(Space::Data, b"big")?, None);
     Ok(())
 }

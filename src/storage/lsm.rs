@@ -39,8 +39,8 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
 use twox_hash::XxHash3_64;
 
 use super::{
-    BatchOp, Rmw, Space, Storage, StorageError, SyncMode, check_batch, check_key, check_rmw,
-    check_scan, scan_is_empty, show_key,
+    BatchOp, KeyValue, Rmw, Space, Storage, StorageError, SyncMode, check_batch, check_key,
+    check_rmw, check_scan, scan_is_empty, show_key,
 };
 
 /// Number of per-key lock stripes. Two keys share a stripe with probability 1/64, which
@@ -99,7 +99,8 @@ impl FjallStorage {
     }
 
     // The stripes guard no data (`()`), so a poisoned stripe (a panicking update closure)
-    // protects nothing inconsistent: take it over.
+    // protects nothing inconsistent: take it over. `stripe` comes from `stripe_of`, so it
+    // is below LOCK_STRIPES, the length of `stripes`.
     fn lock_stripe(&self, stripe: usize) -> MutexGuard<'_, ()> {
         self.stripes[stripe]
             .lock()
@@ -190,7 +191,7 @@ impl Storage for FjallStorage {
         start: &[u8],
         end: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    ) -> Result<Vec<KeyValue>, StorageError> {
         check_scan(space, limit)?;
         if scan_is_empty(start, end, limit) {
             return Ok(Vec::new());

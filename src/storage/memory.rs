@@ -21,8 +21,8 @@ use std::ops::Bound;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::{
-    BatchOp, Rmw, Space, Storage, StorageError, SyncMode, check_batch, check_key, check_rmw,
-    check_scan, scan_is_empty,
+    BatchOp, KeyValue, Rmw, Space, Storage, StorageError, SyncMode, check_batch, check_key,
+    check_rmw, check_scan, scan_is_empty,
 };
 
 /// Most un-persisted writes (updates or whole batches) kept for crash modelling; beyond
@@ -201,7 +201,7 @@ impl Storage for MemoryStorage {
         start: &[u8],
         end: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    ) -> Result<Vec<KeyValue>, StorageError> {
         check_scan(space, limit)?;
         if scan_is_empty(start, end, limit) {
             return Ok(Vec::new());

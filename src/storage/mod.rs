@@ -74,6 +74,9 @@ pub const BATCH_OPS_MAX: usize = 10_000;
 /// How many bytes of a key an error message shows before eliding the rest.
 const KEY_SHOWN_BYTES_MAX: usize = 64;
 
+/// One `(key, value)` row returned by [`Storage::scan`].
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
 /// A separate keyspace. Each is its own fjall keyspace, so a scan of one never sees keys
 /// of another even when the bytes coincide.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -156,7 +159,7 @@ pub trait Storage: Send + Sync + fmt::Debug {
         start: &[u8],
         end: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError>;
+    ) -> Result<Vec<KeyValue>, StorageError>;
 
     /// Applies all ops atomically (all or none, also across a crash), in order.
     fn batch(&self, ops: Vec<BatchOp>) -> Result<(), StorageError>;
