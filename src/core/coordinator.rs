@@ -66,6 +66,17 @@ pub(crate) struct ReadState {
     replied: bool,
 }
 
+/// A request this node coordinates, as it starts.
+struct Job {
+    id: u64,
+    origin: Origin,
+    key: Key,
+    /// The primary this node stands in for, when it is a fallback for the key.
+    my_hint: Option<NodeId>,
+    quorum: Quorum,
+    targets: Vec<Target>,
+}
+
 /// Resolved replication settings of one request.
 struct Plan {
     n: usize,
@@ -130,29 +141,32 @@ impl Node {
             .find(|t| t.node == me)
             .map(|t| t.hint.clone())
         else {
-            return self.forward(now, origin, key, op, opts, &pref.targets[0].node, &plan);
+            let request = match op {
+                Some(op) => ClientRequest::Write { key, op, opts },
+                None => ClientRequest::Get { key, opts },
+            };
+            let deadline_ms = now.mono_ms + plan.timeout_ms + plan.timeout_ms / 2;
+            let coordinator = pref.targets[0].node.clone();
+            return self.forward(deadline_ms, origin, request, coordinator);
         };
         let id = self.fresh_id();
-        let quorum = Quorum::new(
-            plan.needed,
-            plan.n,
-            plan.strict,
-            &pref.targets,
-            &pref.uncovered,
-        );
-        match op {
-            Some(op) => self.coordinate_write(
-                id,
-                origin,
-                key,
-                op,
-                op_name,
-                my_hint,
-                quorum,
+        let job = Job {
+            id,
+            origin,
+            key,
+            my_hint,
+            quorum: Quorum::new(
+                plan.needed,
+                plan.n,
+                plan.strict,
                 &pref.targets,
-                now,
+                &pref.uncovered,
             ),
-            None => self.coordinate_read(id, origin, key, my_hint, quorum, pref.targets, now),
+            targets: pref.targets,
+        };
+        match op {
+            Some(op) => self.coordinate_write(job, op, op_name, now),
+            None => self.coordinate_read(job),
         }
         if self.pending.contains_key(&id) {
             self.timers
@@ -160,19 +174,15 @@ impl Node {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn coordinate_write(
-        &mut self,
-        id: u64,
-        origin: Origin,
-        key: Key,
-        op: Op,
-        op_name: &'static str,
-        my_hint: Option<NodeId>,
-        mut quorum: Quorum,
-        targets: &[Target],
-        now: Now,
-    ) {
+    fn coordinate_write(&mut self, job: Job, op: Op, op_name: &'static str, now: Now) {
+        let Job {
+            id,
+            origin,
+            key,
+            my_hint,
+            mut quorum,
+            targets,
+        } = job;
         let ts = self.hlc.now(now.wall_ms);
         let limits = self.config.limits;
         let (object, applied) =
@@ -219,16 +229,15 @@ impl Node {
         self.check_write(id);
     }
 
-    fn coordinate_read(
-        &mut self,
-        id: u64,
-        origin: Origin,
-        key: Key,
-        my_hint: Option<NodeId>,
-        quorum: Quorum,
-        targets: Vec<Target>,
-        _now: Now,
-    ) {
+    fn coordinate_read(&mut self, job: Job) {
+        let Job {
+            id,
+            origin,
+            key,
+            my_hint,
+            quorum,
+            targets,
+        } = job;
         let me = self.config.name.clone();
         for t in targets.iter().filter(|t| t.node != me) {
             let msg = PeerMessage::Read {
@@ -252,42 +261,35 @@ impl Node {
         self.on_read_reply(id, me, local.map_err(|e| e.to_string()));
     }
 
+    /// Hands the request to `coordinator`; the answer comes back as a `ForwardReply`.
     fn forward(
         &mut self,
-        now: Now,
+        deadline_ms: u64,
         origin: Origin,
-        key: Key,
-        op: Option<Op>,
-        opts: QuorumOpts,
-        coordinator: &NodeId,
-        plan: &Plan,
+        request: ClientRequest,
+        coordinator: NodeId,
     ) {
         if let Origin::Peer { .. } = origin {
             // Forwarded once already and our view disagrees with the sender's: refuse
             // rather than bounce the request around the ring.
             let err = RequestError::Forward {
                 via: self.config.name.clone(),
-                coordinator: coordinator.clone(),
+                coordinator,
                 reason: "the membership views disagree about who replicates this key".into(),
             };
             return self.finish(origin, ClientReply::Error(err));
         }
         let id = self.fresh_id();
-        let request = match op {
-            Some(op) => ClientRequest::Write { key, op, opts },
-            None => ClientRequest::Get { key, opts },
-        };
         self.send(coordinator.clone(), PeerMessage::Forward { id, request });
         self.pending.insert(
             id,
             Pending::Forward {
                 origin,
-                coordinator: coordinator.clone(),
+                coordinator,
             },
         );
-        // The coordinator has its own timeout; allow it to answer with its error first.
-        let deadline = now.mono_ms + plan.timeout_ms + plan.timeout_ms / 2;
-        self.timers.set(deadline, Timer::Request(id));
+        // Later than the coordinator's own timeout, so its error arrives first.
+        self.timers.set(deadline_ms, Timer::Request(id));
     }
 
     pub(crate) fn on_peer_message(&mut self, now: Now, from: NodeId, msg: PeerMessage) {
@@ -406,12 +408,14 @@ impl Node {
         for id in ids {
             match self.pending.get_mut(&id) {
                 Some(Pending::Write(w)) => {
-                    if w.quorum.unreachable(node) {
+                    let counted = w.quorum.unreachable(node);
+                    if counted {
                         self.check_write(id);
                     }
                 }
                 Some(Pending::Read(r)) => {
-                    if r.quorum.unreachable(node) {
+                    let counted = r.quorum.unreachable(node);
+                    if counted {
                         self.check_read(id);
                     }
                 }

@@ -34,6 +34,9 @@ pub enum ReplicaError {
     HintsFull { primary: NodeId, limit: u64 },
 }
 
+/// A read-modify-write step over a decoded object: the new object plus a by-product.
+type RmwFn<'a, T> = dyn FnMut(Option<&Object>) -> Result<(Object, T), ReplicaError> + 'a;
+
 /// A node's local replica: its storage plus hint bookkeeping.
 #[derive(Debug)]
 pub struct Replica {
@@ -178,7 +181,7 @@ impl Replica {
         &mut self,
         key: &Key,
         hint: Option<&NodeId>,
-        f: &mut dyn FnMut(Option<&Object>) -> Result<(Object, T), ReplicaError>,
+        f: &mut RmwFn<'_, T>,
     ) -> Result<(Object, T), ReplicaError> {
         let (space, raw) = location(key, hint)?;
         let hints_full = self.hints.is_full();

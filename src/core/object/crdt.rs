@@ -4,11 +4,8 @@
 //! repeated message can never double-count. Operations are applied only at the
 //! coordinator, with the coordinator's own actor, and the resulting state is replicated.
 
-use std::collections::BTreeMap;
-use std::convert::Infallible;
-
 use crdts::ctx::RmCtx;
-use crdts::{CmRDT, CvRDT, MVReg, Map, Orswot, PNCounter, ResetRemove, VClock};
+use crdts::{CmRDT, CvRDT, Orswot, PNCounter};
 use serde::{Deserialize, Serialize};
 
 use super::Context;
@@ -28,59 +25,6 @@ pub struct Counter {
 /// An add-wins observed-remove set of UTF-8 members.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SetObj(Orswot<String, ActorId>);
-
-/// One field of a `map`: a product of a register, a counter and a set. Most fields use
-/// one of the three; a product (rather than an enum) keeps merge lawful even when two
-/// clients concurrently use the same field as different types.
-///
-/// Every part is written with the map's dots, so removing a field (which resets what
-/// the remover's map clock covers) removes exactly the parts it saw. That is why the
-/// counter is a multi-value register of per-actor (increments, decrements) totals rather
-/// than a `PNCounter`, whose dots are its own and would not be covered by the map clock.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Field {
-    pub register: MVReg<String, ActorId>,
-    pub counter: MVReg<PnTotals, ActorId>,
-    pub set: Orswot<String, ActorId>,
-}
-
-/// Per-actor (increments, decrements) totals; both only grow.
-pub type PnTotals = BTreeMap<ActorId, (u64, u64)>;
-
-/// An operation on one [`Field`].
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub enum FieldOp {
-    Register(crdts::mvreg::Op<String, ActorId>),
-    Counter(crdts::mvreg::Op<PnTotals, ActorId>),
-    Set(crdts::orswot::Op<String, ActorId>),
-}
-
-/// A map of named fields, merged per field.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MapObj(Map<String, Field, ActorId>);
-
-/// What a client asks of a map field.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum MapOp {
-    /// Set the field's register, superseding every value the coordinator has seen.
-    SetRegister { field: String, value: String },
-    /// Add to (or, negative, subtract from) the field's counter.
-    Increment { field: String, delta: i64 },
-    /// Add members to the field's set.
-    AddMembers { field: String, members: Vec<String> },
-    /// Remove members the coordinator has observed from the field's set.
-    RemoveMembers { field: String, members: Vec<String> },
-    /// Remove the whole field, as far as the client's context has seen it.
-    RemoveField { field: String, context: Context },
-}
-
-/// A field as a reader sees it; empty parts are left out.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FieldRead {
-    pub register: Vec<String>,
-    pub counter: Option<i64>,
-    pub set: Vec<String>,
-}
 
 impl Counter {
     pub fn add(&mut self, actor: ActorId, delta: i64) {
@@ -144,150 +88,6 @@ impl SetObj {
 
     pub fn merge(&mut self, other: &SetObj) {
         self.0.merge(other.0.clone());
-    }
-}
-
-impl MapObj {
-    pub fn apply(&mut self, actor: ActorId, op: MapOp) {
-        let add = |map: &Map<String, Field, ActorId>| map.read_ctx().derive_add_ctx(actor);
-        let op = match op {
-            MapOp::SetRegister { field, value } => {
-                let ctx = add(&self.0);
-                self.0.update(field, ctx, |f, ctx| {
-                    FieldOp::Register(f.register.write(value, ctx))
-                })
-            }
-            MapOp::Increment { field, delta } => {
-                let ctx = add(&self.0);
-                self.0.update(field, ctx, |f, ctx| {
-                    let mut totals = f.counter_totals();
-                    let entry = totals.entry(actor).or_default();
-                    if delta >= 0 {
-                        entry.0 = entry.0.saturating_add(delta.unsigned_abs());
-                    } else {
-                        entry.1 = entry.1.saturating_add(delta.unsigned_abs());
-                    }
-                    FieldOp::Counter(f.counter.write(totals, ctx))
-                })
-            }
-            MapOp::AddMembers { field, members } => {
-                let ctx = add(&self.0);
-                self.0.update(field, ctx, |f, ctx| {
-                    FieldOp::Set(f.set.add_all(members, ctx))
-                })
-            }
-            MapOp::RemoveMembers { field, members } => {
-                let ctx = add(&self.0);
-                self.0.update(field, ctx, |f, _| {
-                    let rm = f.set.read_ctx().derive_rm_ctx();
-                    FieldOp::Set(f.set.rm_all(members, rm))
-                })
-            }
-            MapOp::RemoveField { field, context } => self.0.rm(field, RmCtx { clock: context.0 }),
-        };
-        self.0.apply(op);
-    }
-
-    /// Removes every field the context has seen.
-    pub fn clear(&mut self, context: &Context) {
-        let fields: Vec<String> = self.0.keys().map(|k| k.val.clone()).collect();
-        for field in fields {
-            self.0.apply(self.0.rm(
-                field,
-                RmCtx {
-                    clock: context.0.clone(),
-                },
-            ));
-        }
-    }
-
-    pub fn read(&self) -> BTreeMap<String, FieldRead> {
-        self.0
-            .iter()
-            .map(|entry| {
-                let (name, field) = entry.val;
-                (name.clone(), field.read())
-            })
-            .collect()
-    }
-
-    pub fn context(&self) -> Context {
-        Context(self.0.read_ctx().add_clock)
-    }
-
-    pub fn merge(&mut self, other: &MapObj) {
-        self.0.merge(other.0.clone());
-    }
-}
-
-impl Field {
-    /// The counter's per-actor totals: the pointwise maximum over its concurrent values.
-    fn counter_totals(&self) -> PnTotals {
-        let mut totals = PnTotals::new();
-        for value in self.counter.read().val {
-            for (actor, (p, n)) in value {
-                let e = totals.entry(actor).or_default();
-                e.0 = e.0.max(p);
-                e.1 = e.1.max(n);
-            }
-        }
-        totals
-    }
-
-    fn read(&self) -> FieldRead {
-        let mut register = self.register.read().val;
-        register.sort();
-        let totals = self.counter_totals();
-        let counter = (!totals.is_empty()).then(|| {
-            let sum: i128 = totals.values().map(|&(p, n)| p as i128 - n as i128).sum();
-            sum.clamp(i64::MIN as i128, i64::MAX as i128) as i64
-        });
-        let mut set: Vec<String> = self.set.read().val.into_iter().collect();
-        set.sort();
-        FieldRead {
-            register,
-            counter,
-            set,
-        }
-    }
-}
-
-impl CmRDT for Field {
-    type Op = FieldOp;
-    type Validation = Infallible;
-
-    fn validate_op(&self, _op: &FieldOp) -> Result<(), Infallible> {
-        Ok(())
-    }
-
-    fn apply(&mut self, op: FieldOp) {
-        match op {
-            FieldOp::Register(op) => self.register.apply(op),
-            FieldOp::Counter(op) => self.counter.apply(op),
-            FieldOp::Set(op) => self.set.apply(op),
-        }
-    }
-}
-
-impl CvRDT for Field {
-    type Validation = Infallible;
-
-    fn validate_merge(&self, _other: &Self) -> Result<(), Infallible> {
-        Ok(())
-    }
-
-    fn merge(&mut self, other: Field) {
-        self.register.merge(other.register);
-        self.counter.merge(other.counter);
-        self.set.merge(other.set);
-    }
-}
-
-impl ResetRemove<ActorId> for Field {
-    fn reset_remove(&mut self, clock: &VClock<ActorId>) {
-        self.register.reset_remove(clock);
-        self.counter.reset_remove(clock);
-        self.set.reset_remove(clock);
     }
 }
 
@@ -357,52 +157,5 @@ mod tests {
         r2.remove(vec!["x".into()], &ctx);
         r1.merge(&r2);
         assert_eq!(r1.members(), vec!["y".to_string()]);
-    }
-
-    #[test]
-    fn map_fields_hold_registers_counters_and_sets() {
-        let mut m = MapObj::default();
-        let a = ActorId(1);
-        m.apply(
-            a,
-            MapOp::SetRegister {
-                field: "name".into(),
-                value: "ada".into(),
-            },
-        );
-        m.apply(
-            a,
-            MapOp::Increment {
-                field: "visits".into(),
-                delta: 3,
-            },
-        );
-        m.apply(
-            a,
-            MapOp::AddMembers {
-                field: "tags".into(),
-                members: vec!["x".into(), "y".into()],
-            },
-        );
-        m.apply(
-            a,
-            MapOp::RemoveMembers {
-                field: "tags".into(),
-                members: vec!["x".into()],
-            },
-        );
-        let read = m.read();
-        assert_eq!(read["name"].register, vec!["ada".to_string()]);
-        assert_eq!(read["visits"].counter, Some(3));
-        assert_eq!(read["tags"].set, vec!["y".to_string()]);
-        let ctx = m.context();
-        m.apply(
-            a,
-            MapOp::RemoveField {
-                field: "name".into(),
-                context: ctx,
-            },
-        );
-        assert!(!m.read().contains_key("name"));
     }
 }

@@ -47,11 +47,8 @@ impl Dvv {
         let counter = self.clock.get(&actor).max(context.0.get(&actor)) + 1;
         let dot = Dot::new(actor, counter);
         self.clock.merge(context.0.clone());
-        self.clock.apply(dot.clone());
-        self.siblings.push(Sibling {
-            dot: dot.clone(),
-            value,
-        });
+        self.clock.apply(dot);
+        self.siblings.push(Sibling { dot, value });
         self.canonicalize();
         dot
     }
@@ -101,8 +98,7 @@ impl Dvv {
     }
 
     fn canonicalize(&mut self) {
-        self.siblings
-            .sort_by(|a, b| (a.dot.actor, a.dot.counter).cmp(&(b.dot.actor, b.dot.counter)));
+        self.siblings.sort_by_key(|s| (s.dot.actor, s.dot.counter));
     }
 }
 

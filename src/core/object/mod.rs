@@ -11,6 +11,7 @@ mod context;
 mod crdt;
 mod dvv;
 mod lww;
+mod map;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,9 +20,10 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub use context::{CONTEXT_ACTORS_MAX, CONTEXT_TOKEN_BYTES_MAX, Context};
-pub use crdt::{Counter, Field, FieldRead, MapObj, MapOp, SetObj};
+pub use crdt::{Counter, SetObj};
 pub use dvv::{Dvv, Sibling};
 pub use lww::LwwCell;
+pub use map::{Field, FieldRead, MapObj, MapOp};
 
 use crate::core::clock::{ActorId, Timestamp};
 
