@@ -12,6 +12,7 @@
 //! - [`serve`]: the accept loop that hands typed requests to a [`Handler`].
 
 pub mod certs;
+pub mod driver;
 pub mod endpoint;
 pub mod error;
 pub mod frame;

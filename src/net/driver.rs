@@ -1,0 +1,442 @@
+//! The node driver: the thin async shell around one sans-IO core node.
+//!
+//! One task owns the [`Node`]. Everything that happens to it — client requests and peer
+//! messages from the QUIC server, delivery failures from senders, timer deadlines —
+//! arrives on one bounded channel, is fed to the core in a batch, and then the driver
+//! calls `Storage::persist` once for the whole batch before it sends a single ack or
+//! reply. That is ringkv's group commit: writes that arrive together share one fsync, and
+//! nothing is acknowledged before it is durable. If persisting fails the node stops
+//! (fail-stop, like Cassandra's `disk_failure_policy: stop`) rather than ack lost writes.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rand::RngCore;
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::core::message::{
+    ClientReply, ClientRequest, PROTOCOL_VERSION, PeerMessage, REQUEST_TIMEOUT_MS_MAX, WireBody,
+    WireRequest, WireResponse,
+};
+use crate::core::node::{MemberSpec, Node, NodeConfig, NodeError, Now};
+use crate::core::ring::NodeId;
+use crate::net::{
+    ConnectionPool, FRAME_BYTES_MAX, Handler, Identity, NetError, PeerIdentity, Role, bind,
+    load_identity, serve,
+};
+use crate::storage::{FjallStorage, Storage, StorageError, SyncMode};
+
+/// Inputs queued for the core at most; senders wait when it is full (backpressure).
+pub const INPUT_QUEUE_MAX: usize = 65_536;
+/// Inputs fed to the core between two persists.
+pub const BATCH_MAX: usize = 1_024;
+/// How long a peer message may take to be accepted by its receiver.
+pub const PEER_SEND_TIMEOUT_MS: u64 = 2_000;
+/// How long the server waits for the core to answer a client request: the longest
+/// request timeout plus forwarding slack.
+pub const CLIENT_WAIT_MS: u64 = REQUEST_TIMEOUT_MS_MAX as u64 * 2 + 5_000;
+/// How long a clean shutdown waits for connections to close.
+pub const SHUTDOWN_WAIT_MS: u64 = 3_000;
+
+/// Errors starting or running a node.
+#[derive(Debug, Error)]
+pub enum DriverError {
+    #[error(transparent)]
+    Net(#[from] NetError),
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    #[error("cannot open the data directory {dir}: {source}")]
+    Storage { dir: PathBuf, source: StorageError },
+    #[error("member {name} has address '{addr}', which does not resolve: {reason}")]
+    BadAddress {
+        name: NodeId,
+        addr: String,
+        reason: String,
+    },
+    #[error(
+        "node {node} stopped because it could not persist writes ({source}); check the disk, then restart it"
+    )]
+    Persist { node: NodeId, source: StorageError },
+    #[error("the node task of {0} ended unexpectedly")]
+    Crashed(NodeId),
+}
+
+/// What a node needs to start.
+#[derive(Debug)]
+pub struct NodeOptions {
+    pub config: NodeConfig,
+    pub members: Vec<MemberSpec>,
+    pub certs_dir: PathBuf,
+    pub data_dir: PathBuf,
+    pub sync: SyncMode,
+}
+
+/// A bound but not yet started endpoint, so tests can learn ephemeral ports first.
+#[derive(Debug)]
+pub struct Bound {
+    endpoint: quinn::Endpoint,
+    identity: Identity,
+    addr: SocketAddr,
+}
+
+/// A running node.
+#[derive(Debug)]
+pub struct NodeHandle {
+    name: NodeId,
+    addr: SocketAddr,
+    inputs: mpsc::Sender<Input>,
+    core: JoinHandle<Result<(), DriverError>>,
+    server: JoinHandle<()>,
+    endpoint: quinn::Endpoint,
+}
+
+/// Something for the core to handle.
+#[derive(Debug)]
+enum Input {
+    Client {
+        request: ClientRequest,
+        reply: oneshot::Sender<ClientReply>,
+    },
+    Peer {
+        from: NodeId,
+        msg: PeerMessage,
+    },
+    Unreachable(NodeId),
+    Shutdown,
+}
+
+/// The QUIC server's view of the node: it only validates and enqueues.
+#[derive(Debug)]
+struct Server {
+    inputs: mpsc::Sender<Input>,
+}
+
+/// Sends peer messages; reports failures back to the core.
+#[derive(Clone, Debug)]
+struct Sender {
+    me: NodeId,
+    pool: ConnectionPool,
+    addrs: Arc<HashMap<NodeId, SocketAddr>>,
+    inputs: mpsc::Sender<Input>,
+}
+
+/// Binds the node's QUIC endpoint with its certificate from `certs_dir`.
+pub fn bind_node(
+    listen: SocketAddr,
+    certs_dir: &std::path::Path,
+    name: &str,
+) -> Result<Bound, DriverError> {
+    let identity = load_identity(certs_dir, name)?;
+    let endpoint = bind(listen, &identity)?;
+    let addr = endpoint.local_addr().map_err(|e| NetError::Bind {
+        addr: listen,
+        source: e,
+    })?;
+    Ok(Bound {
+        endpoint,
+        identity,
+        addr,
+    })
+}
+
+/// Binds and starts a node on its durable fjall storage.
+pub async fn start_node(listen: SocketAddr, opts: NodeOptions) -> Result<NodeHandle, DriverError> {
+    let bound = bind_node(listen, &opts.certs_dir, opts.config.name.as_str())?;
+    start_bound(bound, opts).await
+}
+
+/// Starts a node on an endpoint bound with [`bind_node`].
+pub async fn start_bound(bound: Bound, opts: NodeOptions) -> Result<NodeHandle, DriverError> {
+    let data = opts.data_dir.join("data");
+    let storage: Arc<dyn Storage> = Arc::new(FjallStorage::open(&data, opts.sync).map_err(
+        |source| DriverError::Storage {
+            dir: data.clone(),
+            source,
+        },
+    )?);
+    start_with_storage(bound, opts.config, opts.members, storage)
+}
+
+/// Starts a node on any storage engine.
+pub fn start_with_storage(
+    bound: Bound,
+    mut config: NodeConfig,
+    members: Vec<MemberSpec>,
+    storage: Arc<dyn Storage>,
+) -> Result<NodeHandle, DriverError> {
+    let mut addrs = HashMap::new();
+    for m in &members {
+        let addr = resolve(&m.name, &m.addr)?;
+        addrs.insert(m.name.clone(), addr);
+    }
+    // The OS RNG seeds the core once; a fresh data directory gets a random actor.
+    config.rng_seed = rand::rng().next_u64();
+    let clock = Clock::new();
+    let node = Node::new(config, members, storage, clock.now())?;
+    let name = node.name().clone();
+    let (tx, rx) = mpsc::channel(INPUT_QUEUE_MAX);
+    let sender = Sender {
+        me: name.clone(),
+        pool: ConnectionPool::new(bound.endpoint.clone()),
+        addrs: Arc::new(addrs),
+        inputs: tx.clone(),
+    };
+    let core = tokio::spawn(run_core(node, rx, sender, clock));
+    let server = tokio::spawn(serve(
+        bound.endpoint.clone(),
+        Arc::new(Server { inputs: tx.clone() }),
+    ));
+    tracing::info!(node = %name, addr = %bound.addr, role = %bound.identity.role, "node started");
+    Ok(NodeHandle {
+        name,
+        addr: bound.addr,
+        inputs: tx,
+        core,
+        server,
+        endpoint: bound.endpoint,
+    })
+}
+
+impl NodeHandle {
+    pub fn name(&self) -> &NodeId {
+        &self.name
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops cleanly: the core persists what it has, connections close.
+    pub async fn shutdown(self) -> Result<(), DriverError> {
+        let _ = self.inputs.send(Input::Shutdown).await;
+        let result =
+            match tokio::time::timeout(Duration::from_millis(SHUTDOWN_WAIT_MS), self.core).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(_)) | Err(_) => Err(DriverError::Crashed(self.name.clone())),
+            };
+        self.endpoint.close(0u32.into(), b"shutdown");
+        self.server.abort();
+        let _ = tokio::time::timeout(
+            Duration::from_millis(SHUTDOWN_WAIT_MS),
+            self.endpoint.wait_idle(),
+        )
+        .await;
+        result
+    }
+
+    /// Stops at once, with no clean shutdown and no final persist: a crash, for tests.
+    pub async fn kill(self) {
+        self.core.abort();
+        self.server.abort();
+        self.endpoint.close(0u32.into(), b"killed");
+        let _ = self.core.await;
+        let _ = self.server.await;
+    }
+
+    /// Waits until the node stops by itself (for `ringkv node`); returns its error.
+    pub async fn wait(&mut self) -> Result<(), DriverError> {
+        match (&mut self.core).await {
+            Ok(r) => r,
+            Err(_) => Err(DriverError::Crashed(self.name.clone())),
+        }
+    }
+}
+
+impl Handler for Server {
+    type Request = WireRequest;
+    type Response = WireResponse;
+
+    async fn handle(&self, peer: PeerIdentity, req: WireRequest) -> WireResponse {
+        if req.version != PROTOCOL_VERSION {
+            return WireResponse::Refused(format!(
+                "protocol version {} is not spoken here (this node speaks {PROTOCOL_VERSION}); upgrade the older side",
+                req.version
+            ));
+        }
+        match req.body {
+            WireBody::Client(request) => {
+                let (tx, rx) = oneshot::channel();
+                let input = Input::Client { request, reply: tx };
+                if self.inputs.send(input).await.is_err() {
+                    return WireResponse::Refused(
+                        "the node is shutting down; retry on another node".into(),
+                    );
+                }
+                match tokio::time::timeout(Duration::from_millis(CLIENT_WAIT_MS), rx).await {
+                    Ok(Ok(reply)) => WireResponse::Client(reply),
+                    Ok(Err(_)) => WireResponse::Refused(
+                        "the node stopped before answering; retry on another node".into(),
+                    ),
+                    Err(_) => WireResponse::Refused(format!(
+                        "no answer within {CLIENT_WAIT_MS} ms; retry"
+                    )),
+                }
+            }
+            WireBody::Peer { from, msg } => {
+                if peer.role != Role::Node {
+                    tracing::warn!(%peer, "refused a peer message from a client certificate");
+                    return WireResponse::Refused(format!(
+                        "{peer} may not send peer messages: they need a node certificate signed by the cluster CA"
+                    ));
+                }
+                if from.as_str() != peer.name {
+                    tracing::warn!(%peer, claimed = %from, "refused a peer message under another node's name");
+                    return WireResponse::Refused(format!(
+                        "{peer} sent a message as '{from}'; a node may speak only for itself"
+                    ));
+                }
+                match self.inputs.send(Input::Peer { from, msg }).await {
+                    Ok(()) => WireResponse::PeerAccepted,
+                    Err(_) => WireResponse::Refused("the node is shutting down".into()),
+                }
+            }
+        }
+    }
+
+    fn bad_request(&self, peer: &PeerIdentity, err: &NetError) -> Option<WireResponse> {
+        Some(WireResponse::Refused(format!(
+            "{peer} sent a frame this node cannot read ({err}); check that both sides run the same ringkv version"
+        )))
+    }
+}
+
+impl Sender {
+    fn send(&self, to: NodeId, msg: PeerMessage) {
+        let Some(&addr) = self.addrs.get(&to) else {
+            tracing::warn!(node = %self.me, %to, "no address for member; message dropped");
+            return;
+        };
+        let this = self.clone();
+        tokio::spawn(async move {
+            let wire = WireRequest::new(WireBody::Peer {
+                from: this.me.clone(),
+                msg,
+            });
+            let result: Result<WireResponse, NetError> = this
+                .pool
+                .request(addr, &wire, PEER_SEND_TIMEOUT_MS, FRAME_BYTES_MAX)
+                .await;
+            let failed = match result {
+                Ok(WireResponse::PeerAccepted) => return,
+                Ok(other) => format!("refused: {other:?}"),
+                Err(e) => e.to_string(),
+            };
+            tracing::debug!(node = %this.me, %to, %addr, error = %failed, "peer unreachable");
+            let _ = this.inputs.send(Input::Unreachable(to)).await;
+        });
+    }
+}
+
+/// The driver's clocks, read once per batch.
+#[derive(Clone, Copy, Debug)]
+struct Clock {
+    start: Instant,
+}
+
+impl Clock {
+    fn new() -> Clock {
+        Clock {
+            start: Instant::now(),
+        }
+    }
+
+    fn now(&self) -> Now {
+        let wall_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        Now {
+            mono_ms: self.start.elapsed().as_millis() as u64,
+            wall_ms,
+        }
+    }
+
+    fn instant_of(&self, mono_ms: u64) -> tokio::time::Instant {
+        tokio::time::Instant::from_std(self.start + Duration::from_millis(mono_ms))
+    }
+}
+
+async fn run_core(
+    mut node: Node,
+    mut rx: mpsc::Receiver<Input>,
+    sender: Sender,
+    clock: Clock,
+) -> Result<(), DriverError> {
+    let mut waiting: HashMap<u64, oneshot::Sender<ClientReply>> = HashMap::new();
+    let mut next_req: u64 = 1;
+    let mut batch = Vec::with_capacity(BATCH_MAX);
+    loop {
+        let deadline = node.poll_timeout().map(|d| clock.instant_of(d));
+        let first = match deadline {
+            Some(at) => tokio::select! {
+                input = rx.recv() => Some(input),
+                _ = tokio::time::sleep_until(at) => None,
+            },
+            None => Some(rx.recv().await),
+        };
+        match first {
+            Some(Some(input)) => batch.push(input),
+            Some(None) => return Ok(()),
+            None => {}
+        }
+        while batch.len() < BATCH_MAX {
+            match rx.try_recv() {
+                Ok(input) => batch.push(input),
+                Err(_) => break,
+            }
+        }
+        let now = clock.now();
+        let mut stop = false;
+        for input in batch.drain(..) {
+            match input {
+                Input::Client { request, reply } => {
+                    let id = next_req;
+                    next_req += 1;
+                    waiting.insert(id, reply);
+                    node.handle_client(now, id, request);
+                }
+                Input::Peer { from, msg } => node.handle_message(now, from, msg),
+                Input::Unreachable(peer) => node.handle_unreachable(now, peer),
+                Input::Shutdown => stop = true,
+            }
+        }
+        node.handle_timeout(now);
+        // Group commit: one persist for the whole batch, before any output leaves.
+        if let Err(source) = node.storage().persist() {
+            tracing::error!(node = %node.name(), error = %source, "persist failed; stopping the node");
+            return Err(DriverError::Persist {
+                node: node.name().clone(),
+                source,
+            });
+        }
+        while let Some((to, msg)) = node.poll_transmit() {
+            sender.send(to, msg);
+        }
+        while let Some((id, reply)) = node.poll_reply() {
+            if let Some(tx) = waiting.remove(&id) {
+                let _ = tx.send(reply);
+            }
+        }
+        if stop {
+            tracing::info!(node = %node.name(), "node stopped");
+            return Ok(());
+        }
+    }
+}
+
+fn resolve(name: &NodeId, addr: &str) -> Result<SocketAddr, DriverError> {
+    let bad = |reason: String| DriverError::BadAddress {
+        name: name.clone(),
+        addr: addr.to_string(),
+        reason,
+    };
+    addr.to_socket_addrs()
+        .map_err(|e| bad(e.to_string()))?
+        .next()
+        .ok_or_else(|| bad("no address found".into()))
+}
