@@ -10,3 +10,4 @@
 pub mod core;
 pub mod net;
 pub mod storage;
+pub mod client;
