@@ -160,7 +160,10 @@ impl Client {
     /// A client with an already loaded identity; connects on the first call. Must be
     /// called inside a tokio runtime (the QUIC endpoint needs one).
     pub fn with_identity(addr: SocketAddr, identity: &Identity) -> Result<Client, ClientError> {
-        let local = if addr.is_ipv4() {
+        let local = if addr.ip().is_loopback() {
+            // Loopback targets get a loopback socket: nothing leaves the machine.
+            SocketAddr::new(addr.ip(), 0)
+        } else if addr.is_ipv4() {
             SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))
         } else {
             SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0))
