@@ -10,7 +10,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
+use ringkv::core::node::{MemberSpec, NodeConfig};
 use ringkv::net::certs::validate_name;
+use ringkv::net::driver::{NodeHandle, NodeOptions, start_node};
 use ringkv::storage::SyncMode;
 
 use crate::certs_cmd::ensure_dev_certs;
@@ -83,15 +85,11 @@ impl DevPlan {
         })
     }
 
-    /// The static peer list of `name`: every other node of the dev cluster.
-    pub fn peers_of(&self, name: &str) -> Vec<PeerSpec> {
+    /// The static member list every dev node gets: all of them.
+    pub fn members(&self) -> Vec<MemberSpec> {
         self.nodes
             .iter()
-            .filter(|n| n.name != name)
-            .map(|n| PeerSpec {
-                name: n.name.clone(),
-                addr: n.listen,
-            })
+            .map(|n| MemberSpec::new(n.name.clone(), n.listen.to_string()))
             .collect()
     }
 }
@@ -175,25 +173,138 @@ pub async fn node(global: &GlobalArgs, args: &NodeArgs) -> Result<Rendered, CliE
     run_node(NodePlan::from_args(global, args)?).await
 }
 
-/// Runs every node of `plan` in this process until Ctrl-C.
-///
-/// TEMPORARY (integrator): wire to `ringkv::net::driver` (spawn one node per
-/// `plan.nodes`, peers from `plan.peers_of(name)`, certs from `plan.certs`), then remove
-/// `CliError::NotWired`.
+/// Runs every node of `plan` in this process until Ctrl-C, then stops them cleanly.
 pub async fn run_dev(plan: DevPlan) -> Result<Rendered, CliError> {
+    let members = plan.members();
+    let mut handles = Vec::new();
     for node in &plan.nodes {
-        let peers = plan.peers_of(&node.name);
-        tracing::debug!(name = %node.name, listen = %node.listen, ?peers, "dev node planned");
+        let opts = NodeOptions {
+            config: NodeConfig::new(node.name.clone()),
+            members: members.clone(),
+            certs_dir: plan.certs.clone(),
+            data_dir: node.data_dir.clone(),
+            sync: SyncMode::Group,
+        };
+        match start_node(node.listen, opts).await {
+            Ok(h) => handles.push(h),
+            Err(e) => {
+                stop_all(handles).await;
+                return Err(CliError::Node(format!(
+                    "cannot start {} on {}: {e}",
+                    node.name, node.listen
+                )));
+            }
+        }
     }
-    Err(CliError::NotWired { command: "dev" })
+    eprintln!(
+        "ringkv dev: {} nodes up ({}), data and certificates in {}",
+        handles.len(),
+        plan.nodes
+            .iter()
+            .map(|n| format!("{}={}", n.name, n.listen))
+            .collect::<Vec<_>>()
+            .join(", "),
+        plan.dir.display()
+    );
+    eprintln!(
+        "in another terminal, from this directory: `ringkv put demo/hello world`, `ringkv get demo/hello`, `ringkv status`; Ctrl-C stops the cluster"
+    );
+    let stopped_by = wait_for_stop(&mut handles).await;
+    let count = handles.len();
+    stop_all(handles).await;
+    match stopped_by {
+        Ok(()) => Ok(Rendered::new(
+            serde_json::json!({"stopped": count}),
+            format!(
+                "stopped {count} nodes cleanly; `ringkv dev` again restarts them with their data"
+            ),
+        )),
+        Err(e) => Err(e),
+    }
 }
 
 /// Runs the node of `plan` until Ctrl-C.
-///
-/// TEMPORARY (integrator): wire to `ringkv::net::driver`, then remove `CliError::NotWired`.
 pub async fn run_node(plan: NodePlan) -> Result<Rendered, CliError> {
-    tracing::debug!(?plan, "node plan ready; the node driver is not wired yet");
-    Err(CliError::NotWired { command: "node" })
+    if !plan.seeds.is_empty() && plan.peers.is_empty() {
+        return Err(CliError::Usage(
+            "--seed joins through gossip, which this release does not have yet; list the members with --peer NAME=ADDR (repeat it for each)".into(),
+        ));
+    }
+    let mut members: Vec<MemberSpec> = plan
+        .peers
+        .iter()
+        .map(|p| {
+            let mut m = MemberSpec::new(p.name.clone(), p.addr.to_string());
+            // Static members must all use the same --vnodes (gossip will carry each
+            // node's own count).
+            m.vnodes = plan.vnodes;
+            m
+        })
+        .collect();
+    let mut me = MemberSpec::new(plan.name.clone(), plan.listen.to_string());
+    me.vnodes = plan.vnodes;
+    members.push(me);
+    let opts = NodeOptions {
+        config: NodeConfig::new(plan.name.clone()),
+        members,
+        certs_dir: plan.certs.clone(),
+        data_dir: plan.data_dir.clone(),
+        sync: plan.sync,
+    };
+    let handle = start_node(plan.listen, opts)
+        .await
+        .map_err(|e| CliError::Node(format!("cannot start {}: {e}", plan.name)))?;
+    eprintln!(
+        "ringkv node {} listening on {} (data in {}, sync={}); Ctrl-C stops it",
+        plan.name,
+        handle.addr(),
+        plan.data_dir.display(),
+        plan.sync
+    );
+    let mut handles = vec![handle];
+    let stopped_by = wait_for_stop(&mut handles).await;
+    stop_all(handles).await;
+    stopped_by.map(|()| {
+        Rendered::new(
+            serde_json::json!({"stopped": plan.name}),
+            format!("node {} stopped cleanly", plan.name),
+        )
+    })
+}
+
+/// How often `dev` and `node` check that their nodes still run.
+const NODE_CHECK_INTERVAL_MS: u64 = 500;
+
+/// Waits for Ctrl-C (Ok) or for a node to stop by itself (its error).
+async fn wait_for_stop(handles: &mut Vec<NodeHandle>) -> Result<(), CliError> {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(NODE_CHECK_INTERVAL_MS));
+    loop {
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => {
+                return r.map_err(|e| CliError::Node(format!("cannot wait for Ctrl-C: {e}")));
+            }
+            _ = tick.tick() => {
+                if let Some(i) = handles.iter().position(NodeHandle::is_finished) {
+                    let mut dead = handles.remove(i);
+                    let name = dead.name().clone();
+                    let why = match dead.wait().await {
+                        Ok(()) => format!("node {name} stopped unexpectedly"),
+                        Err(e) => e.to_string(),
+                    };
+                    return Err(CliError::Node(why));
+                }
+            }
+        }
+    }
+}
+
+async fn stop_all(handles: Vec<NodeHandle>) {
+    for h in handles {
+        let name = h.name().clone();
+        if let Err(e) = h.shutdown().await {
+            eprintln!("node {name} did not stop cleanly: {e}");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -258,8 +369,19 @@ mod tests {
                 ),
             ]
         );
-        let peers: Vec<String> = plan.peers_of("n2").iter().map(|p| p.to_string()).collect();
-        assert_eq!(peers, ["n1=127.0.0.1:7101", "n3=127.0.0.1:7103"]);
+        let members: Vec<String> = plan
+            .members()
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.addr))
+            .collect();
+        assert_eq!(
+            members,
+            [
+                "n1=127.0.0.1:7101",
+                "n2=127.0.0.1:7102",
+                "n3=127.0.0.1:7103"
+            ]
+        );
     }
 
     #[test]

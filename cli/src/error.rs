@@ -29,11 +29,9 @@ pub enum CliError {
     Usage(String),
     #[error("cannot write the output: {0}")]
     Output(#[source] std::io::Error),
-    /// TEMPORARY (integrator): removed once `run_dev`/`run_node` call the node driver.
-    #[error(
-        "`ringkv {command}` is not wired to the node driver yet; this build can only run client and certs commands"
-    )]
-    NotWired { command: &'static str },
+    /// A node could not start or stopped with an error.
+    #[error("{0}")]
+    Node(String),
 }
 
 impl CliError {

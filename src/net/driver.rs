@@ -256,6 +256,11 @@ impl NodeHandle {
         let _ = self.server.await;
     }
 
+    /// True once the node's core task has ended (it stopped or failed).
+    pub fn is_finished(&self) -> bool {
+        self.core.is_finished()
+    }
+
     /// Waits until the node stops by itself (for `ringkv node`); returns its error.
     pub async fn wait(&mut self) -> Result<(), DriverError> {
         match (&mut self.core).await {

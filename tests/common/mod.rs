@@ -152,10 +152,7 @@ impl TestCluster {
     pub fn primaries(&self, key: &Key, n: usize) -> Vec<usize> {
         let ring = self.ring();
         let p = ring.partition_of(key_position(&key.bucket, &key.key));
-        ring.primaries(p, n)
-            .into_iter()
-            .map(|name| index_of(name))
-            .collect()
+        ring.primaries(p, n).into_iter().map(index_of).collect()
     }
 
     /// The copy node `i` holds of `key` in its data space (not its hints).
