@@ -278,9 +278,13 @@ const NODE_CHECK_INTERVAL_MS: u64 = 500;
 /// Waits for Ctrl-C (Ok) or for a node to stop by itself (its error).
 async fn wait_for_stop(handles: &mut Vec<NodeHandle>) -> Result<(), CliError> {
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(NODE_CHECK_INTERVAL_MS));
+    // One Ctrl-C future for the whole wait: a fresh one per pass could miss a signal
+    // that lands between two passes.
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
     loop {
         tokio::select! {
-            r = tokio::signal::ctrl_c() => {
+            r = &mut ctrl_c => {
                 return r.map_err(|e| CliError::Node(format!("cannot wait for Ctrl-C: {e}")));
             }
             _ = tick.tick() => {

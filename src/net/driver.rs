@@ -40,6 +40,8 @@ pub const PEER_SEND_TIMEOUT_MS: u64 = 2_000;
 /// How long the server waits for the core to answer a client request: the longest
 /// request timeout plus forwarding slack.
 pub const CLIENT_WAIT_MS: u64 = REQUEST_TIMEOUT_MS_MAX as u64 * 2 + 5_000;
+/// Peer messages being sent at once; the core waits for a slot (backpressure) beyond it.
+pub const SENDS_INFLIGHT_MAX: usize = 4_096;
 /// How long a clean shutdown waits for connections to close.
 pub const SHUTDOWN_WAIT_MS: u64 = 3_000;
 
@@ -128,6 +130,7 @@ struct Sender {
     pool: ConnectionPool,
     addrs: Arc<HashMap<NodeId, SocketAddr>>,
     inputs: mpsc::Sender<Input>,
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Bound {
@@ -197,6 +200,7 @@ pub fn start_with_storage(
         pool: ConnectionPool::new(bound.endpoint.clone()),
         addrs: Arc::new(addrs),
         inputs: tx.clone(),
+        slots: Arc::new(tokio::sync::Semaphore::new(SENDS_INFLIGHT_MAX)),
     };
     let core = tokio::spawn(run_core(node, rx, sender, clock));
     let server = tokio::spawn(serve(
@@ -329,14 +333,21 @@ impl Handler for Server {
 }
 
 impl Sender {
-    fn send(&self, to: NodeId, msg: PeerMessage) {
+    /// Sends one message on its own stream, in the background. Waits for a slot when
+    /// [`SENDS_INFLIGHT_MAX`] sends are under way, so a slow peer slows the node down
+    /// instead of piling up tasks.
+    async fn send(&self, to: NodeId, msg: PeerMessage) {
         let Some(&addr) = self.addrs.get(&to) else {
             tracing::warn!(node = %self.me, %to, "no address for member; message dropped");
+            return;
+        };
+        let Ok(slot) = self.slots.clone().acquire_owned().await else {
             return;
         };
         let this = self.clone();
         let is_ping = matches!(msg, PeerMessage::Ping { .. });
         tokio::spawn(async move {
+            let _slot = slot;
             let wire = WireRequest::new(WireBody::Peer {
                 from: this.me.clone(),
                 msg,
@@ -347,8 +358,10 @@ impl Sender {
                 .await;
             let failed = match result {
                 Ok(WireResponse::PeerAccepted) => {
+                    // Liveness news is advisory (pings repeat): never wait for room, or a
+                    // full input queue and a core waiting for a send slot could deadlock.
                     if is_ping {
-                        let _ = this.inputs.send(Input::Delivered(to)).await;
+                        let _ = this.inputs.try_send(Input::Delivered(to));
                     }
                     return;
                 }
@@ -356,7 +369,7 @@ impl Sender {
                 Err(e) => e.to_string(),
             };
             tracing::debug!(node = %this.me, %to, %addr, error = %failed, "peer unreachable");
-            let _ = this.inputs.send(Input::Unreachable(to)).await;
+            let _ = this.inputs.try_send(Input::Unreachable(to));
         });
     }
 }
@@ -445,7 +458,7 @@ async fn run_core(
             });
         }
         while let Some((to, msg)) = node.poll_transmit() {
-            sender.send(to, msg);
+            sender.send(to, msg).await;
         }
         while let Some((id, reply)) = node.poll_reply() {
             if let Some(tx) = waiting.remove(&id) {

@@ -30,11 +30,14 @@ impl Object {
     }
 }
 
+/// A version vector as sorted (actor, counter) pairs.
+type Dots = Vec<(u64, u64)>;
+
 /// The OR-set in sorted form: its clock and each member with the clock of its dots.
-fn set_view(s: &SetObj) -> (Vec<(u64, u64)>, Vec<(String, Vec<(u64, u64)>)>) {
+fn set_view(s: &SetObj) -> (Dots, Vec<(String, Dots)>) {
     let inner = s.inner();
     let clock = inner.clock().dots.iter().map(|(a, c)| (a.0, *c)).collect();
-    let mut members: Vec<(String, Vec<(u64, u64)>)> = inner
+    let mut members: Vec<(String, Dots)> = inner
         .iter()
         .map(|entry| {
             let dots = entry.rm_clock.dots.iter().map(|(a, c)| (a.0, *c)).collect();
