@@ -179,4 +179,9 @@ fn a_sigkilled_replica_answers_every_acknowledged_write_from_its_own_disk() {
         "the restarted node panicked:\n{}",
         cluster.log(VICTIM)
     );
+
+    // After a crash and a restart, Ctrl-C still stops the node cleanly.
+    let (status, stdout) = cluster.interrupt(VICTIM);
+    assert_eq!(status.code(), Some(0), "{status}; stdout: {stdout}");
+    assert!(stdout.contains("stopped cleanly"), "stdout: {stdout}");
 }

@@ -4,10 +4,11 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitStatus;
 
 use super::{
-    Outcome, Proc, START_ATTEMPTS_MAX, START_TIMEOUT_MS, WaitError, args, free_udp_ports,
-    make_certs, ringkv,
+    Outcome, Proc, START_ATTEMPTS_MAX, START_TIMEOUT_MS, STOP_TIMEOUT_MS, WaitError, args,
+    free_udp_ports, make_certs, ringkv,
 };
 
 /// What `ringkv node` prints on stderr once it serves requests.
@@ -84,6 +85,22 @@ impl Cluster {
         match self.nodes[i].proc.take() {
             Some(mut proc) => proc.kill(),
             None => panic!("{} is not running", self.nodes[i].name),
+        }
+    }
+
+    /// Ctrl-C (SIGINT) to node `i`; returns its exit status and stdout once it exited.
+    pub fn interrupt(&mut self, i: usize) -> (ExitStatus, String) {
+        let Some(mut proc) = self.nodes[i].proc.take() else {
+            panic!("{} is not running", self.nodes[i].name);
+        };
+        proc.interrupt();
+        match proc.wait_exit(STOP_TIMEOUT_MS) {
+            Some(status) => (status, proc.stdout()),
+            None => panic!(
+                "{} still runs {STOP_TIMEOUT_MS} ms after SIGINT; stderr:\n{}",
+                self.nodes[i].name,
+                proc.stderr()
+            ),
         }
     }
 
