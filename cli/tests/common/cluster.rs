@@ -1,0 +1,202 @@
+//! A cluster of `ringkv node` processes with static peers, one OS process per node, so a
+//! test can SIGKILL any of them and restart it on the same port and data directory.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitStatus;
+
+use super::{
+    Outcome, Proc, START_ATTEMPTS_MAX, START_TIMEOUT_MS, STOP_TIMEOUT_MS, WaitError, args,
+    free_udp_ports, make_certs, ringkv,
+};
+
+/// What `ringkv node` prints on stderr once it serves requests.
+pub const LISTENING: &str = "listening on";
+
+/// One member of a [`Cluster`].
+#[derive(Debug)]
+pub struct ClusterNode {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    /// `None` while the node is stopped.
+    proc: Option<Proc>,
+}
+
+/// Nodes `n1..nK` on ephemeral 127.0.0.1 ports, certificates and data in a temp dir.
+#[derive(Debug)]
+pub struct Cluster {
+    pub certs: PathBuf,
+    pub nodes: Vec<ClusterNode>,
+    // Last, so the processes are killed before their directories are removed.
+    pub dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts `count` nodes and waits until each says it is listening.
+    pub fn start(count: usize) -> Cluster {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("cannot make a temp dir: {e}"));
+        let certs = dir.path().join("certs");
+        make_certs(&certs, count);
+        let mut cluster = Cluster {
+            certs,
+            nodes: Vec::new(),
+            dir,
+        };
+        let mut last_failure = String::new();
+        for _ in 0..START_ATTEMPTS_MAX {
+            cluster.nodes = free_udp_ports(count)
+                .into_iter()
+                .enumerate()
+                .map(|(i, port)| {
+                    let name = format!("n{}", i + 1);
+                    ClusterNode {
+                        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+                        data_dir: cluster.dir.path().join(&name),
+                        name,
+                        proc: None,
+                    }
+                })
+                .collect();
+            match cluster.spawn_all() {
+                Ok(()) => return cluster,
+                // A port was taken between choosing and binding it: all again, new ports
+                // (dropping the old nodes kills the ones that did start).
+                Err(WaitError::Exited(why)) => last_failure = why,
+                Err(WaitError::TimedOut(why)) => panic!("{why}"),
+            }
+        }
+        panic!(
+            "no {count}-node cluster started in {START_ATTEMPTS_MAX} attempts; last failure: {last_failure}"
+        );
+    }
+
+    pub fn addr(&self, i: usize) -> SocketAddr {
+        self.nodes[i].addr
+    }
+
+    pub fn name(&self, i: usize) -> &str {
+        &self.nodes[i].name
+    }
+
+    /// SIGKILLs node `i` and reaps it: the crash a power cut or an OOM kill gives.
+    pub fn kill(&mut self, i: usize) {
+        match self.nodes[i].proc.take() {
+            Some(mut proc) => proc.kill(),
+            None => panic!("{} is not running", self.nodes[i].name),
+        }
+    }
+
+    /// Ctrl-C (SIGINT) to node `i`; returns its exit status and stdout once it exited.
+    pub fn interrupt(&mut self, i: usize) -> (ExitStatus, String) {
+        let Some(mut proc) = self.nodes[i].proc.take() else {
+            panic!("{} is not running", self.nodes[i].name);
+        };
+        proc.interrupt();
+        match proc.wait_exit(STOP_TIMEOUT_MS) {
+            Some(status) => (status, proc.stdout()),
+            None => panic!(
+                "{} still runs {STOP_TIMEOUT_MS} ms after SIGINT; stderr:\n{}",
+                self.nodes[i].name,
+                proc.stderr()
+            ),
+        }
+    }
+
+    /// Starts node `i` again on its old port and data directory.
+    pub fn restart(&mut self, i: usize) {
+        assert!(
+            self.nodes[i].proc.is_none(),
+            "{} is still running",
+            self.nodes[i].name
+        );
+        let mut last_failure = String::new();
+        // The port cannot change (the peers know it), so a port briefly held by another
+        // process can only be waited out by trying again.
+        for _ in 0..START_ATTEMPTS_MAX {
+            let mut proc = self.spawn_node(i);
+            match proc.wait_for_stderr(LISTENING, START_TIMEOUT_MS) {
+                Ok(()) => {
+                    self.nodes[i].proc = Some(proc);
+                    return;
+                }
+                Err(WaitError::Exited(why)) => last_failure = why,
+                Err(WaitError::TimedOut(why)) => panic!("{why}"),
+            }
+        }
+        panic!("{} did not restart: {last_failure}", self.nodes[i].name);
+    }
+
+    /// Runs a client command against node `i`: `ringkv ARGS --node ADDR --certs DIR`.
+    pub fn client(&self, i: usize, command: &[&str]) -> Outcome {
+        let mut full = args(command);
+        full.extend(args(&[
+            "--node",
+            &self.addr(i).to_string(),
+            "--certs",
+            &self.certs.display().to_string(),
+        ]));
+        ringkv(&full)
+    }
+
+    /// Member states (`up`, `suspect`, `down`) as node `i` reports them in `status --json`.
+    pub fn states_seen_by(&self, i: usize) -> BTreeMap<String, String> {
+        let status = self.client(i, &["status", "--json"]);
+        status.success();
+        let json = status.json();
+        let Some(nodes) = json["nodes"].as_array() else {
+            panic!("status --json has no \"nodes\" array: {json}");
+        };
+        nodes
+            .iter()
+            .map(|n| match (n["name"].as_str(), n["state"].as_str()) {
+                (Some(name), Some(state)) => (name.to_owned(), state.to_owned()),
+                _ => panic!("status --json node without a name or state: {n}"),
+            })
+            .collect()
+    }
+
+    /// What node `i` wrote to stderr (empty while it is stopped).
+    pub fn log(&self, i: usize) -> String {
+        self.nodes[i]
+            .proc
+            .as_ref()
+            .map(Proc::stderr)
+            .unwrap_or_default()
+    }
+
+    fn spawn_all(&mut self) -> Result<(), WaitError> {
+        for i in 0..self.nodes.len() {
+            let proc = self.spawn_node(i);
+            self.nodes[i].proc = Some(proc);
+        }
+        for node in &mut self.nodes {
+            if let Some(proc) = node.proc.as_mut() {
+                proc.wait_for_stderr(LISTENING, START_TIMEOUT_MS)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn spawn_node(&self, i: usize) -> Proc {
+        let node = &self.nodes[i];
+        let mut command = args(&[
+            "node",
+            "--name",
+            &node.name,
+            "--listen",
+            &node.addr.to_string(),
+            "--dir",
+            &node.data_dir.display().to_string(),
+            "--certs",
+            &self.certs.display().to_string(),
+        ]);
+        // Every node gets the same full list; each one skips its own entry.
+        for peer in &self.nodes {
+            command.push("--peer".to_owned());
+            command.push(format!("{}={}", peer.name, peer.addr));
+        }
+        Proc::spawn(&format!("node {}", node.name), &command)
+    }
+}
