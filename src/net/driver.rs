@@ -42,8 +42,11 @@ pub const PEER_SEND_TIMEOUT_MS: u64 = 2_000;
 pub const CLIENT_WAIT_MS: u64 = REQUEST_TIMEOUT_MS_MAX as u64 * 2 + 5_000;
 /// Peer messages being sent at once; the core waits for a slot (backpressure) beyond it.
 pub const SENDS_INFLIGHT_MAX: usize = 4_096;
-/// How long a clean shutdown waits for connections to close.
+/// How long a clean shutdown waits for the core to persist and stop.
 pub const SHUTDOWN_WAIT_MS: u64 = 3_000;
+/// How long a clean shutdown lets closing connections drain; attempts still dialling a
+/// dead peer would otherwise hold it for their whole connect timeout.
+pub const DRAIN_WAIT_MS: u64 = 500;
 
 /// Errors starting or running a node.
 #[derive(Debug, Error)]
@@ -244,7 +247,7 @@ impl NodeHandle {
         self.endpoint.close(0u32.into(), b"shutdown");
         self.server.abort();
         let _ = tokio::time::timeout(
-            Duration::from_millis(SHUTDOWN_WAIT_MS),
+            Duration::from_millis(DRAIN_WAIT_MS),
             self.endpoint.wait_idle(),
         )
         .await;
