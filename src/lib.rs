@@ -11,3 +11,4 @@ pub mod core;
 pub mod net;
 pub mod storage;
 pub mod client;
+pub mod sim;
