@@ -120,7 +120,7 @@ pub fn schedule_faults(world: &mut World, workload_ms: u64) {
     for _ in 0..rng.random_range(1..=EPISODES_MAX) {
         let node = names[rng.random_range(0..names.len())].clone();
         let start = rng.random_range(0..workload_ms * 8 / 10);
-        let length = rng.random_range(100..2_500);
+        let length = rng.random_range(5..2_500);
         let lose_disk = !disk_lost && rng.random_ratio(1, 4);
         disk_lost |= lose_disk;
         faults.push((start, Fault::Crash { node: node.clone(), lose_disk }));
