@@ -212,17 +212,17 @@ pub fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[rank.min(sorted.len() - 1)]
 }
 
+/// Values a reader saw: the sibling count, 1 for any other present value.
 fn siblings_in(reply: &ClientReply) -> usize {
-    match reply {
-        ClientReply::Read {
-            value: Some(ReadValue::Siblings { values, .. }),
-            ..
-        }
-        | ClientReply::Written {
-            value: ReadValue::Siblings { values, .. },
-            ..
-        } => values.len(),
-        _ => 0,
+    let value = match reply {
+        ClientReply::Read { value, .. } => value.as_ref(),
+        ClientReply::Written { value, .. } => Some(value),
+        _ => None,
+    };
+    match value {
+        Some(ReadValue::Siblings { values, .. }) => values.len(),
+        Some(_) => 1,
+        None => 0,
     }
 }
 

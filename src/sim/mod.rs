@@ -16,6 +16,7 @@
 pub mod check;
 pub mod history;
 pub mod network;
+pub mod remote;
 pub mod scenario;
 pub mod settle;
 pub mod workload;
