@@ -7,8 +7,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations)]
 
+pub mod client;
 pub mod core;
 pub mod net;
 pub mod storage;
-pub mod client;
 pub mod sim;

@@ -5,6 +5,7 @@
 //! replies, timer deadlines) leaves as a value. That is what lets `net/` drive it over QUIC
 //! and `sim/` drive it deterministically from a seed.
 
+pub mod anti_entropy;
 pub mod clock;
 pub mod coordinator;
 pub mod hints;

@@ -280,6 +280,13 @@ impl Node {
         self.on_peer_message(now, from, msg);
     }
 
+    /// The driver delivered a message to `node`: it is alive.
+    pub fn handle_delivered(&mut self, now: Now, node: NodeId) {
+        if self.membership.heard_from(&node, now.mono_ms) {
+            self.on_member_up(now, &node);
+        }
+    }
+
     /// The driver could not deliver to `node` (connect or stream failure).
     pub fn handle_unreachable(&mut self, now: Now, node: NodeId) {
         self.membership.mark_down(&node);

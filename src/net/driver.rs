@@ -93,6 +93,7 @@ pub struct NodeHandle {
     core: JoinHandle<Result<(), DriverError>>,
     server: JoinHandle<()>,
     endpoint: quinn::Endpoint,
+    storage: Arc<dyn Storage>,
 }
 
 /// Something for the core to handle.
@@ -107,6 +108,10 @@ enum Input {
         msg: PeerMessage,
     },
     Unreachable(NodeId),
+    /// A ping reached `node`: proof it is alive even if its own messages to us are stuck
+    /// (for example on a connection to our previous incarnation that it has not yet
+    /// found dead).
+    Delivered(NodeId),
     Shutdown,
 }
 
@@ -123,6 +128,13 @@ struct Sender {
     pool: ConnectionPool,
     addrs: Arc<HashMap<NodeId, SocketAddr>>,
     inputs: mpsc::Sender<Input>,
+}
+
+impl Bound {
+    /// The address the endpoint listens on (the real port when bound to port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
 }
 
 /// Binds the node's QUIC endpoint with its certificate from `certs_dir`.
@@ -177,7 +189,7 @@ pub fn start_with_storage(
     // The OS RNG seeds the core once; a fresh data directory gets a random actor.
     config.rng_seed = rand::rng().next_u64();
     let clock = Clock::new();
-    let node = Node::new(config, members, storage, clock.now())?;
+    let node = Node::new(config, members, storage.clone(), clock.now())?;
     let name = node.name().clone();
     let (tx, rx) = mpsc::channel(INPUT_QUEUE_MAX);
     let sender = Sender {
@@ -199,6 +211,7 @@ pub fn start_with_storage(
         core,
         server,
         endpoint: bound.endpoint,
+        storage,
     })
 }
 
@@ -209,6 +222,11 @@ impl NodeHandle {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The node's storage, for inspection by tests and tools.
+    pub fn storage(&self) -> Arc<dyn Storage> {
+        self.storage.clone()
     }
 
     /// Stops cleanly: the core persists what it has, connections close.
@@ -236,6 +254,11 @@ impl NodeHandle {
         self.endpoint.close(0u32.into(), b"killed");
         let _ = self.core.await;
         let _ = self.server.await;
+    }
+
+    /// True once the node's core task has ended (it stopped or failed).
+    pub fn is_finished(&self) -> bool {
+        self.core.is_finished()
     }
 
     /// Waits until the node stops by itself (for `ringkv node`); returns its error.
@@ -312,6 +335,7 @@ impl Sender {
             return;
         };
         let this = self.clone();
+        let is_ping = matches!(msg, PeerMessage::Ping { .. });
         tokio::spawn(async move {
             let wire = WireRequest::new(WireBody::Peer {
                 from: this.me.clone(),
@@ -322,7 +346,12 @@ impl Sender {
                 .request(addr, &wire, PEER_SEND_TIMEOUT_MS, FRAME_BYTES_MAX)
                 .await;
             let failed = match result {
-                Ok(WireResponse::PeerAccepted) => return,
+                Ok(WireResponse::PeerAccepted) => {
+                    if is_ping {
+                        let _ = this.inputs.send(Input::Delivered(to)).await;
+                    }
+                    return;
+                }
                 Ok(other) => format!("refused: {other:?}"),
                 Err(e) => e.to_string(),
             };
@@ -402,6 +431,7 @@ async fn run_core(
                 }
                 Input::Peer { from, msg } => node.handle_message(now, from, msg),
                 Input::Unreachable(peer) => node.handle_unreachable(now, peer),
+                Input::Delivered(peer) => node.handle_delivered(now, peer),
                 Input::Shutdown => stop = true,
             }
         }

@@ -86,6 +86,11 @@ impl SetObj {
         Context(self.0.clock())
     }
 
+    /// The underlying OR-set, for canonical digests.
+    pub(crate) fn inner(&self) -> &Orswot<String, ActorId> {
+        &self.0
+    }
+
     pub fn merge(&mut self, other: &SetObj) {
         self.0.merge(other.0.clone());
     }

@@ -9,6 +9,7 @@
 
 mod context;
 mod crdt;
+mod digest;
 mod dvv;
 mod lww;
 mod map;
