@@ -21,13 +21,13 @@ use crate::sim::world::{Fault, World, WorldConfig, WorldStats};
 /// Nodes in a sweep cluster: more than N, so sloppy fallbacks exist.
 pub const SWEEP_NODES: usize = 5;
 /// Concurrent clients per run.
-pub const SWEEP_CLIENTS: usize = 3;
+pub const SWEEP_CLIENTS: usize = 4;
 /// Hot keys per run.
 pub const SWEEP_KEYS: usize = 2;
 /// Requests each client may issue.
-pub const SWEEP_OPS_PER_CLIENT: u64 = 40;
+pub const SWEEP_OPS_PER_CLIENT: u64 = 80;
 /// Virtual time during which clients work and faults strike.
-pub const SWEEP_WORKLOAD_MS: u64 = 5_000;
+pub const SWEEP_WORKLOAD_MS: u64 = 8_000;
 /// Most partition episodes and crash episodes per schedule (at least one of each).
 pub const EPISODES_MAX: usize = 2;
 
