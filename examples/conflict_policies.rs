@@ -255,10 +255,18 @@ fn print_rows(args: &Args, rows: &[Row]) {
         "\nupdates = acknowledged writes; lost acked = acknowledged updates missing at the end (counter: missing amount)."
     );
     println!("Which policy?");
-    println!("  lww      one value per key; concurrent writes silently lose to the latest stamp. Caches, last-seen, idempotent overwrites.");
-    println!("  siblings keeps every concurrent write until a write that read them; the app merges. Any value where losing a write is a bug.");
-    println!("  counter  increments always merge; nothing acknowledged is lost. Likes, quotas, metrics.");
-    println!("  set      adds and removes merge (add wins); nothing acknowledged is lost. Tags, memberships, carts.");
+    println!(
+        "  lww      one value per key; concurrent writes silently lose to the latest stamp. Caches, last-seen, idempotent overwrites."
+    );
+    println!(
+        "  siblings keeps every concurrent write until a write that read them; the app merges. Any value where losing a write is a bug."
+    );
+    println!(
+        "  counter  increments always merge; nothing acknowledged is lost. Likes, quotas, metrics."
+    );
+    println!(
+        "  set      adds and removes merge (add wins); nothing acknowledged is lost. Tags, memberships, carts."
+    );
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -282,9 +290,9 @@ fn parse_args() -> Result<Args, String> {
             "--json" => args.json = true,
             "--cluster" => {
                 let text = value("--cluster")?;
-                let addr = text
-                    .parse()
-                    .map_err(|e| format!("--cluster {text}: not an address like 127.0.0.1:7101 ({e})"))?;
+                let addr = text.parse().map_err(|e| {
+                    format!("--cluster {text}: not an address like 127.0.0.1:7101 ({e})")
+                })?;
                 args.cluster = Some(addr);
             }
             "--certs" => args.certs = PathBuf::from(value("--certs")?),

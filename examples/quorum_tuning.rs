@@ -94,13 +94,28 @@ fn run_sim(args: &Args, w: u8, r: u8) -> Result<Row, ringkv::sim::SimError> {
     let mut world = World::new(args.seed, config)?;
     let keys = keys_for("quorum", KEYS);
     for _ in 0..args.clients {
-        world.add_client(Box::new(QuorumProgram::new(keys.clone(), w, r, SIM_OPS_MAX)));
+        world.add_client(Box::new(QuorumProgram::new(
+            keys.clone(),
+            w,
+            r,
+            SIM_OPS_MAX,
+        )));
     }
     let d = args.duration_ms;
     let victim = world.primaries(&keys[0], 1).remove(0);
-    world.schedule(d / 6, Fault::Crash { node: victim.clone(), lose_disk: false });
+    world.schedule(
+        d / 6,
+        Fault::Crash {
+            node: victim.clone(),
+            lose_disk: false,
+        },
+    );
     world.schedule(d * 2 / 6, Fault::Restart(victim.clone()));
-    let others: Vec<NodeId> = world.node_names().into_iter().filter(|n| n != &victim).collect();
+    let others: Vec<NodeId> = world
+        .node_names()
+        .into_iter()
+        .filter(|n| n != &victim)
+        .collect();
     let (small, large) = others.split_at(1);
     let small = vec![victim, small[0].clone()];
     world.schedule(d * 3 / 6, Fault::Partition(vec![small, large.to_vec()]));
@@ -132,7 +147,9 @@ fn run_cluster(args: &Args, addr: SocketAddr) -> Result<Vec<Row>, String> {
         for (w, r) in SETTINGS {
             let keys = keys_for(&format!("quorum-{run}-w{w}r{r}"), KEYS);
             let programs: Vec<Box<dyn Program>> = (0..args.clients)
-                .map(|_| Box::new(QuorumProgram::new(keys.clone(), w, r, args.ops)) as Box<dyn Program>)
+                .map(|_| {
+                    Box::new(QuorumProgram::new(keys.clone(), w, r, args.ops)) as Box<dyn Program>
+                })
                 .collect();
             let history = run_programs(&client, programs, args.seed).await;
             rows.push(row(w, r, &history));
@@ -205,7 +222,11 @@ fn print_rows(args: &Args, rows: &[Row]) {
             "{:>3} {:>3} {:>7} {:>6} {:>11.1}% {:>5} / {:<5} {:>7} {:>7}",
             row.w,
             row.r,
-            if row.w + row.r > WORKLOAD_N { "yes" } else { "no" },
+            if row.w + row.r > WORKLOAD_N {
+                "yes"
+            } else {
+                "no"
+            },
             row.ops,
             100.0 * availability(row),
             row.staleness.stale,
@@ -215,8 +236,12 @@ fn print_rows(args: &Args, rows: &[Row]) {
         );
     }
     println!("\nstale read = a counter read below the increments acknowledged before it began.");
-    println!("W+R>N makes read and write sets overlap while the primaries are reachable; sloppy fallbacks");
-    println!("keep writes available through failures, at the price of reads that can miss them until handoff.");
+    println!(
+        "W+R>N makes read and write sets overlap while the primaries are reachable; sloppy fallbacks"
+    );
+    println!(
+        "keep writes available through failures, at the price of reads that can miss them until handoff."
+    );
     println!("Higher W or R costs availability and tail latency when nodes are down or cut off.");
 }
 
@@ -236,14 +261,16 @@ fn parse_args() -> Result<Args, String> {
         match flag.as_str() {
             "--seed" => args.seed = number(&value("--seed")?, "--seed")?,
             "--clients" => args.clients = number(&value("--clients")?, "--clients")?,
-            "--duration-ms" => args.duration_ms = number(&value("--duration-ms")?, "--duration-ms")?,
+            "--duration-ms" => {
+                args.duration_ms = number(&value("--duration-ms")?, "--duration-ms")?
+            }
             "--ops" => args.ops = number(&value("--ops")?, "--ops")?,
             "--json" => args.json = true,
             "--cluster" => {
                 let text = value("--cluster")?;
-                let addr = text
-                    .parse()
-                    .map_err(|e| format!("--cluster {text}: not an address like 127.0.0.1:7101 ({e})"))?;
+                let addr = text.parse().map_err(|e| {
+                    format!("--cluster {text}: not an address like 127.0.0.1:7101 ({e})")
+                })?;
                 args.cluster = Some(addr);
             }
             "--certs" => args.certs = PathBuf::from(value("--certs")?),

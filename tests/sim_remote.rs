@@ -46,13 +46,16 @@ async fn programs_run_against_a_real_cluster_and_pass_the_checkers() {
     }
     let addr = nodes[0].addr();
     let run = async {
-        let client = Client::connect(addr, &certs, "client").await.expect("connect");
+        let client = Client::connect(addr, &certs, "client")
+            .await
+            .expect("connect");
         let mut results = BTreeMap::new();
         for policy in [Policy::Siblings, Policy::Counter, Policy::Set] {
             let bucket = format!("remote-{policy}");
             let programs: Vec<Box<dyn Program>> = (0..3)
                 .map(|c| {
-                    let p = RmwProgram::new(policy, c, keys_for(&bucket, 2), QuorumChoice::Default, 12);
+                    let p =
+                        RmwProgram::new(policy, c, keys_for(&bucket, 2), QuorumChoice::Default, 12);
                     Box::new(p) as Box<dyn Program>
                 })
                 .collect();
@@ -68,8 +71,15 @@ async fn programs_run_against_a_real_cluster_and_pass_the_checkers() {
         .expect("the remote workload finishes in time");
     for (policy, (ops, report, unsettled)) in results {
         assert_eq!(ops, 36, "{policy}: every request is recorded");
-        assert!(report.acked_updates > 0, "{policy}: updates were acknowledged");
-        assert!(report.violations.is_empty(), "{policy}: {:?}", report.violations);
+        assert!(
+            report.acked_updates > 0,
+            "{policy}: updates were acknowledged"
+        );
+        assert!(
+            report.violations.is_empty(),
+            "{policy}: {:?}",
+            report.violations
+        );
         assert!(unsettled.is_empty(), "{policy}: {unsettled:?}");
     }
     for node in nodes {

@@ -51,7 +51,11 @@ fn sweep(policy: Policy) {
     let secs = started.elapsed().as_secs_f64();
     println!(
         "sim sweep {policy}: {count} seeds, {ops} ops, {acked_updates} acknowledged updates, {lost} acknowledged updates lost ({:.1}%), {} failing seeds, {secs:.1} s",
-        if acked_updates == 0 { 0.0 } else { 100.0 * lost as f64 / acked_updates as f64 },
+        if acked_updates == 0 {
+            0.0
+        } else {
+            100.0 * lost as f64 / acked_updates as f64
+        },
         failed.len()
     );
     if failed.is_empty() {
@@ -122,7 +126,11 @@ fn replay() {
         println!("stats: {:?}", first.stats);
         println!("report: {:?}", first.report);
     }
-    assert_eq!(text, second.history.render(), "seed {seed} did not replay identically");
+    assert_eq!(
+        text,
+        second.history.render(),
+        "seed {seed} did not replay identically"
+    );
     assert!(
         first.passed(),
         "seed {seed} ({policy}) failed:\n{}",

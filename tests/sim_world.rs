@@ -23,7 +23,11 @@ fn counter_write(key: &Key, w: u8) -> ClientRequest {
 fn settle_op(world: &mut World, id: u64) -> OpOutcome {
     let deadline = world.now() + 10_000;
     world.run_while(
-        |w| w.history().get(id).is_some_and(|o| o.outcome == OpOutcome::Pending),
+        |w| {
+            w.history()
+                .get(id)
+                .is_some_and(|o| o.outcome == OpOutcome::Pending)
+        },
         deadline,
     );
     world
@@ -39,11 +43,25 @@ fn the_same_seed_renders_the_same_history_and_another_seed_does_not() {
         let a = run_seed(7, policy).unwrap_or_else(|e| panic!("{policy}: {e}"));
         let b = run_seed(7, policy).unwrap_or_else(|e| panic!("{policy}: {e}"));
         let c = run_seed(8, policy).unwrap_or_else(|e| panic!("{policy}: {e}"));
-        assert!(a.history.ops.len() > 50, "{policy}: a run issues a real workload");
-        assert!(!a.history.faults.is_empty(), "{policy}: a run injects faults");
-        assert_eq!(a.history.render(), b.history.render(), "{policy}: seed 7 diverged");
+        assert!(
+            a.history.ops.len() > 50,
+            "{policy}: a run issues a real workload"
+        );
+        assert!(
+            !a.history.faults.is_empty(),
+            "{policy}: a run injects faults"
+        );
+        assert_eq!(
+            a.history.render(),
+            b.history.render(),
+            "{policy}: seed 7 diverged"
+        );
         assert_eq!(a.stats, b.stats, "{policy}: seed 7 diverged");
-        assert_ne!(a.history.render(), c.history.render(), "{policy}: seeds 7 and 8 agree");
+        assert_ne!(
+            a.history.render(),
+            c.history.render(),
+            "{policy}: seeds 7 and 8 agree"
+        );
     }
 }
 
@@ -56,18 +74,34 @@ fn a_crash_keeps_persisted_writes_and_a_disk_loss_makes_a_new_actor() {
     let id = world.submit(node.clone(), counter_write(&key, 3));
     assert!(settle_op(&mut world, id).is_ok());
 
-    world.apply(Fault::Crash { node: node.clone(), lose_disk: false });
+    world.apply(Fault::Crash {
+        node: node.clone(),
+        lose_disk: false,
+    });
     assert!(!world.is_up(&node));
     world.apply(Fault::Restart(node.clone()));
     let running = world.node(&node).expect("restarted");
-    assert_eq!(running.actor(), actor, "the data directory keeps the actor id");
-    assert!(matches!(running.replica().read(&key, None), Ok(Some(_))), "the acked write survived");
+    assert_eq!(
+        running.actor(),
+        actor,
+        "the data directory keeps the actor id"
+    );
+    assert!(
+        matches!(running.replica().read(&key, None), Ok(Some(_))),
+        "the acked write survived"
+    );
 
-    world.apply(Fault::Crash { node: node.clone(), lose_disk: true });
+    world.apply(Fault::Crash {
+        node: node.clone(),
+        lose_disk: true,
+    });
     world.apply(Fault::Restart(node.clone()));
     let running = world.node(&node).expect("restarted");
     assert_ne!(running.actor(), actor, "an empty disk is a new actor");
-    assert!(matches!(running.replica().read(&key, None), Ok(None)), "the disk was lost");
+    assert!(
+        matches!(running.replica().read(&key, None), Ok(None)),
+        "the disk was lost"
+    );
     assert_eq!(world.stats().disk_losses, 1);
 }
 
@@ -108,8 +142,15 @@ fn the_checkers_catch_a_lost_acknowledged_update_for_every_checked_policy() {
             .map(|(k, o)| (k, o.read()))
             .collect();
         let clean = check_history(world.history(), &finals, 0);
-        assert!(clean.violations.is_empty(), "{policy}: {:?}", clean.violations);
-        assert!(clean.acked_updates > 0, "{policy}: the workload acknowledged updates");
+        assert!(
+            clean.violations.is_empty(),
+            "{policy}: {:?}",
+            clean.violations
+        );
+        assert!(
+            clean.acked_updates > 0,
+            "{policy}: the workload acknowledged updates"
+        );
         // Lose something acknowledged: the checker must notice.
         for value in finals.values_mut() {
             match value {
@@ -123,7 +164,10 @@ fn the_checkers_catch_a_lost_acknowledged_update_for_every_checked_policy() {
             }
         }
         let broken = check_history(world.history(), &finals, 0);
-        assert!(!broken.violations.is_empty(), "{policy}: a lost update went unnoticed");
+        assert!(
+            !broken.violations.is_empty(),
+            "{policy}: a lost update went unnoticed"
+        );
     }
 }
 
@@ -139,5 +183,8 @@ fn a_late_reply_after_a_client_timeout_is_not_recorded_twice() {
     world.run_until(world.now() + 3_000);
     let op = world.history().get(id).expect("recorded");
     assert_eq!(op.outcome, OpOutcome::TimedOut);
-    assert!(!matches!(op.outcome, OpOutcome::Ok(ClientReply::Written { .. })));
+    assert!(!matches!(
+        op.outcome,
+        OpOutcome::Ok(ClientReply::Written { .. })
+    ));
 }

@@ -109,7 +109,11 @@ pub fn check_history(
         if let ClientRequest::Write { key, op: write, .. } = &op.request {
             let acked = op.outcome.is_ok();
             report.acked_updates += u64::from(acked);
-            let w = op.opts().w.unwrap_or(DEFAULT_W).min(op.opts().n.unwrap_or(WORKLOAD_N));
+            let w = op
+                .opts()
+                .w
+                .unwrap_or(DEFAULT_W)
+                .min(op.opts().n.unwrap_or(WORKLOAD_N));
             let guaranteed = acked && u64::from(w) > disk_losses;
             let ledger = ledgers.entry(key.clone()).or_default();
             ledger.policy = ledger.policy.or(write.policy());
@@ -123,14 +127,26 @@ pub fn check_history(
         }
         let mut found = Vec::new();
         match ledger.policy {
-            Some(Policy::Siblings) => check_values(key, ledger, final_value, true, &mut report, &mut found),
-            Some(Policy::Lww) => check_values(key, ledger, final_value, false, &mut report, &mut found),
+            Some(Policy::Siblings) => {
+                check_values(key, ledger, final_value, true, &mut report, &mut found)
+            }
+            Some(Policy::Lww) => {
+                check_values(key, ledger, final_value, false, &mut report, &mut found)
+            }
             Some(Policy::Counter) => {
                 let value = match final_value {
                     Some(ReadValue::Counter { value }) => *value,
                     _ => 0,
                 };
-                check_counter(key, "counter", ledger, value, counter_delta, &mut report, &mut found);
+                check_counter(
+                    key,
+                    "counter",
+                    ledger,
+                    value,
+                    counter_delta,
+                    &mut report,
+                    &mut found,
+                );
             }
             Some(Policy::Set) => {
                 let members = match final_value {
@@ -144,13 +160,31 @@ pub fn check_history(
                     Some(ReadValue::Map { fields, .. }) => fields.clone(),
                     _ => BTreeMap::new(),
                 };
-                let counter = field.get(MAP_COUNTER_FIELD).and_then(|f| f.counter).unwrap_or(0);
-                check_counter(key, "map counter field", ledger, counter, map_delta, &mut report, &mut found);
+                let counter = field
+                    .get(MAP_COUNTER_FIELD)
+                    .and_then(|f| f.counter)
+                    .unwrap_or(0);
+                check_counter(
+                    key,
+                    "map counter field",
+                    ledger,
+                    counter,
+                    map_delta,
+                    &mut report,
+                    &mut found,
+                );
                 let members: BTreeSet<String> = field
                     .get(MAP_SET_FIELD)
                     .map(|f| f.set.iter().cloned().collect())
                     .unwrap_or_default();
-                check_set(key, ledger, &members, map_set_change, &mut report, &mut found);
+                check_set(
+                    key,
+                    ledger,
+                    &members,
+                    map_set_change,
+                    &mut report,
+                    &mut found,
+                );
             }
             Some(Policy::Hll) => {
                 let estimate = match final_value {
@@ -175,8 +209,14 @@ pub fn check_history(
 pub fn stale_reads(history: &History) -> Staleness {
     let mut acked: BTreeMap<&Key, Vec<(u64, i64)>> = BTreeMap::new();
     for op in history.workload() {
-        if let (ClientRequest::Write { key, op: Op::CounterAdd { delta }, .. }, Some(done)) =
-            (&op.request, op.completed_ms)
+        if let (
+            ClientRequest::Write {
+                key,
+                op: Op::CounterAdd { delta },
+                ..
+            },
+            Some(done),
+        ) = (&op.request, op.completed_ms)
             && op.outcome.is_ok()
         {
             acked.entry(key).or_default().push((done, *delta));
@@ -195,7 +235,12 @@ pub fn stale_reads(history: &History) -> Staleness {
         };
         let before: i64 = acked
             .get(key)
-            .map(|w| w.iter().filter(|(done, _)| *done < op.invoked_ms).map(|(_, d)| d).sum())
+            .map(|w| {
+                w.iter()
+                    .filter(|(done, _)| *done < op.invoked_ms)
+                    .map(|(_, d)| d)
+                    .sum()
+            })
             .unwrap_or(0);
         out.reads += 1;
         out.stale += u64::from(read < before);
@@ -272,7 +317,9 @@ fn check_values(
         attempted.extend(all);
     }
     for t in final_tokens.difference(&attempted) {
-        found.push(format!("{key}: final value holds token {t} that no client wrote"));
+        found.push(format!(
+            "{key}: final value holds token {t} that no client wrote"
+        ));
     }
 }
 
@@ -381,7 +428,10 @@ fn check_set(
         let Some((added, removed)) = change_of(write) else {
             continue;
         };
-        for m in added.iter().filter(|m| !removed_ever.contains(*m) && !members.contains(*m)) {
+        for m in added
+            .iter()
+            .filter(|m| !removed_ever.contains(*m) && !members.contains(*m))
+        {
             report.lost_acked += u64::from(*acked);
             if *guaranteed {
                 found.push(format!(
@@ -390,7 +440,10 @@ fn check_set(
                 ));
             }
         }
-        for m in removed.iter().filter(|m| *guaranteed && members.contains(*m)) {
+        for m in removed
+            .iter()
+            .filter(|m| *guaranteed && members.contains(*m))
+        {
             found.push(format!(
                 "{key}: member {m} is still present after acknowledged remove #{} (client {}, at {} ms) that had seen its only add",
                 op.id, op.client, op.invoked_ms

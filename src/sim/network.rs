@@ -119,8 +119,7 @@ impl Network {
             return Fate::Lost;
         }
         let mut delays = vec![self.config.delay(rng)];
-        if self.config.duplicate > 0.0 && rng.random_bool(self.config.duplicate.clamp(0.0, 1.0))
-        {
+        if self.config.duplicate > 0.0 && rng.random_bool(self.config.duplicate.clamp(0.0, 1.0)) {
             delays.push(self.config.delay(rng));
         }
         Fate::Deliver(delays)

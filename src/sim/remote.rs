@@ -62,8 +62,7 @@ pub async fn run_programs(client: &Client, programs: Vec<Box<dyn Program>>, seed
             tracing::warn!(error = %e, "a client program task failed");
         }
     }
-    let out = lock(&history).clone();
-    out
+    lock(&history).clone()
 }
 
 /// Reads every key twice with R=N (the second read sees the first one's read repair)

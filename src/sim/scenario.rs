@@ -123,7 +123,13 @@ pub fn schedule_faults(world: &mut World, workload_ms: u64) {
         let length = rng.random_range(5..2_500);
         let lose_disk = !disk_lost && rng.random_ratio(1, 4);
         disk_lost |= lose_disk;
-        faults.push((start, Fault::Crash { node: node.clone(), lose_disk }));
+        faults.push((
+            start,
+            Fault::Crash {
+                node: node.clone(),
+                lose_disk,
+            },
+        ));
         faults.push((start + length, Fault::Restart(node)));
     }
     for (at, fault) in faults {

@@ -309,7 +309,10 @@ pub fn encode_tokens(own: &str, read: &BTreeSet<String>) -> Vec<u8> {
 /// The writer's own token and every token a value carries (its own included).
 pub fn decode_tokens(value: &[u8]) -> (Option<String>, BTreeSet<String>) {
     let text = String::from_utf8_lossy(value);
-    let mut parts = text.split(',').filter(|t| !t.is_empty()).map(str::to_string);
+    let mut parts = text
+        .split(',')
+        .filter(|t| !t.is_empty())
+        .map(str::to_string);
     let own = parts.next();
     let mut all: BTreeSet<String> = parts.collect();
     if let Some(own) = &own {
@@ -320,7 +323,9 @@ pub fn decode_tokens(value: &[u8]) -> (Option<String>, BTreeSet<String>) {
 
 /// The keys a workload of `policy` uses in `bucket`: `k0`, `k1`, ...
 pub fn keys_for(bucket: &str, count: usize) -> Vec<Key> {
-    (0..count).map(|i| Key::new(bucket, format!("k{i}"))).collect()
+    (0..count)
+        .map(|i| Key::new(bucket, format!("k{i}")))
+        .collect()
 }
 
 /// What a reader of a key that no replica holds would see.
@@ -364,7 +369,10 @@ mod tests {
             warning: None,
         }));
         let Some(ClientRequest::Write {
-            op: Op::Put { value, context: sent },
+            op: Op::Put {
+                value,
+                context: sent,
+            },
             ..
         }) = p.next(&mut rng)
         else {

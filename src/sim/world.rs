@@ -316,7 +316,8 @@ impl World {
                 if !self.is_up(&node) {
                     self.history.fault(now, format!("restart {node}"));
                     if let Err(e) = self.start_node(&node) {
-                        self.errors.push(format!("@{now}: {node} did not restart: {e}"));
+                        self.errors
+                            .push(format!("@{now}: {node} did not restart: {e}"));
                     }
                 }
             }
@@ -615,11 +616,7 @@ impl World {
             .filter(|(_, n)| n.node.is_some())
             .map(|(name, _)| name.clone())
             .collect();
-        let pool = if up.is_empty() {
-            self.node_names()
-        } else {
-            up
-        };
+        let pool = if up.is_empty() { self.node_names() } else { up };
         pool[self.rng.random_range(0..pool.len())].clone()
     }
 
