@@ -6,7 +6,8 @@
 //! seeded RNG, so any failing interleaving replays exactly from its seed. The pieces:
 //!
 //! - [`network`]: delay, loss, duplication and partitions;
-//! - [`world`]: nodes over memory storage, crash and restart, the event queue;
+//! - [`world`]: nodes over memory storage, crash and restart, the event queue (its
+//!   clients' side lives in `client.rs`);
 //! - [`workload`]: the client programs (also driven against real clusters by [`remote`]);
 //! - [`history`]: what every client asked and heard, with virtual times;
 //! - [`settle`]: heal, repair and read back every replica;
@@ -14,6 +15,7 @@
 //! - [`scenario`]: the randomized schedule the sweep test runs per seed.
 
 pub mod check;
+mod client;
 pub mod history;
 pub mod network;
 pub mod remote;

@@ -14,11 +14,11 @@ use std::sync::Arc;
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::core::message::{ClientReply, ClientRequest, PeerMessage};
+use crate::core::message::{ClientReply, PeerMessage};
 use crate::core::node::{MemberSpec, Node, NodeConfig, Now};
 use crate::core::ring::{NodeId, Ring};
 use crate::sim::SimError;
-use crate::sim::history::{History, OpOutcome, REPAIR_CLIENT};
+use crate::sim::history::{History, OpOutcome};
 use crate::sim::network::{Fate, NetConfig, Network};
 use crate::sim::workload::Program;
 use crate::storage::{MemoryStorage, Storage, SyncMode};
@@ -77,7 +77,7 @@ pub struct WorldStats {
 }
 
 #[derive(Debug)]
-enum Event {
+pub(crate) enum Event {
     Deliver {
         from: NodeId,
         from_incarnation: u64,
@@ -121,10 +121,10 @@ struct SimNode {
 }
 
 #[derive(Debug)]
-struct SimClient {
-    program: Box<dyn Program>,
-    waiting: Option<u64>,
-    done: bool,
+pub(crate) struct SimClient {
+    pub(crate) program: Box<dyn Program>,
+    pub(crate) waiting: Option<u64>,
+    pub(crate) done: bool,
 }
 
 /// The simulated cluster and its clients.
@@ -132,15 +132,15 @@ struct SimClient {
 pub struct World {
     pub(crate) config: WorldConfig,
     pub(crate) rng: ChaCha8Rng,
-    now: u64,
-    seq: u64,
-    queue: BTreeMap<(u64, u64), Event>,
+    pub(crate) now: u64,
+    pub(crate) seq: u64,
+    pub(crate) queue: BTreeMap<(u64, u64), Event>,
     nodes: BTreeMap<NodeId, SimNode>,
     members: Vec<MemberSpec>,
     pub(crate) ring: Ring,
     pub(crate) network: Network,
-    clients: Vec<SimClient>,
-    clients_stopped: bool,
+    pub(crate) clients: Vec<SimClient>,
+    pub(crate) clients_stopped: bool,
     pub(crate) history: History,
     pub(crate) stats: WorldStats,
     /// Things that went wrong inside the simulator or a node's storage; a checker
@@ -250,42 +250,6 @@ impl World {
         self.nodes.get(name).and_then(|n| n.node.as_ref())
     }
 
-    /// Adds a client that starts after a think pause; returns its index.
-    pub fn add_client(&mut self, program: Box<dyn Program>) -> usize {
-        let client = self.clients.len();
-        self.clients.push(SimClient {
-            program,
-            waiting: None,
-            done: false,
-        });
-        let think = self.think();
-        self.push(self.now + think, Event::ClientWake { client });
-        client
-    }
-
-    /// Clients start no new operation from now on.
-    pub fn stop_clients(&mut self) {
-        self.clients_stopped = true;
-    }
-
-    /// True while some client waits for an answer.
-    pub fn clients_busy(&self) -> bool {
-        self.clients.iter().any(|c| c.waiting.is_some())
-    }
-
-    /// True once every client has finished its program or been stopped, and none waits.
-    pub fn clients_finished(&self) -> bool {
-        !self.clients_busy() && (self.clients_stopped || self.clients.iter().all(|c| c.done))
-    }
-
-    /// Workload operations that have ended, one way or another.
-    pub fn completed_ops(&self) -> usize {
-        self.history
-            .workload()
-            .filter(|o| o.outcome != OpOutcome::Pending)
-            .count()
-    }
-
     /// Queues a fault at virtual time `at` (now, if earlier).
     pub fn schedule(&mut self, at: u64, fault: Fault) {
         self.push(at.max(self.now), Event::Fault(fault));
@@ -332,15 +296,6 @@ impl World {
                 self.network.config = config;
             }
         }
-    }
-
-    /// Sends a request outside the client programs (the settle phase's repair reads).
-    pub fn submit(&mut self, node: NodeId, request: ClientRequest) -> u64 {
-        let id = self
-            .history
-            .invoke(REPAIR_CLIENT, node.clone(), request, self.now);
-        self.send_request(node, id);
-        id
     }
 
     /// Processes every event up to and including virtual time `until`.
@@ -400,21 +355,12 @@ impl World {
         true
     }
 
-    fn push(&mut self, at: u64, event: Event) {
+    pub(crate) fn push(&mut self, at: u64, event: Event) {
         self.seq += 1;
         self.queue.insert((at, self.seq), event);
     }
 
-    fn think(&mut self) -> u64 {
-        self.rng.random_range(0..=self.config.think_ms_max)
-    }
-
-    fn client_delay(&mut self) -> u64 {
-        self.rng
-            .random_range(1..=self.config.client_delay_ms_max.max(1))
-    }
-
-    fn incarnation(&self, node: &NodeId) -> Option<u64> {
+    pub(crate) fn incarnation(&self, node: &NodeId) -> Option<u64> {
         self.nodes
             .get(node)
             .filter(|n| n.node.is_some())
@@ -475,7 +421,7 @@ impl World {
     }
 
     /// Feeds one input to a running node, then persists and drains it.
-    fn input(&mut self, name: &NodeId, f: impl FnOnce(&mut Node, Now)) {
+    pub(crate) fn input(&mut self, name: &NodeId, f: impl FnOnce(&mut Node, Now)) {
         let now = self.clock(name);
         let Some(node) = self.nodes.get_mut(name).and_then(|n| n.node.as_mut()) else {
             return;
@@ -584,75 +530,5 @@ impl World {
         }
         sim.timer_at = None;
         self.input(name, |node, now| node.handle_timeout(now));
-    }
-
-    fn wake(&mut self, client: usize) {
-        if self.clients_stopped {
-            return;
-        }
-        let Some(c) = self.clients.get_mut(client) else {
-            return;
-        };
-        if c.waiting.is_some() || c.done {
-            return;
-        }
-        let Some(request) = c.program.next(&mut self.rng) else {
-            c.done = true;
-            return;
-        };
-        let node = self.pick_node();
-        let id = self.history.invoke(client, node.clone(), request, self.now);
-        if let Some(c) = self.clients.get_mut(client) {
-            c.waiting = Some(id);
-        }
-        self.send_request(node, id);
-    }
-
-    /// A random running node (any node when none runs, so the request fails visibly).
-    fn pick_node(&mut self) -> NodeId {
-        let up: Vec<NodeId> = self
-            .nodes
-            .iter()
-            .filter(|(_, n)| n.node.is_some())
-            .map(|(name, _)| name.clone())
-            .collect();
-        let pool = if up.is_empty() { self.node_names() } else { up };
-        pool[self.rng.random_range(0..pool.len())].clone()
-    }
-
-    fn send_request(&mut self, node: NodeId, op: u64) {
-        let delay = self.client_delay();
-        self.push(self.now + delay, Event::ClientArrive { node, op });
-        let timeout = self.config.client_timeout_ms;
-        self.push(self.now + timeout, Event::ClientTimeout { op });
-    }
-
-    fn arrive(&mut self, node: NodeId, op: u64) {
-        let Some(request) = self.history.get(op).map(|o| o.request.clone()) else {
-            return;
-        };
-        if !self.is_up(&node) {
-            let at = self.now + self.network.config.connect_timeout_ms;
-            let outcome = OpOutcome::Failed(format!("cannot reach node {node}: it is down"));
-            self.push(at, Event::ClientResult { op, outcome });
-            return;
-        }
-        self.input(&node, |n, now| n.handle_client(now, op, request));
-    }
-
-    fn finish_op(&mut self, op: u64, outcome: OpOutcome) {
-        if !self.history.complete(op, outcome.clone(), self.now) {
-            return;
-        }
-        let Some(client) = self.history.get(op).map(|o| o.client) else {
-            return;
-        };
-        let Some(c) = self.clients.get_mut(client) else {
-            return;
-        };
-        c.program.complete(&outcome);
-        c.waiting = None;
-        let think = self.think();
-        self.push(self.now + think, Event::ClientWake { client });
     }
 }
