@@ -10,4 +10,5 @@
 pub mod client;
 pub mod core;
 pub mod net;
+pub mod sim;
 pub mod storage;

@@ -295,7 +295,9 @@ impl Node {
     pub(crate) fn on_peer_message(&mut self, now: Now, from: NodeId, msg: PeerMessage) {
         match msg {
             PeerMessage::Forward { id, request } => {
-                self.start_request(now, Origin::Peer { node: from, id }, request)
+                if self.first_forward(&from, id) {
+                    self.start_request(now, Origin::Peer { node: from, id }, request)
+                }
             }
             PeerMessage::ForwardReply { id, reply } => {
                 if let Some(Pending::Forward { coordinator, .. }) = self.pending.get(&id)

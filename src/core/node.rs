@@ -44,6 +44,8 @@ pub const DOWN_AFTER_MS_DEFAULT: u64 = 2_000;
 pub const HANDOFF_INTERVAL_MS_DEFAULT: u64 = 1_000;
 /// Most hints in flight to primaries at once.
 pub const HANDOFF_INFLIGHT_MAX: usize = 64;
+/// Forwarded requests remembered to recognise a duplicate delivery.
+pub const FORWARDS_SEEN_MAX: usize = 65_536;
 /// Most outputs queued between two drains; a drain happens after every input, so
 /// only a bug could reach it, and then messages are dropped (retries and repair cover).
 pub const OUTBOX_MAX: usize = 1 << 20;
@@ -118,6 +120,9 @@ pub struct Node {
     pub(crate) replies: VecDeque<(u64, ClientReply)>,
     /// Hints currently being handed off: (primary, storage key of the hint).
     pub(crate) handoff_inflight: BTreeSet<(NodeId, crate::core::message::Key)>,
+    /// (forwarder, its request id) of recent `Forward`s, oldest first in the queue.
+    forwards_seen: BTreeSet<(NodeId, u64)>,
+    forwards_order: VecDeque<(NodeId, u64)>,
     pub(crate) stats: NodeStats,
 }
 
@@ -190,6 +195,11 @@ impl Node {
         let mut rng = ChaCha8Rng::seed_from_u64(config.rng_seed);
         let actor = load_or_create_actor(storage.as_ref(), &mut rng)?;
         let replica = Replica::open(storage, config.hints_max)?;
+        // Request ids must not repeat across restarts: peers remember forwarded ids to
+        // drop duplicates, and a late reply to the previous incarnation must not match a
+        // new request. A random start in a 2^48 range makes a collision negligible and
+        // leaves room to count up without overflow.
+        let next_id = (rand::RngCore::next_u64(&mut rng) >> 16) + 1;
         let mut node = Node {
             config,
             actor,
@@ -198,11 +208,13 @@ impl Node {
             replica,
             timers: TimerTable::new(),
             pending: BTreeMap::new(),
-            next_id: 1,
+            next_id,
             rng,
             transmits: VecDeque::new(),
             replies: VecDeque::new(),
             handoff_inflight: BTreeSet::new(),
+            forwards_seen: BTreeSet::new(),
+            forwards_order: VecDeque::new(),
             stats: NodeStats::default(),
         };
         node.timers
@@ -315,6 +327,22 @@ impl Node {
 
     pub(crate) fn reply(&mut self, req_id: u64, reply: ClientReply) {
         self.replies.push_back((req_id, reply));
+    }
+
+    /// Records a forwarded request; false when the same one was delivered before. A
+    /// forward is an operation, not a state, so running it twice would apply a counter
+    /// increment or a set add twice.
+    pub(crate) fn first_forward(&mut self, from: &NodeId, id: u64) -> bool {
+        if !self.forwards_seen.insert((from.clone(), id)) {
+            return false;
+        }
+        self.forwards_order.push_back((from.clone(), id));
+        if self.forwards_order.len() > FORWARDS_SEEN_MAX
+            && let Some(oldest) = self.forwards_order.pop_front()
+        {
+            self.forwards_seen.remove(&oldest);
+        }
+        true
     }
 
     pub(crate) fn fresh_id(&mut self) -> u64 {

@@ -74,6 +74,13 @@ impl Replica {
     }
 
     /// Applies a client operation as coordinator; returns the new object.
+    ///
+    /// A stand-in (`hint`) applies on its hint copy merged with its data-space copy and
+    /// keeps the result in both. The hint copy alone is not enough: it is dropped after
+    /// each handoff, and with it this actor's earlier dots and counter entries for the
+    /// key, so the next write would reuse them and be lost on merge (found by the
+    /// simulator: counter seed 14, lost acknowledged increments). The data-space copy
+    /// is never dropped, so it remembers every write this actor made to the key.
     pub fn apply(
         &mut self,
         key: &Key,
@@ -83,13 +90,29 @@ impl Replica {
         limits: &Limits,
         hint: Option<&NodeId>,
     ) -> Result<(Object, Applied), ReplicaError> {
+        let own = match hint {
+            Some(_) => self.read(key, None)?,
+            None => None,
+        };
         let mut op = Some(op);
-        self.rmw(key, hint, &mut |existing| {
+        let done = self.rmw(key, hint, &mut |existing| {
             let op = op
                 .take()
                 .ok_or(ObjectError::BadContext("operation applied twice".into()))?;
-            Object::apply(existing, op, actor, ts, limits).map_err(ReplicaError::from)
-        })
+            let base = match (existing, &own) {
+                (Some(e), Some(o)) => {
+                    let mut base = e.clone();
+                    base.merge(o);
+                    Some(base)
+                }
+                (e, o) => e.or(o.as_ref()).cloned(),
+            };
+            Object::apply(base.as_ref(), op, actor, ts, limits).map_err(ReplicaError::from)
+        })?;
+        if hint.is_some() {
+            self.merge(key, &done.0, None)?;
+        }
+        Ok(done)
     }
 
     /// Merges a replicated object into the local copy; returns the merged object.

@@ -1,0 +1,139 @@
+//! The simulation sweep: hundreds of seeds per policy, each with partitions, loss,
+//! duplication, reordering and crash-restart (some with disk loss), then the checkers.
+//!
+//! A failure prints its seed and the one command that replays it:
+//! `RINGKV_SIM_SEED=<seed> RINGKV_SIM_POLICY=<policy> cargo test --test sim_sweep replay -- --nocapture`.
+//! `RINGKV_SIM_SEEDS=<count>` changes the number of seeds per policy.
+
+use std::time::Instant;
+
+use ringkv::core::object::Policy;
+use ringkv::sim::{SeedRun, run_seed};
+
+/// Seeds per policy unless `RINGKV_SIM_SEEDS` says otherwise.
+const SEEDS_DEFAULT: u64 = 500;
+/// Failing seeds printed in full before the sweep gives up listing them.
+const FAILURES_SHOWN_MAX: usize = 5;
+/// The seed `replay` runs when no seed is given.
+const REPLAY_SEED_DEFAULT: u64 = 42;
+
+fn seeds() -> u64 {
+    std::env::var("RINGKV_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(SEEDS_DEFAULT)
+}
+
+fn replay_command(run: &SeedRun) -> String {
+    format!(
+        "RINGKV_SIM_SEED={} RINGKV_SIM_POLICY={} cargo test --test sim_sweep replay -- --nocapture",
+        run.seed, run.policy
+    )
+}
+
+fn sweep(policy: Policy) {
+    let count = seeds();
+    let started = Instant::now();
+    let mut failed: Vec<SeedRun> = Vec::new();
+    let (mut acked_updates, mut lost, mut ops) = (0u64, 0u64, 0u64);
+    for seed in 0..count {
+        let run = match run_seed(seed, policy) {
+            Ok(run) => run,
+            Err(e) => panic!("seed {seed} ({policy}) could not be simulated: {e}"),
+        };
+        acked_updates += run.report.acked_updates;
+        lost += run.report.lost_acked;
+        ops += run.report.attempted;
+        if !run.passed() {
+            failed.push(run);
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "sim sweep {policy}: {count} seeds, {ops} ops, {acked_updates} acknowledged updates, {lost} acknowledged updates lost ({:.1}%), {} failing seeds, {secs:.1} s",
+        if acked_updates == 0 {
+            0.0
+        } else {
+            100.0 * lost as f64 / acked_updates as f64
+        },
+        failed.len()
+    );
+    if failed.is_empty() {
+        return;
+    }
+    for run in failed.iter().take(FAILURES_SHOWN_MAX) {
+        eprintln!("seed {} ({policy}) failed:", run.seed);
+        for line in &run.failures {
+            eprintln!("  {line}");
+        }
+        eprintln!("  replay: {}", replay_command(run));
+    }
+    let seeds: Vec<u64> = failed.iter().map(|r| r.seed).collect();
+    panic!(
+        "{} of {count} {policy} seeds failed: {seeds:?}; replay the first with: {}",
+        failed.len(),
+        replay_command(&failed[0])
+    );
+}
+
+#[test]
+fn sweep_siblings() {
+    sweep(Policy::Siblings);
+}
+
+#[test]
+fn sweep_lww() {
+    sweep(Policy::Lww);
+}
+
+#[test]
+fn sweep_counter() {
+    sweep(Policy::Counter);
+}
+
+#[test]
+fn sweep_set() {
+    sweep(Policy::Set);
+}
+
+#[test]
+fn sweep_map() {
+    sweep(Policy::Map);
+}
+
+#[test]
+fn sweep_hll() {
+    sweep(Policy::Hll);
+}
+
+/// Replays one seed twice, prints its history, and checks both runs agree to the byte
+/// and pass. Without `RINGKV_SIM_SEED`/`RINGKV_SIM_POLICY` it replays a fixed seed.
+#[test]
+fn replay() {
+    let seed = std::env::var("RINGKV_SIM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(REPLAY_SEED_DEFAULT);
+    let policy: Policy = match std::env::var("RINGKV_SIM_POLICY") {
+        Ok(name) => name.parse().unwrap_or_else(|e| panic!("{e}")),
+        Err(_) => Policy::Siblings,
+    };
+    let first = run_seed(seed, policy).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+    let second = run_seed(seed, policy).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+    let text = first.history.render();
+    if std::env::var("RINGKV_SIM_SEED").is_ok() {
+        println!("{text}");
+        println!("stats: {:?}", first.stats);
+        println!("report: {:?}", first.report);
+    }
+    assert_eq!(
+        text,
+        second.history.render(),
+        "seed {seed} did not replay identically"
+    );
+    assert!(
+        first.passed(),
+        "seed {seed} ({policy}) failed:\n{}",
+        first.failures.join("\n")
+    );
+}

@@ -1,0 +1,190 @@
+//! The simulator's own guarantees: seeds replay byte for byte, crashes keep what was
+//! persisted, disk loss makes a new actor, and the checkers catch a lost write.
+
+use std::collections::BTreeMap;
+
+use ringkv::core::message::{ClientReply, ClientRequest, Key, QuorumOpts};
+use ringkv::core::object::{Op, Policy, ReadValue};
+use ringkv::sim::workload::{QuorumChoice, RmwProgram, keys_for};
+use ringkv::sim::{Fault, OpOutcome, World, WorldConfig, check_history, run_seed};
+
+fn counter_write(key: &Key, w: u8) -> ClientRequest {
+    ClientRequest::Write {
+        key: key.clone(),
+        op: Op::CounterAdd { delta: 1 },
+        opts: QuorumOpts {
+            n: Some(3),
+            w: Some(w),
+            ..QuorumOpts::default()
+        },
+    }
+}
+
+fn settle_op(world: &mut World, id: u64) -> OpOutcome {
+    let deadline = world.now() + 10_000;
+    world.run_while(
+        |w| {
+            w.history()
+                .get(id)
+                .is_some_and(|o| o.outcome == OpOutcome::Pending)
+        },
+        deadline,
+    );
+    world
+        .history()
+        .get(id)
+        .map(|o| o.outcome.clone())
+        .unwrap_or(OpOutcome::Pending)
+}
+
+#[test]
+fn the_same_seed_renders_the_same_history_and_another_seed_does_not() {
+    for policy in Policy::ALL {
+        let a = run_seed(7, policy).unwrap_or_else(|e| panic!("{policy}: {e}"));
+        let b = run_seed(7, policy).unwrap_or_else(|e| panic!("{policy}: {e}"));
+        let c = run_seed(8, policy).unwrap_or_else(|e| panic!("{policy}: {e}"));
+        assert!(
+            a.history.ops.len() > 50,
+            "{policy}: a run issues a real workload"
+        );
+        assert!(
+            !a.history.faults.is_empty(),
+            "{policy}: a run injects faults"
+        );
+        assert_eq!(
+            a.history.render(),
+            b.history.render(),
+            "{policy}: seed 7 diverged"
+        );
+        assert_eq!(a.stats, b.stats, "{policy}: seed 7 diverged");
+        assert_ne!(
+            a.history.render(),
+            c.history.render(),
+            "{policy}: seeds 7 and 8 agree"
+        );
+    }
+}
+
+#[test]
+fn a_crash_keeps_persisted_writes_and_a_disk_loss_makes_a_new_actor() {
+    let mut world = World::new(3, WorldConfig::new(3)).expect("a 3-node world starts");
+    let key = Key::new("b", "k");
+    let node = world.primaries(&key, 1).remove(0);
+    let actor = world.node(&node).map(|n| n.actor()).expect("the node runs");
+    let id = world.submit(node.clone(), counter_write(&key, 3));
+    assert!(settle_op(&mut world, id).is_ok());
+
+    world.apply(Fault::Crash {
+        node: node.clone(),
+        lose_disk: false,
+    });
+    assert!(!world.is_up(&node));
+    world.apply(Fault::Restart(node.clone()));
+    let running = world.node(&node).expect("restarted");
+    assert_eq!(
+        running.actor(),
+        actor,
+        "the data directory keeps the actor id"
+    );
+    assert!(
+        matches!(running.replica().read(&key, None), Ok(Some(_))),
+        "the acked write survived"
+    );
+
+    world.apply(Fault::Crash {
+        node: node.clone(),
+        lose_disk: true,
+    });
+    world.apply(Fault::Restart(node.clone()));
+    let running = world.node(&node).expect("restarted");
+    assert_ne!(running.actor(), actor, "an empty disk is a new actor");
+    assert!(
+        matches!(running.replica().read(&key, None), Ok(None)),
+        "the disk was lost"
+    );
+    assert_eq!(world.stats().disk_losses, 1);
+}
+
+#[test]
+fn a_partition_fails_strict_quorums_across_it_and_heal_restores_them() {
+    let mut world = World::new(5, WorldConfig::new(3)).expect("a 3-node world starts");
+    let key = Key::new("b", "k");
+    let primaries = world.primaries(&key, 3);
+    let (alone, rest) = primaries.split_at(1);
+    world.apply(Fault::Partition(vec![alone.to_vec(), rest.to_vec()]));
+    let id = world.submit(alone[0].clone(), counter_write(&key, 3));
+    assert!(matches!(settle_op(&mut world, id), OpOutcome::Failed(_)));
+    world.apply(Fault::Heal);
+    world.run_until(world.now() + 3_000);
+    let id = world.submit(alone[0].clone(), counter_write(&key, 3));
+    assert!(settle_op(&mut world, id).is_ok());
+}
+
+#[test]
+fn the_checkers_catch_a_lost_acknowledged_update_for_every_checked_policy() {
+    for policy in [Policy::Siblings, Policy::Counter, Policy::Set, Policy::Map] {
+        let mut world = World::new(11, WorldConfig::new(5)).expect("world");
+        for c in 0..2 {
+            let keys = keys_for(policy.name(), 1);
+            world.add_client(Box::new(RmwProgram::new(
+                policy,
+                c,
+                keys,
+                QuorumChoice::Fixed { w: 3, r: 3 },
+                20,
+            )));
+        }
+        world.run_while(|w| !w.clients_finished(), 60_000);
+        let settled = world.settle();
+        let mut finals: BTreeMap<Key, ReadValue> = settled
+            .merged()
+            .into_iter()
+            .map(|(k, o)| (k, o.read()))
+            .collect();
+        let clean = check_history(world.history(), &finals, 0);
+        assert!(
+            clean.violations.is_empty(),
+            "{policy}: {:?}",
+            clean.violations
+        );
+        assert!(
+            clean.acked_updates > 0,
+            "{policy}: the workload acknowledged updates"
+        );
+        // Lose something acknowledged: the checker must notice.
+        for value in finals.values_mut() {
+            match value {
+                ReadValue::Siblings { values, .. } => values.clear(),
+                ReadValue::Counter { value } => *value -= 1,
+                ReadValue::Set { members, .. } => {
+                    members.pop();
+                }
+                ReadValue::Map { fields, .. } => fields.clear(),
+                _ => {}
+            }
+        }
+        let broken = check_history(world.history(), &finals, 0);
+        assert!(
+            !broken.violations.is_empty(),
+            "{policy}: a lost update went unnoticed"
+        );
+    }
+}
+
+#[test]
+fn a_late_reply_after_a_client_timeout_is_not_recorded_twice() {
+    let mut config = WorldConfig::new(3);
+    config.client_timeout_ms = 1;
+    config.client_delay_ms_max = 5;
+    let mut world = World::new(2, config).expect("world");
+    let key = Key::new("b", "k");
+    let node = world.primaries(&key, 1).remove(0);
+    let id = world.submit(node, counter_write(&key, 3));
+    world.run_until(world.now() + 3_000);
+    let op = world.history().get(id).expect("recorded");
+    assert_eq!(op.outcome, OpOutcome::TimedOut);
+    assert!(!matches!(
+        op.outcome,
+        OpOutcome::Ok(ClientReply::Written { .. })
+    ));
+}
