@@ -343,6 +343,10 @@ impl Node {
             }
             PeerMessage::Ping { nonce } => self.send(from, PeerMessage::Pong { nonce }),
             PeerMessage::Pong { .. } => {}
+            msg @ (PeerMessage::AeRoot { .. }
+            | PeerMessage::AeSegments { .. }
+            | PeerMessage::AeKeys { .. }
+            | PeerMessage::AePull { .. }) => self.on_ae_message(from, msg),
         }
     }
 

@@ -153,6 +153,27 @@ pub enum PeerMessage {
     Pong {
         nonce: u64,
     },
+    /// Anti-entropy: the initiator's Merkle root of a partition.
+    AeRoot {
+        partition: u32,
+        root: u64,
+    },
+    /// Anti-entropy: the responder's leaves, sent when the roots differ.
+    AeSegments {
+        partition: u32,
+        segments: Vec<u64>,
+    },
+    /// Anti-entropy: the initiator's keys and version digests in the differing segments.
+    AeKeys {
+        partition: u32,
+        segments: Vec<u32>,
+        entries: Vec<(Key, u64)>,
+    },
+    /// Anti-entropy: keys the sender lacks or holds differently; the receiver answers
+    /// with a `Replicate` of each (merge repairs, so it is safe to repeat).
+    AePull {
+        keys: Vec<Key>,
+    },
 }
 
 /// One frame's body on the wire, client or peer.

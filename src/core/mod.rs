@@ -8,6 +8,7 @@
 pub mod anti_entropy;
 pub mod clock;
 pub mod coordinator;
+pub mod exchange;
 pub mod hints;
 pub mod membership;
 pub mod message;

@@ -21,6 +21,7 @@ use thiserror::Error;
 
 use crate::core::clock::{ActorId, Hlc};
 use crate::core::coordinator::Pending;
+use crate::core::exchange::AeStats;
 use crate::core::hints::HINTS_MAX_DEFAULT;
 use crate::core::membership::Membership;
 use crate::core::message::{ClientReply, ClientRequest, PeerMessage};
@@ -40,6 +41,8 @@ pub const REQUEST_TIMEOUT_MS_DEFAULT: u64 = 2_000;
 pub const PING_INTERVAL_MS_DEFAULT: u64 = 500;
 /// Default silence after which a member is considered down.
 pub const DOWN_AFTER_MS_DEFAULT: u64 = 2_000;
+/// Default period of anti-entropy ticks (0 turns anti-entropy off).
+pub const ANTI_ENTROPY_INTERVAL_MS_DEFAULT: u64 = 1_000;
 /// Default period of hinted-handoff rounds.
 pub const HANDOFF_INTERVAL_MS_DEFAULT: u64 = 1_000;
 /// Most hints in flight to primaries at once.
@@ -82,6 +85,8 @@ pub struct NodeConfig {
     pub ping_interval_ms: u64,
     pub down_after_ms: u64,
     pub handoff_interval_ms: u64,
+    /// Period of anti-entropy ticks; 0 turns anti-entropy off.
+    pub anti_entropy_interval_ms: u64,
     pub inflight_max: usize,
     /// Seeds this node's RNG (ping nonces, and the actor id of a fresh data directory).
     pub rng_seed: u64,
@@ -124,6 +129,9 @@ pub struct Node {
     forwards_seen: BTreeSet<(NodeId, u64)>,
     forwards_order: VecDeque<(NodeId, u64)>,
     pub(crate) stats: NodeStats,
+    pub(crate) ae: AeStats,
+    /// Next partition anti-entropy looks at.
+    pub(crate) ae_cursor: u32,
 }
 
 /// Counters for status output and tests.
@@ -149,6 +157,7 @@ impl NodeConfig {
             ping_interval_ms: PING_INTERVAL_MS_DEFAULT,
             down_after_ms: DOWN_AFTER_MS_DEFAULT,
             handoff_interval_ms: HANDOFF_INTERVAL_MS_DEFAULT,
+            anti_entropy_interval_ms: ANTI_ENTROPY_INTERVAL_MS_DEFAULT,
             inflight_max: INFLIGHT_MAX_DEFAULT,
             rng_seed: 0,
         }
@@ -194,7 +203,7 @@ impl Node {
         )?;
         let mut rng = ChaCha8Rng::seed_from_u64(config.rng_seed);
         let actor = load_or_create_actor(storage.as_ref(), &mut rng)?;
-        let replica = Replica::open(storage, config.hints_max)?;
+        let replica = Replica::open(storage, config.hints_max, config.partitions)?;
         // Request ids must not repeat across restarts: peers remember forwarded ids to
         // drop duplicates, and a late reply to the previous incarnation must not match a
         // new request. A random start in a 2^48 range makes a collision negligible and
@@ -216,7 +225,16 @@ impl Node {
             forwards_seen: BTreeSet::new(),
             forwards_order: VecDeque::new(),
             stats: NodeStats::default(),
+            ae: AeStats::default(),
+            ae_cursor: 0,
         };
+        node.timers.set(now.mono_ms, Timer::TreeRebuild);
+        if node.config.anti_entropy_interval_ms > 0 {
+            node.timers.set(
+                now.mono_ms + node.config.anti_entropy_interval_ms,
+                Timer::AntiEntropy,
+            );
+        }
         node.timers
             .set(now.mono_ms + node.config.ping_interval_ms, Timer::Ping);
         node.timers.set(
@@ -300,6 +318,8 @@ impl Node {
                 Timer::Request(id) => self.on_request_timeout(now, id),
                 Timer::Ping => self.on_ping(now),
                 Timer::Handoff => self.on_handoff_tick(now),
+                Timer::TreeRebuild => self.on_rebuild_tick(now),
+                Timer::AntiEntropy => self.on_anti_entropy_tick(now),
             }
         }
     }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
+use crate::core::anti_entropy::{MerkleTrees, RebuildProgress};
 use crate::core::clock::{ActorId, Timestamp};
 use crate::core::hints::{self, Hints};
 use crate::core::message::Key;
@@ -42,18 +43,69 @@ type RmwFn<'a, T> = dyn FnMut(Option<&Object>) -> Result<(Object, T), ReplicaErr
 pub struct Replica {
     storage: Arc<dyn Storage>,
     hints: Hints,
+    /// Merkle trees over the data space, updated on every data write.
+    trees: MerkleTrees,
     /// Merges that met an object of another policy (concurrent first writes).
     pub policy_conflicts: u64,
 }
 
 impl Replica {
-    pub fn open(storage: Arc<dyn Storage>, hints_max: u64) -> Result<Replica, ReplicaError> {
+    /// Opens the replica of a ring of `partitions`. Its Merkle trees start empty and
+    /// must be rebuilt with [`Replica::rebuild_trees_step`] before anti-entropy uses them.
+    pub fn open(
+        storage: Arc<dyn Storage>,
+        hints_max: u64,
+        partitions: u32,
+    ) -> Result<Replica, ReplicaError> {
         let hints = Hints::load(storage.as_ref(), hints_max)?;
         Ok(Replica {
             storage,
             hints,
+            trees: MerkleTrees::new(partitions),
             policy_conflicts: 0,
         })
+    }
+
+    pub fn trees(&self) -> &MerkleTrees {
+        &self.trees
+    }
+
+    /// One bounded step of the start-up tree rebuild.
+    pub fn rebuild_trees_step(&mut self) -> Result<RebuildProgress, ReplicaError> {
+        let digest = |bytes: &[u8]| {
+            rmp_serde::from_slice::<Object>(bytes)
+                .ok()
+                .map(|o| o.digest())
+        };
+        Ok(self.trees.rebuild_step(self.storage.as_ref(), &digest)?)
+    }
+
+    /// This replica's keys and version digests with positions in `[start, end]`, at most
+    /// `limit` (a corrupt record is skipped: reads of it report the corruption).
+    pub fn digests_in(
+        &self,
+        start: u64,
+        end: u64,
+        limit: usize,
+    ) -> Result<Vec<(Key, u64)>, ReplicaError> {
+        let (from, to) = storage::position_range(start, end);
+        let rows =
+            self.storage
+                .scan(Space::Data, &from, to.as_deref(), limit.min(SCAN_ROWS_MAX))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (raw, bytes) in rows {
+            let Ok(dk) = storage::decode_data_key(&raw) else {
+                continue;
+            };
+            let key = Key {
+                bucket: dk.bucket,
+                key: dk.key,
+            };
+            if let Ok(obj) = decode(&key, &bytes) {
+                out.push((key, obj.digest()));
+            }
+        }
+        Ok(out)
     }
 
     pub fn storage(&self) -> &Arc<dyn Storage> {
@@ -210,6 +262,8 @@ impl Replica {
         let hints_full = self.hints.is_full();
         let mut result: Option<Result<(Object, T), ReplicaError>> = None;
         let mut created = false;
+        let tracked = space == Space::Data;
+        let mut digests = (None, None);
         self.storage.update(space, &raw, &mut |existing| {
             let current = match existing.map(|b| decode(key, b)).transpose() {
                 Ok(c) => c,
@@ -229,6 +283,9 @@ impl Replica {
             match f(current.as_ref()) {
                 Ok((obj, extra)) => match rmp_serde::to_vec(&obj) {
                     Ok(bytes) => {
+                        if tracked {
+                            digests = (current.as_ref().map(Object::digest), Some(obj.digest()));
+                        }
                         result = Some(Ok((obj, extra)));
                         Rmw::Put(bytes)
                     }
@@ -259,6 +316,11 @@ impl Replica {
             },
             other => other,
         });
+        if out.is_ok() && tracked && digests.0 != digests.1 {
+            let position = key_position(&key.bucket, &key.key);
+            self.trees
+                .update(position, &raw, &key.bucket, &key.key, digests.0, digests.1);
+        }
         if out.is_ok()
             && created
             && let Some(primary) = hint
@@ -293,7 +355,7 @@ mod tests {
     use crate::storage::MemoryStorage;
 
     fn replica() -> Replica {
-        Replica::open(Arc::new(MemoryStorage::new()), 2).unwrap()
+        Replica::open(Arc::new(MemoryStorage::new()), 2, 64).unwrap()
     }
 
     #[test]

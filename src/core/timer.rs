@@ -21,6 +21,10 @@ pub enum Timer {
     Ping,
     /// Time to push hints to primaries that are back.
     Handoff,
+    /// Time for the next step of the start-up Merkle tree rebuild.
+    TreeRebuild,
+    /// Time to compare partitions with their other replicas.
+    AntiEntropy,
 }
 
 /// Deadlines in monotonic milliseconds, in firing order.

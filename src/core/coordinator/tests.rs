@@ -362,3 +362,49 @@ fn unreachable_replicas_fail_a_request_before_its_timeout() {
     assert_eq!(f.acked, vec![id("n1")]);
     assert_eq!(f.timed_out, vec![id("n2")]);
 }
+
+#[test]
+fn anti_entropy_alone_repairs_replicas_that_missed_writes_without_any_read() {
+    let mut c = Cluster::new(3);
+    // let the start-up tree rebuilds finish
+    c.advance(1);
+    let keys: Vec<Key> = (0..40).map(|i| Key::new("ae", format!("k{i}"))).collect();
+    for (i, key) in keys.iter().enumerate() {
+        let req = ClientRequest::Write {
+            key: key.clone(),
+            op: Op::CounterAdd { delta: 1 },
+            opts: QuorumOpts {
+                w: Some(2),
+                ..QuorumOpts::default()
+            },
+        };
+        c.client("n1", 100 + i as u64, req);
+        // n3 misses every write, and there is no fallback to keep a hint
+        c.run(|_, to, _| to != &id("n3"));
+    }
+    let missing = |c: &mut Cluster| {
+        keys.iter()
+            .filter(|k| c.node("n3").replica().read(k, None).unwrap().is_none())
+            .count()
+    };
+    assert_eq!(missing(&mut c), keys.len());
+    let mut rounds = 0;
+    while missing(&mut c) > 0 {
+        rounds += 1;
+        assert!(rounds <= 10, "anti-entropy did not converge in 10 rounds");
+        c.advance(1_300);
+        c.run(all);
+    }
+    println!("anti-entropy repaired {} keys in {rounds} rounds", keys.len());
+    assert!(c.node("n3").ae_stats().keys_sent + c.node("n1").ae_stats().keys_sent > 0);
+    // and once in sync, further rounds find nothing to send
+    let sent = c.node("n1").ae_stats().keys_sent + c.node("n2").ae_stats().keys_sent;
+    c.advance(1_300);
+    c.run(all);
+    c.advance(1_300);
+    c.run(all);
+    assert_eq!(
+        c.node("n1").ae_stats().keys_sent + c.node("n2").ae_stats().keys_sent,
+        sent
+    );
+}
