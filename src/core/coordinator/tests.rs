@@ -395,7 +395,10 @@ fn anti_entropy_alone_repairs_replicas_that_missed_writes_without_any_read() {
         c.advance(1_300);
         c.run(all);
     }
-    println!("anti-entropy repaired {} keys in {rounds} rounds", keys.len());
+    println!(
+        "anti-entropy repaired {} keys in {rounds} rounds",
+        keys.len()
+    );
     assert!(c.node("n3").ae_stats().keys_sent + c.node("n1").ae_stats().keys_sent > 0);
     // and once in sync, further rounds find nothing to send
     let sent = c.node("n1").ae_stats().keys_sent + c.node("n2").ae_stats().keys_sent;
