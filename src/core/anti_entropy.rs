@@ -19,6 +19,8 @@ use crate::storage::{SCAN_ROWS_MAX, Space, Storage, StorageError, decode_data_ke
 
 /// Leaves per partition.
 pub const SEGMENTS_PER_PARTITION: u32 = 256;
+/// Leaves under one branch: a partition's tree is root → 16 branches → 16 leaves each.
+pub const LEAVES_PER_BRANCH: u32 = 16;
 /// Rows one rebuild step reads, bounding the time a step holds the node.
 pub const REBUILD_ROWS_PER_STEP: usize = 1_024;
 
@@ -110,6 +112,23 @@ impl MerkleTrees {
     /// A partition's root: the XOR of its leaves.
     pub fn root(&self, partition: u32) -> u64 {
         self.segments(partition).iter().fold(0, |acc, l| acc ^ l)
+    }
+
+    /// A partition's branch hashes: the XOR of each run of [`LEAVES_PER_BRANCH`] leaves.
+    pub fn branches(&self, partition: u32) -> Vec<u64> {
+        self.segments(partition)
+            .chunks(LEAVES_PER_BRANCH as usize)
+            .map(|c| c.iter().fold(0, |acc, l| acc ^ l))
+            .collect()
+    }
+
+    /// The leaves under one branch of a partition.
+    pub fn leaves_of(&self, partition: u32, branch: u32) -> &[u64] {
+        let per = LEAVES_PER_BRANCH as usize;
+        let start = branch as usize * per;
+        self.segments(partition)
+            .get(start..start + per)
+            .unwrap_or(&[])
     }
 
     /// A partition's leaves, in position order.

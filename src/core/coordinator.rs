@@ -344,7 +344,8 @@ impl Node {
             PeerMessage::Ping { nonce } => self.send(from, PeerMessage::Pong { nonce }),
             PeerMessage::Pong { .. } => {}
             msg @ (PeerMessage::AeRoot { .. }
-            | PeerMessage::AeSegments { .. }
+            | PeerMessage::AeBranches { .. }
+            | PeerMessage::AeLeaves { .. }
             | PeerMessage::AeKeys { .. }
             | PeerMessage::AePull { .. }) => self.on_ae_message(from, msg),
         }

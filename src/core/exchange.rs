@@ -4,13 +4,14 @@
 //! saw; a replica that missed writes whose hints were lost stays behind until something
 //! compares it. Every tick, a node compares a bounded number of its partitions with one
 //! other live primary each, cheapest first: the Merkle root (one u64); if it differs, the
-//! peer's leaves; then the keys and version digests of the differing segments only. Each
+//! 16 branch hashes; then the leaves under differing branches; then the keys and version
+//! digests of the differing leaves only. A partition's first live primary initiates. Each
 //! side then sends the other the objects it holds differently, and the receiver merges
 //! them, so repair runs in both directions and can never lose a write.
 
 use std::collections::BTreeMap;
 
-use crate::core::anti_entropy::{RebuildProgress, SEGMENTS_PER_PARTITION};
+use crate::core::anti_entropy::{LEAVES_PER_BRANCH, RebuildProgress, SEGMENTS_PER_PARTITION};
 use crate::core::message::{Key, PeerMessage};
 use crate::core::node::{Node, Now};
 use crate::core::ring::NodeId;
@@ -86,13 +87,16 @@ impl Node {
                 .into_iter()
                 .cloned()
                 .collect();
-            if !primaries.contains(&me) {
+            let live: Vec<NodeId> = primaries
+                .into_iter()
+                .filter(|x| self.membership.is_up(x))
+                .collect();
+            // One initiator per partition — its first live primary — so two replicas
+            // never run the same comparison at once and repair each key twice.
+            if live.first() != Some(&me) {
                 continue;
             }
-            let peers: Vec<NodeId> = primaries
-                .into_iter()
-                .filter(|x| x != &me && self.membership.is_up(x))
-                .collect();
+            let peers: Vec<NodeId> = live.into_iter().filter(|x| x != &me).collect();
             if peers.is_empty() {
                 continue;
             }
@@ -120,27 +124,50 @@ impl Node {
                     return;
                 }
                 self.ae.mismatches += 1;
-                let segments = trees.segments(partition).to_vec();
-                self.ae.bytes_sent += 8 * segments.len() as u64;
+                let branches = trees.branches(partition);
+                self.ae.bytes_sent += 4 + 8 * branches.len() as u64;
                 self.send(
                     from,
-                    PeerMessage::AeSegments {
+                    PeerMessage::AeBranches {
                         partition,
-                        segments,
+                        branches,
                     },
                 );
             }
-            PeerMessage::AeSegments {
+            PeerMessage::AeBranches {
                 partition,
-                segments,
+                branches,
             } => {
-                let ours = trees.segments(partition);
-                if segments.len() != ours.len() {
+                let ours = trees.branches(partition);
+                if branches.len() != ours.len() {
                     return;
                 }
-                let differing: Vec<u32> = (0..SEGMENTS_PER_PARTITION)
-                    .filter(|&s| ours[s as usize] != segments[s as usize])
+                let leaves: Vec<(u32, Vec<u64>)> = (0..ours.len() as u32)
+                    .filter(|&b| ours[b as usize] != branches[b as usize])
+                    .map(|b| (b, trees.leaves_of(partition, b).to_vec()))
                     .collect();
+                if leaves.is_empty() {
+                    return;
+                }
+                self.ae.bytes_sent += 4 + leaves
+                    .iter()
+                    .map(|(_, l)| 4 + 8 * l.len() as u64)
+                    .sum::<u64>();
+                self.send(from, PeerMessage::AeLeaves { partition, leaves });
+            }
+            PeerMessage::AeLeaves { partition, leaves } => {
+                let mut differing = Vec::new();
+                for (branch, theirs) in leaves.iter().take(SEGMENTS_PER_PARTITION as usize) {
+                    let ours = trees.leaves_of(partition, *branch);
+                    if ours.len() != theirs.len() {
+                        continue;
+                    }
+                    for (i, (a, b)) in ours.iter().zip(theirs).enumerate() {
+                        if a != b {
+                            differing.push(branch * LEAVES_PER_BRANCH + i as u32);
+                        }
+                    }
+                }
                 if differing.is_empty() {
                     return;
                 }

@@ -158,12 +158,18 @@ pub enum PeerMessage {
         partition: u32,
         root: u64,
     },
-    /// Anti-entropy: the responder's leaves, sent when the roots differ.
-    AeSegments {
+    /// Anti-entropy: the responder's 16 branch hashes (XOR of 16 leaves each), sent
+    /// when the roots differ.
+    AeBranches {
         partition: u32,
-        segments: Vec<u64>,
+        branches: Vec<u64>,
     },
-    /// Anti-entropy: the initiator's keys and version digests in the differing segments.
+    /// Anti-entropy: the initiator's leaves under each differing branch.
+    AeLeaves {
+        partition: u32,
+        leaves: Vec<(u32, Vec<u64>)>,
+    },
+    /// Anti-entropy: the sender's keys and version digests in the differing segments.
     AeKeys {
         partition: u32,
         segments: Vec<u32>,
