@@ -8,6 +8,7 @@
 //! The main task samples the recorder for the progress bar and the per-second timeline,
 //! and stops the workers on Ctrl-C, so an interrupted run still reports.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -28,6 +29,8 @@ use crate::bench::workload::{OpKind, Target, Workload};
 pub const TICK_MS: u64 = 200;
 /// Length of one timeline interval.
 pub const SAMPLE_INTERVAL_MS: u64 = 1_000;
+/// Ticks the progress bar's live rate averages over (one second of them).
+const RATE_WINDOW_TICKS: usize = (SAMPLE_INTERVAL_MS / TICK_MS) as usize;
 
 /// What to run, fully decided.
 #[derive(Debug, Clone)]
@@ -203,8 +206,11 @@ async fn drive(
     let mut watching_ctrl_c = true;
     let mut timeline = Vec::new();
     let sample_s = Duration::from_millis(SAMPLE_INTERVAL_MS).as_secs_f64();
+    let tick_s = Duration::from_millis(TICK_MS).as_secs_f64();
     let mut last_sample_s = 0.0;
-    let mut rate = 0.0;
+    // (seconds, successful requests) at the last ticks, for the live rate.
+    let mut recent: VecDeque<(f64, u64)> = VecDeque::with_capacity(RATE_WINDOW_TICKS + 1);
+    recent.push_back((0.0, 0));
     loop {
         tokio::select! {
             joined = workers.join_next() => match joined {
@@ -223,18 +229,24 @@ async fn drive(
                 }
                 let now_s = elapsed.as_secs_f64();
                 let mut recorder = shared.recorder();
-                if now_s - last_sample_s >= sample_s && timeline.len() < TIMELINE_POINTS_MAX {
-                    let point = recorder.take_interval(now_s, now_s - last_sample_s);
-                    rate = point.ops_per_sec;
+                // Half a tick of slack: ticks jitter, and a second must not become 1.2 s.
+                let due = now_s - last_sample_s + tick_s / 2.0 >= sample_s;
+                if due && timeline.len() < TIMELINE_POINTS_MAX {
+                    timeline.push(recorder.take_interval(now_s, now_s - last_sample_s));
                     last_sample_s = now_s;
-                    timeline.push(point);
                 }
                 let progress = recorder.progress();
                 drop(recorder);
-                if timeline.is_empty() && now_s > 0.0 {
-                    // Before the first full second, show the average so far.
-                    rate = progress.ok as f64 / now_s;
+                recent.push_back((now_s, progress.ok));
+                if recent.len() > RATE_WINDOW_TICKS + 1 {
+                    recent.pop_front();
                 }
+                let rate = match (recent.front(), recent.back()) {
+                    (Some((t0, ok0)), Some((t1, ok1))) if t1 > t0 => {
+                        (ok1 - ok0) as f64 / (t1 - t0)
+                    }
+                    _ => 0.0,
+                };
                 bar.update(progress.ok + progress.errors, progress.errors, elapsed, rate);
             },
             result = &mut ctrl_c, if watching_ctrl_c => {

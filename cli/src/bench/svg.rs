@@ -147,13 +147,14 @@ pub fn plot(timeline: &[TimelinePoint], title: &str) -> String {
     svg
 }
 
-/// The smallest of 1, 2, 2.5, 5 × 10^k at or above `value` (1 for nothing to show).
+/// The smallest round number (1, 1.5, 2, 2.5, 3, 4, 5, 6 or 8 × 10^k) at or above `value`,
+/// so the axis fills most of the plot and its fifths are short labels; 1 for nothing to show.
 fn nice_ceiling(value: f64) -> f64 {
     if !value.is_finite() || value <= 0.0 {
         return 1.0;
     }
     let magnitude = 10_f64.powf(value.log10().floor());
-    [1.0, 2.0, 2.5, 5.0, 10.0]
+    [1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0]
         .iter()
         .map(|m| m * magnitude)
         .find(|candidate| *candidate >= value * (1.0 - 1e-12))
@@ -207,7 +208,7 @@ mod tests {
             "throughput (ops/s)",
             "p99 latency (ms)",
             ">60000<",
-            ">5<",
+            ">4<",
         ] {
             assert!(svg.contains(text), "missing {text}");
         }
@@ -246,10 +247,11 @@ mod tests {
     #[test]
     fn axis_maxima_are_round_numbers() {
         assert_eq!(nice_ceiling(0.0), 1.0);
-        assert_eq!(nice_ceiling(52_631.0), 100_000.0);
+        assert_eq!(nice_ceiling(52_631.0), 60_000.0);
         assert_eq!(nice_ceiling(42_000.0), 50_000.0);
         assert_eq!(nice_ceiling(2.1), 2.5);
-        assert_eq!(nice_ceiling(0.8), 1.0);
+        assert_eq!(nice_ceiling(0.8), 0.8);
+        assert_eq!(nice_ceiling(6.01), 8.0);
         assert_eq!(nice_ceiling(10.0), 10.0);
         assert_eq!(label(0.25), "0.25");
         assert_eq!(label(12_000.0), "12000");
