@@ -7,7 +7,7 @@
 # It is a measuring tool, not a test: CI never runs it.
 #
 #   scripts/compare-redis.sh                # 3 rounds of 100000 requests per run
-#   OPS=50000 ROUNDS=5 scripts/compare-redis.sh
+#   OPS=50000 ROUNDS=5 CLUSTER_OPS=50000 scripts/compare-redis.sh
 #   RINGKV=/path/to/ringkv scripts/compare-redis.sh   # skip the cargo build
 #
 # What it does:
@@ -18,7 +18,7 @@
 #      ringkv bench get (50 clients / in flight, 100-byte values, 10000 uniform keys,
 #      N=W=R=1); prints each pair's ratio and the median ratio;
 #   5. starts `ringkv dev --nodes 3` and runs put and get with N=3/W=2/R=2 at 16 and 50
-#      requests in flight.
+#      requests in flight (CLUSTER_OPS requests each).
 # Everything it started is stopped on exit, and its temporary directory removed.
 
 set -euo pipefail
@@ -28,6 +28,8 @@ ROUNDS=${ROUNDS:-3}
 CLIENTS=${CLIENTS:-50}
 VALUE_SIZE=${VALUE_SIZE:-100}
 KEYS=${KEYS:-10000}
+# Requests per run of the 3-node part: replication makes each one slower.
+CLUSTER_OPS=${CLUSTER_OPS:-20000}
 # Longest wait for a server to answer after it was started.
 READY_TIMEOUT_S=30
 # Longest wait for a server to stop after SIGINT before it is killed.
@@ -150,7 +152,7 @@ start_ringkv_dev() {
     base=$(free_base_port "$count")
     DEV_DIR="$WORK/dev-$count"
     RINGKV_ARGS=(--node "127.0.0.1:$((base + 1))" --certs "$DEV_DIR/certs")
-    "$RINGKV" dev --nodes "$count" --base-port "$base" --dir "$DEV_DIR" 2>"$WORK/dev-$count.log" &
+    "$RINGKV" dev --nodes "$count" --base-port "$base" --dir "$DEV_DIR" >"$WORK/dev-$count.log" 2>&1 &
     DEV_PID=$!
     PIDS+=("$DEV_PID")
     until "$RINGKV" "${RINGKV_ARGS[@]}" put bench/ready yes --n "$count" --w "$count" >/dev/null 2>&1; do
@@ -174,8 +176,8 @@ redis_run() {
 
 # ringkv bench for one workload; prints "ops_per_sec p50 p99 errors".
 ringkv_run() {
-    local workload=$1 concurrency=$2 n=$3 w=$4 r=$5 out
-    out=$("$RINGKV" "${RINGKV_ARGS[@]}" --json bench --workload "$workload" --ops "$OPS" \
+    local workload=$1 concurrency=$2 n=$3 w=$4 r=$5 ops=$6 out
+    out=$("$RINGKV" "${RINGKV_ARGS[@]}" --json bench --workload "$workload" --ops "$ops" \
         --concurrency "$concurrency" --value-size "$VALUE_SIZE" --keys "$KEYS" \
         --distribution uniform --n "$n" --w "$w" --r "$r")
     echo "$(json_field "$out" ops_per_sec) $(json_field "$out" p50_ms) $(json_field "$out" p99_ms) $(json_field "$out" errors)"
@@ -192,14 +194,13 @@ main() {
     echo "# ringkv: N=W=R=1, LWW puts, sync=group (fsync per batch); Redis: --save \"\" --appendonly no"
     printf '%-5s %-4s %12s %9s %9s %12s %9s %9s %7s %7s\n' \
         round op redis_ops/s r_p50_ms r_p99_ms ringkv_ops/s k_p50_ms k_p99_ms errors ratio
-    local round op redis ringkv ratio
+    local round op ratio workload r_rps r_p50 r_p99 k_rps k_p50 k_p99 k_err
     local -A ratios=()
     for round in $(seq 1 "$ROUNDS"); do
         for op in set get; do
-            local workload=put
-            [[ $op == get ]] && workload=get
+            if [[ $op == get ]]; then workload="get"; else workload="put"; fi
             read -r r_rps r_p50 r_p99 <<<"$(redis_run "$op")"
-            read -r k_rps k_p50 k_p99 k_err <<<"$(ringkv_run "$workload" "$CLIENTS" 1 1 1)"
+            read -r k_rps k_p50 k_p99 k_err <<<"$(ringkv_run "$workload" "$CLIENTS" 1 1 1 "$OPS")"
             ratio=$(awk -v k="$k_rps" -v r="$r_rps" 'BEGIN {printf "%.3f", (r > 0) ? k / r : 0}')
             ratios[$op]+="$ratio "
             printf '%-5s %-4s %12.0f %9s %9s %12.0f %9s %9s %7s %7s\n' \
@@ -214,12 +215,12 @@ main() {
 
     start_ringkv_dev 3
     echo
-    echo "# ringkv, 3 nodes (one process), N=3 W=2 R=2, $VALUE_SIZE-byte values, $KEYS uniform keys, $OPS requests per run"
+    echo "# ringkv, 3 nodes (one process), N=3 W=2 R=2, $VALUE_SIZE-byte values, $KEYS uniform keys, $CLUSTER_OPS requests per run"
     printf '%-4s %9s %12s %9s %9s %7s\n' op in_flight ops/s p50_ms p99_ms errors
-    local concurrency
+    local concurrency workload k_rps k_p50 k_p99 k_err
     for concurrency in 16 50; do
         for workload in put get; do
-            read -r k_rps k_p50 k_p99 k_err <<<"$(ringkv_run "$workload" "$concurrency" 3 2 2)"
+            read -r k_rps k_p50 k_p99 k_err <<<"$(ringkv_run "$workload" "$concurrency" 3 2 2 "$CLUSTER_OPS")"
             printf '%-4s %9s %12.0f %9s %9s %7s\n' "$workload" "$concurrency" "$k_rps" "$k_p50" "$k_p99" "$k_err"
         done
     done
