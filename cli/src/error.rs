@@ -32,6 +32,9 @@ pub enum CliError {
     /// A node could not start or stopped with an error.
     #[error("{0}")]
     Node(String),
+    /// `ringkv bench` could not run or report.
+    #[error("{0}")]
+    Bench(#[from] Box<crate::bench::BenchError>),
 }
 
 impl CliError {

@@ -5,6 +5,7 @@
 //! is in one place; what each command does lives in `client_cmds`, `certs_cmd` and
 //! `cluster_cmds`, and how results look (human or `--json`) lives in `output`.
 
+mod bench;
 mod certs_cmd;
 mod client_cmds;
 mod cluster_cmds;
@@ -80,6 +81,8 @@ pub enum Command {
     Certs(CertsCommand),
     #[command(flatten)]
     Client(ClientCommand),
+    /// Load generator: workloads, concurrency, N/W/R, progress bar, latency percentiles.
+    Bench(bench::BenchArgs),
 }
 
 /// Commands that talk to a running cluster through `--node`.
@@ -399,6 +402,7 @@ async fn main() -> ExitCode {
         Command::Node(args) => cluster_cmds::node(&cli.global, &args).await,
         Command::Certs(cmd) => certs_cmd::run(&cli.global, cmd),
         Command::Client(cmd) => client_cmds::run(&cli.global, cmd).await,
+        Command::Bench(args) => bench::run(&cli.global, &args).await,
     };
     match result.and_then(|rendered| rendered.print(json).map_err(CliError::Output)) {
         Ok(()) => ExitCode::SUCCESS,
