@@ -38,6 +38,7 @@ pub struct DevPlan {
     pub certs: PathBuf,
     /// `n1..nK` on 127.0.0.1:(base-port + i).
     pub nodes: Vec<DevNode>,
+    pub sync: SyncMode,
 }
 
 /// One node as `ringkv node` will start it.
@@ -82,6 +83,7 @@ impl DevPlan {
             certs: args.dir.join("certs"),
             dir: args.dir.clone(),
             nodes,
+            sync: args.sync,
         })
     }
 
@@ -183,7 +185,7 @@ pub async fn run_dev(plan: DevPlan) -> Result<Rendered, CliError> {
             members: members.clone(),
             certs_dir: plan.certs.clone(),
             data_dir: node.data_dir.clone(),
-            sync: SyncMode::Group,
+            sync: plan.sync,
         };
         match start_node(node.listen, opts).await {
             Ok(h) => handles.push(h),
@@ -320,6 +322,7 @@ mod tests {
             nodes,
             base_port,
             dir: PathBuf::from("dev"),
+            sync: SyncMode::Group,
         }
     }
 

@@ -314,6 +314,10 @@ pub struct DevArgs {
     /// Directory for certificates (DIR/certs) and node data (DIR/n1, ...).
     #[arg(long, default_value = DEFAULT_DEV_DIR)]
     pub dir: PathBuf,
+    /// When writes reach the disk: group (one fsync per batch, before any ack), always
+    /// (one per write), or none (never; acknowledged writes can be lost on an OS crash).
+    #[arg(long, default_value = "group")]
+    pub sync: SyncMode,
 }
 
 /// One node. Its certificates come from the global --certs (env RINGKV_CERTS).
