@@ -17,7 +17,6 @@
 //! Values are LWW writes of 100 bytes: blind writes to a key never grow siblings, so the
 //! cost does not drift with the number of iterations criterion chooses.
 
-use std::cell::Cell;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -271,9 +270,12 @@ fn bench_op(c: &mut Criterion, op: Op, cases: &[Case]) {
         Err(e) => panic!("{group_name}: cannot start the bench cluster: {e}"),
     };
     let keys = keys();
-    // Preloaded on the first measured batch, not here, so a filtered-out group does not
-    // pay for it; iter_custom times only the batch itself.
-    let needs_preload = Cell::new(matches!(op, Op::Get));
+    // Here, not inside the first `iter_custom` call: criterion's warm-up counts the wall
+    // time of the whole closure, so a preload there would end the warm-up after one
+    // request and skew the iteration counts of every sample.
+    if let Op::Get = op {
+        rt.block_on(preload(&cluster, &keys));
+    }
     let mut group = c.benchmark_group(group_name);
     group.throughput(Throughput::Elements(1));
     for case in cases {
@@ -281,9 +283,6 @@ fn bench_op(c: &mut Criterion, op: Op, cases: &[Case]) {
         let id = BenchmarkId::new(case.name, format!("c{}", case.in_flight));
         group.bench_function(id, |b| {
             b.iter_custom(|iters| {
-                if needs_preload.replace(false) {
-                    rt.block_on(preload(&cluster, &keys));
-                }
                 rt.block_on(run_batch(
                     &cluster.client,
                     &keys,
