@@ -437,7 +437,7 @@ async fn run_core(
         }
         node.handle_timeout(now);
         // Group commit: one persist for the whole batch, before any output leaves.
-        if let Err(source) = node.storage().persist() {
+        if let Err(source) = persist_off_worker(node.storage().as_ref()) {
             tracing::error!(node = %node.name(), error = %source, "persist failed; stopping the node");
             return Err(DriverError::Persist {
                 node: node.name().clone(),
@@ -456,6 +456,24 @@ async fn run_core(
             tracing::info!(node = %node.name(), "node stopped");
             return Ok(());
         }
+    }
+}
+
+/// Runs `storage.persist()` (an fsync) without stalling the runtime worker it runs on.
+///
+/// On a worker of the multi-thread runtime, a plain call would hold that worker for the
+/// whole sync, and with it every task queued there: QUIC connection drivers, the server,
+/// other nodes of the same process. `block_in_place` hands the worker's queue to another
+/// thread first, so they keep running and new inputs gather for the next batch, while
+/// this task still does nothing else until the sync is done (so an abort cannot land
+/// mid-persist and outputs still leave only after it). A current-thread runtime has no
+/// other worker to hand over to, so there it is a plain call.
+fn persist_off_worker(storage: &dyn Storage) -> Result<(), StorageError> {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
+            tokio::task::block_in_place(|| storage.persist())
+        }
+        _ => storage.persist(),
     }
 }
 
