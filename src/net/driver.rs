@@ -25,6 +25,7 @@ use crate::core::message::{
 };
 use crate::core::node::{MemberSpec, Node, NodeConfig, NodeError, Now};
 use crate::core::ring::NodeId;
+use crate::net::persist::{PersistTracker, persist_off_worker};
 use crate::net::{
     ConnectionPool, FRAME_BYTES_MAX, Handler, Identity, NetError, PeerIdentity, Role, bind,
     load_identity, serve,
@@ -188,6 +189,8 @@ pub fn start_with_storage(
     }
     // The OS RNG seeds the core once; a fresh data directory gets a random actor.
     config.rng_seed = rand::rng().next_u64();
+    // Batches that wrote nothing (reads, forwards, acks, pings) then skip the fsync.
+    let storage: Arc<dyn Storage> = Arc::new(PersistTracker::new(storage));
     let clock = Clock::new();
     let node = Node::new(config, members, storage.clone(), clock.now())?;
     let name = node.name().clone();
@@ -456,24 +459,6 @@ async fn run_core(
             tracing::info!(node = %node.name(), "node stopped");
             return Ok(());
         }
-    }
-}
-
-/// Runs `storage.persist()` (an fsync) without stalling the runtime worker it runs on.
-///
-/// On a worker of the multi-thread runtime, a plain call would hold that worker for the
-/// whole sync, and with it every task queued there: QUIC connection drivers, the server,
-/// other nodes of the same process. `block_in_place` hands the worker's queue to another
-/// thread first, so they keep running and new inputs gather for the next batch, while
-/// this task still does nothing else until the sync is done (so an abort cannot land
-/// mid-persist and outputs still leave only after it). A current-thread runtime has no
-/// other worker to hand over to, so there it is a plain call.
-fn persist_off_worker(storage: &dyn Storage) -> Result<(), StorageError> {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
-            tokio::task::block_in_place(|| storage.persist())
-        }
-        _ => storage.persist(),
     }
 }
 
