@@ -197,7 +197,7 @@ async fn run_batch(
                 if i >= requests {
                     return;
                 }
-                let key = &keys[((i * KEY_STRIDE) % KEYS) as usize];
+                let key = &keys[((i % KEYS) * KEY_STRIDE % KEYS) as usize];
                 let sent = Instant::now();
                 one_request(&client, key, op, opts, &value).await;
                 tally.record(sent.elapsed());
