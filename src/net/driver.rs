@@ -25,6 +25,7 @@ use crate::core::message::{
 };
 use crate::core::node::{MemberSpec, Node, NodeConfig, NodeError, Now};
 use crate::core::ring::NodeId;
+use crate::net::persist::{PersistTracker, persist_off_worker};
 use crate::net::{
     ConnectionPool, FRAME_BYTES_MAX, Handler, Identity, NetError, PeerIdentity, Role, bind,
     load_identity, serve,
@@ -194,6 +195,8 @@ pub fn start_with_storage(
     }
     // The OS RNG seeds the core once; a fresh data directory gets a random actor.
     config.rng_seed = rand::rng().next_u64();
+    // Batches that wrote nothing (reads, forwards, acks, pings) then skip the fsync.
+    let storage: Arc<dyn Storage> = Arc::new(PersistTracker::new(storage));
     let clock = Clock::new();
     let node = Node::new(config, members, storage.clone(), clock.now())?;
     let name = node.name().clone();
@@ -453,7 +456,7 @@ async fn run_core(
         }
         node.handle_timeout(now);
         // Group commit: one persist for the whole batch, before any output leaves.
-        if let Err(source) = node.storage().persist() {
+        if let Err(source) = persist_off_worker(node.storage().as_ref()) {
             tracing::error!(node = %node.name(), error = %source, "persist failed; stopping the node");
             return Err(DriverError::Persist {
                 node: node.name().clone(),

@@ -9,7 +9,9 @@
 //! - [`identity`]: who the peer of a connection is (node or client, and its name);
 //! - [`frame`]: u32-length-prefixed msgpack frames with a hard size limit;
 //! - [`endpoint`]: binding, the per-address connection pool and one-stream requests;
-//! - [`serve`]: the accept loop that hands typed requests to a [`Handler`].
+//! - [`serve`]: the accept loop that hands typed requests to a [`Handler`];
+//! - [`persist`]: the node driver's group-commit persist, kept off runtime workers and
+//!   skipped after batches that wrote nothing.
 
 pub mod certs;
 pub mod driver;
@@ -17,6 +19,7 @@ pub mod endpoint;
 pub mod error;
 pub mod frame;
 pub mod identity;
+pub mod persist;
 pub mod serve;
 pub mod tls;
 
