@@ -176,13 +176,14 @@ mod tests {
     }
 
     #[test]
-    fn roundtrip() {
+    fn roundtrip() -> Result<(), Box<dyn std::error::Error>> {
         for msg in [Msg::Ping(7), put()] {
-            let frame = encode_frame(&msg, FRAME_BYTES_MAX).unwrap();
-            let len = u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
+            let frame = encode_frame(&msg, FRAME_BYTES_MAX)?;
+            let len = u32::from_be_bytes(frame[..4].try_into()?) as usize;
             assert_eq!(len + FRAME_HEADER_BYTES, frame.len());
-            assert_eq!(decode_frame::<Msg>(&frame, FRAME_BYTES_MAX).unwrap(), msg);
+            assert_eq!(decode_frame::<Msg>(&frame, FRAME_BYTES_MAX)?, msg);
         }
+        Ok(())
     }
 
     #[test]
@@ -218,8 +219,8 @@ mod tests {
     }
 
     #[test]
-    fn truncated_input_is_typed() {
-        let frame = encode_frame(&put(), FRAME_BYTES_MAX).unwrap();
+    fn truncated_input_is_typed() -> Result<(), Box<dyn std::error::Error>> {
+        let frame = encode_frame(&put(), FRAME_BYTES_MAX)?;
         for cut in 0..frame.len() {
             let err = decode_frame::<Msg>(&frame[..cut], FRAME_BYTES_MAX).unwrap_err();
             match err {
@@ -230,11 +231,12 @@ mod tests {
                 other => panic!("cut {cut}: unexpected {other}"),
             }
         }
+        Ok(())
     }
 
     #[test]
-    fn trailing_bytes_are_refused() {
-        let mut frame = encode_frame(&Msg::Ping(1), FRAME_BYTES_MAX).unwrap();
+    fn trailing_bytes_are_refused() -> Result<(), Box<dyn std::error::Error>> {
+        let mut frame = encode_frame(&Msg::Ping(1), FRAME_BYTES_MAX)?;
         frame.push(0);
         let err = decode_frame::<Msg>(&frame, FRAME_BYTES_MAX).unwrap_err();
         assert!(
@@ -243,15 +245,16 @@ mod tests {
         );
 
         // A prefix that covers two messages: the second one is trailing inside the body.
-        let mut body = rmp_serde::to_vec_named(&Msg::Ping(1)).unwrap();
-        body.extend(rmp_serde::to_vec_named(&Msg::Ping(2)).unwrap());
+        let mut body = rmp_serde::to_vec_named(&Msg::Ping(1))?;
+        body.extend(rmp_serde::to_vec_named(&Msg::Ping(2))?);
         let err = decode_body::<Msg>(&body).unwrap_err();
         assert!(matches!(err, NetError::FrameTrailing { .. }), "{err}");
+        Ok(())
     }
 
     #[test]
-    fn unknown_variant_is_a_decode_error() {
-        let frame = encode_frame(&MsgV2::Frobnicate("x".to_owned()), FRAME_BYTES_MAX).unwrap();
+    fn unknown_variant_is_a_decode_error() -> Result<(), Box<dyn std::error::Error>> {
+        let frame = encode_frame(&MsgV2::Frobnicate("x".to_owned()), FRAME_BYTES_MAX)?;
         let err = decode_frame::<Msg>(&frame, FRAME_BYTES_MAX).unwrap_err();
         match &err {
             NetError::FrameDecode { reason, .. } => {
@@ -260,9 +263,10 @@ mod tests {
             other => panic!("unexpected {other}"),
         }
         // The old variants still decode under the newer enum.
-        let frame = encode_frame(&put(), FRAME_BYTES_MAX).unwrap();
-        let v2: MsgV2 = decode_frame(&frame, FRAME_BYTES_MAX).unwrap();
+        let frame = encode_frame(&put(), FRAME_BYTES_MAX)?;
+        let v2: MsgV2 = decode_frame(&frame, FRAME_BYTES_MAX)?;
         assert!(matches!(v2, MsgV2::Put { .. }));
+        Ok(())
     }
 
     #[test]

@@ -132,15 +132,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn common_names_parse_into_roles() {
-        let node = PeerIdentity::from_common_name("ringkv-node:n1").unwrap();
+    fn common_names_parse_into_roles() -> Result<(), Box<dyn std::error::Error>> {
+        let node = PeerIdentity::from_common_name("ringkv-node:n1")?;
         assert_eq!(node.role, Role::Node);
         assert_eq!(node.name, "n1");
-        let client = PeerIdentity::from_common_name("ringkv-client:alice").unwrap();
+        let client = PeerIdentity::from_common_name("ringkv-client:alice")?;
         assert_eq!(client.role, Role::Client);
         assert_eq!(client.name, "alice");
         assert_eq!(Role::Node.common_name("n1"), "ringkv-node:n1");
         assert_eq!(Role::Client.common_name("c"), "ringkv-client:c");
+        Ok(())
     }
 
     #[test]
