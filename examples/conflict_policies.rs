@@ -16,6 +16,8 @@
 //! cluster's own concurrency creates conflicts.
 
 use std::collections::BTreeMap;
+mod common;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -144,17 +146,7 @@ fn run_sim(args: &Args, policy: Policy) -> Result<Row, ringkv::sim::SimError> {
 }
 
 fn run_cluster(args: &Args, addr: SocketAddr) -> Result<Vec<Row>, String> {
-    let runtime = tokio::runtime::Runtime::new()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    runtime.block_on(async {
-        let client = ringkv::client::Client::connect(addr, &args.certs, "client")
-            .await
-            .map_err(|e| e.to_string())?;
-        // A fresh bucket per run, so earlier runs' data does not count.
-        let run = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0);
+    common::on_cluster(addr, &args.certs, |client, run| async move {
         let mut rows = Vec::new();
         for policy in POLICIES {
             let bucket = format!("conflict-{run}-{policy}");
@@ -283,9 +275,9 @@ fn parse_args() -> Result<Args, String> {
     while let Some(flag) = it.next() {
         let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
         match flag.as_str() {
-            "--seed" => args.seed = number(&value("--seed")?, "--seed")?,
-            "--clients" => args.clients = number(&value("--clients")?, "--clients")?,
-            "--ops" => args.ops = number(&value("--ops")?, "--ops")?,
+            "--seed" => args.seed = common::number(&value("--seed")?, "--seed")?,
+            "--clients" => args.clients = common::number(&value("--clients")?, "--clients")?,
+            "--ops" => args.ops = common::number(&value("--ops")?, "--ops")?,
             "--no-partition" => args.partition = false,
             "--json" => args.json = true,
             "--cluster" => {
@@ -303,9 +295,4 @@ fn parse_args() -> Result<Args, String> {
         return Err("--clients and --ops must be at least 1".into());
     }
     Ok(args)
-}
-
-fn number<T: std::str::FromStr>(text: &str, flag: &str) -> Result<T, String> {
-    text.parse()
-        .map_err(|_| format!("{flag} {text}: not a number"))
 }

@@ -15,6 +15,8 @@
 //! same table. With `--cluster` the workload runs against a real cluster (no faults are
 //! injected there) and latencies are wall-clock milliseconds.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -133,16 +135,7 @@ fn world_client_timeout() -> u64 {
 }
 
 fn run_cluster(args: &Args, addr: SocketAddr) -> Result<Vec<Row>, String> {
-    let runtime = tokio::runtime::Runtime::new()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    runtime.block_on(async {
-        let client = ringkv::client::Client::connect(addr, &args.certs, "client")
-            .await
-            .map_err(|e| e.to_string())?;
-        let run = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0);
+    common::on_cluster(addr, &args.certs, |client, run| async move {
         let mut rows = Vec::new();
         for (w, r) in SETTINGS {
             let keys = keys_for(&format!("quorum-{run}-w{w}r{r}"), KEYS);
@@ -259,12 +252,12 @@ fn parse_args() -> Result<Args, String> {
     while let Some(flag) = it.next() {
         let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
         match flag.as_str() {
-            "--seed" => args.seed = number(&value("--seed")?, "--seed")?,
-            "--clients" => args.clients = number(&value("--clients")?, "--clients")?,
+            "--seed" => args.seed = common::number(&value("--seed")?, "--seed")?,
+            "--clients" => args.clients = common::number(&value("--clients")?, "--clients")?,
             "--duration-ms" => {
-                args.duration_ms = number(&value("--duration-ms")?, "--duration-ms")?
+                args.duration_ms = common::number(&value("--duration-ms")?, "--duration-ms")?
             }
-            "--ops" => args.ops = number(&value("--ops")?, "--ops")?,
+            "--ops" => args.ops = common::number(&value("--ops")?, "--ops")?,
             "--json" => args.json = true,
             "--cluster" => {
                 let text = value("--cluster")?;
@@ -281,9 +274,4 @@ fn parse_args() -> Result<Args, String> {
         return Err("--clients, --ops and --duration-ms must be at least 1".into());
     }
     Ok(args)
-}
-
-fn number<T: std::str::FromStr>(text: &str, flag: &str) -> Result<T, String> {
-    text.parse()
-        .map_err(|_| format!("{flag} {text}: not a number"))
 }
