@@ -9,6 +9,7 @@ pub mod anti_entropy;
 pub mod clock;
 pub mod coordinator;
 pub mod exchange;
+pub mod gossip;
 pub mod hints;
 pub mod membership;
 pub mod message;
