@@ -77,8 +77,7 @@ fn measure(keys: usize, d: usize) -> Measured {
             cfg.w = 1;
             cfg.r = 1;
             cfg.rng_seed = i as u64 + 1;
-            cfg.ping_interval_ms = 3_600_000;
-            cfg.down_after_ms = u64::MAX / 4;
+            cfg.probe_period_ms = 3_600_000;
             cfg.handoff_interval_ms = 3_600_000;
             let mut node = Node::new(cfg, members.clone(), Arc::new(MemoryStorage::new()), now)
                 .expect("node starts");

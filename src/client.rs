@@ -425,6 +425,25 @@ impl Client {
         }
     }
 
+    /// Asks the connected node to join the cluster of the member at `seed` (an address).
+    pub async fn join(&self, seed: &str) -> Result<String, ClientError> {
+        let request = ClientRequest::Join {
+            seed: seed.to_string(),
+        };
+        match self.call(request).await? {
+            ClientReply::Changed(text) => Ok(text),
+            other => Err(self.unexpected("join", reply_kind(&other))),
+        }
+    }
+
+    /// Asks the connected node to hand its partitions over and leave the cluster.
+    pub async fn leave(&self) -> Result<String, ClientError> {
+        match self.call(ClientRequest::Leave).await? {
+            ClientReply::Changed(text) => Ok(text),
+            other => Err(self.unexpected("leave", reply_kind(&other))),
+        }
+    }
+
     async fn read(
         &self,
         key: &Key,
@@ -594,7 +613,10 @@ fn expect_policy(
 fn call_timeout_ms(client_timeout_ms: u64, request: &ClientRequest) -> u64 {
     let requested = match request {
         ClientRequest::Get { opts, .. } | ClientRequest::Write { opts, .. } => opts.timeout_ms,
-        ClientRequest::Status | ClientRequest::Ring => None,
+        ClientRequest::Status
+        | ClientRequest::Ring
+        | ClientRequest::Join { .. }
+        | ClientRequest::Leave => None,
     };
     requested
         .map(|ms| u64::from(ms) + CLIENT_TIMEOUT_MARGIN_MS)
@@ -608,6 +630,8 @@ fn request_name(request: &ClientRequest) -> &'static str {
         ClientRequest::Write { .. } => "write",
         ClientRequest::Status => "status",
         ClientRequest::Ring => "ring",
+        ClientRequest::Join { .. } => "join",
+        ClientRequest::Leave => "leave",
     }
 }
 
@@ -617,6 +641,7 @@ fn reply_kind(reply: &ClientReply) -> &'static str {
         ClientReply::Written { .. } => "a write result",
         ClientReply::Status(_) => "a status report",
         ClientReply::Ring(_) => "a ring report",
+        ClientReply::Changed(_) => "a membership change",
         ClientReply::Error(_) => "an error",
     }
 }

@@ -63,8 +63,7 @@ impl Cluster {
         for (i, b) in bound.into_iter().enumerate() {
             let mut config = NodeConfig::new(format!("n{}", i + 1));
             config.partitions = PARTITIONS;
-            config.ping_interval_ms = 100;
-            config.down_after_ms = 800;
+            config.probe_period_ms = 200;
             config.request_timeout_ms = 1_500;
             let options = NodeOptions {
                 config,

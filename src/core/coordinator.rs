@@ -15,6 +15,7 @@ use crate::core::message::{
     ClientReply, ClientRequest, Key, MemberStatus, PeerMessage, QuorumOpts, REPLICAS_MAX,
     REQUEST_TIMEOUT_MS_MAX, RequestError, RingInfo, RingNode, StatusInfo,
 };
+use crate::core::gossip::MemberPhase;
 use crate::core::node::{HANDOFF_INFLIGHT_MAX, Node, Now};
 use crate::core::object::{Object, Op, ReadValue};
 use crate::core::quorum::{Outcome, Quorum};
@@ -96,9 +97,29 @@ impl Node {
                 let ring = self.ring_info();
                 return self.finish(origin, ClientReply::Ring(ring));
             }
+            ClientRequest::Join { seed } => {
+                let reply = self.join_through(now, seed);
+                return self.finish(origin, reply);
+            }
+            ClientRequest::Leave => {
+                let reply = self.start_leave(now);
+                return self.finish(origin, reply);
+            }
             ClientRequest::Get { key, opts } => (key, None, opts),
             ClientRequest::Write { key, op, opts } => (key, Some(op), opts),
         };
+        if !self.synced || self.left {
+            let reason = if self.left {
+                "it has left the cluster; send requests to another node".to_string()
+            } else {
+                "it is still joining and has not received the member table from its seeds; retry on another node or in a moment".to_string()
+            };
+            let err = RequestError::NotReady {
+                node: self.config.name.clone(),
+                reason,
+            };
+            return self.finish(origin, ClientReply::Error(err));
+        }
         if self.pending.len() >= self.config.inflight_max {
             let err = RequestError::Overloaded {
                 node: self.config.name.clone(),
@@ -343,6 +364,12 @@ impl Node {
             }
             PeerMessage::Ping { nonce } => self.send(from, PeerMessage::Pong { nonce }),
             PeerMessage::Pong { .. } => {}
+            PeerMessage::Members {
+                partitions,
+                members,
+            } => self.on_members_message(now, from, partitions, members),
+            PeerMessage::Transfer { id, objects, .. } => self.on_transfer(from, id, objects),
+            PeerMessage::TransferAck { id, error } => self.on_transfer_ack(now, from, id, error),
             msg @ (PeerMessage::AeRoot { .. }
             | PeerMessage::AeBranches { .. }
             | PeerMessage::AeLeaves { .. }
@@ -671,11 +698,18 @@ impl Node {
                 },
                 share: ring.replica_share(&m.name, self.config.n as usize),
                 hints: self.replica.hints().for_primary(&m.name),
+                phase: match m.phase {
+                    MemberPhase::Normal => "normal",
+                    MemberPhase::Leaving => "leaving",
+                    MemberPhase::Left => "left",
+                }
+                .to_string(),
             })
             .collect();
         StatusInfo {
             node: self.config.name.clone(),
             members,
+            transfers: self.transfer_info(),
         }
     }
 

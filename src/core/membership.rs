@@ -1,16 +1,19 @@
 //! The membership view: who is in the cluster, where they listen, and who is alive.
 //!
-//! The ring is derived from the member set; liveness only decides which preference-list
-//! entries are skipped for sloppy fallbacks. For now members are a static list and
-//! liveness comes from RPC outcomes (an unreachable peer is down at once) and periodic
-//! pings (a member silent for `down_after_ms` is down; any message from it brings it back
-//! up). Gossip (SWIM) will feed the same view through `mark_*`, `add` and `remove`.
+//! The ring is derived from the members in the `Normal` phase; liveness only decides
+//! which preference-list entries are skipped for sloppy fallbacks. Two sources feed it:
+//! member records (versioned by their owner, merged by "higher version wins", from the
+//! static `--peer` list, gossip broadcasts and table syncs), and liveness (foca's up and
+//! down, plus RPC outcomes: an unreachable peer is down at once, any message from it
+//! brings it back up). A member that is down stays in the ring — its partitions are
+//! served by fallbacks — until it leaves; only leaving changes ownership.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::core::gossip::{MemberMeta, MemberPhase};
 use crate::core::ring::{Member, NodeId, Ring, RingError};
 
 /// A member's liveness as this node sees it.
@@ -30,6 +33,11 @@ pub struct MemberInfo {
     pub state: Liveness,
     /// Monotonic ms of the last message heard from it (or of our start).
     pub last_heard_ms: u64,
+    /// Version of its member record (written only by the member itself).
+    pub version: u64,
+    pub phase: MemberPhase,
+    /// Newest gossip generation seen for it; older identities' news is stale.
+    pub generation: u64,
 }
 
 /// The set of members and the ring derived from it.
@@ -58,6 +66,9 @@ impl Membership {
                     vnodes,
                     state: Liveness::Up,
                     last_heard_ms: now_ms,
+                    version: 0,
+                    phase: MemberPhase::Normal,
+                    generation: 0,
                 };
                 (name, info)
             })
@@ -79,8 +90,81 @@ impl Membership {
         &self.ring
     }
 
+    /// Members that have not left (normal and leaving ones).
     pub fn members(&self) -> impl Iterator<Item = &MemberInfo> {
-        self.members.values()
+        self.members.values().filter(|m| m.phase != MemberPhase::Left)
+    }
+
+    /// Every member record, left ones included: what a table sync sends.
+    pub fn table(&self) -> Vec<MemberMeta> {
+        self.members.values().map(MemberInfo::meta).collect()
+    }
+
+    /// Merges a member record; returns true when it changed the view. A record that is
+    /// not newer than the one we hold is ignored, so merges commute.
+    pub fn merge_meta(&mut self, meta: &MemberMeta, now_ms: u64) -> Result<bool, RingError> {
+        let mut members = self.members.clone();
+        match members.get_mut(&meta.name) {
+            Some(info) if info.version >= meta.version => return Ok(false),
+            Some(info) => {
+                info.addr = meta.addr.clone();
+                info.vnodes = meta.vnodes;
+                info.version = meta.version;
+                info.phase = meta.phase;
+            }
+            None => {
+                members.insert(
+                    meta.name.clone(),
+                    MemberInfo {
+                        name: meta.name.clone(),
+                        addr: meta.addr.clone(),
+                        vnodes: meta.vnodes,
+                        state: Liveness::Up,
+                        last_heard_ms: now_ms,
+                        version: meta.version,
+                        phase: meta.phase,
+                        generation: 0,
+                    },
+                );
+            }
+        }
+        self.ring = Ring::new(&ring_members(&members), self.partitions)?;
+        self.members = members;
+        Ok(true)
+    }
+
+    /// Moves our own record to `phase` with a version above every earlier one (at least
+    /// `floor`), and returns the new record.
+    pub fn bump_own(&mut self, phase: MemberPhase, floor: u64) -> Result<MemberMeta, RingError> {
+        let me = self.me.clone();
+        let Some(own) = self.members.get(&me) else {
+            return Err(RingError::UnknownMember(me));
+        };
+        let mut meta = own.meta();
+        meta.version = (meta.version + 1).max(floor);
+        meta.phase = phase;
+        self.merge_meta(&meta, 0)?;
+        Ok(meta)
+    }
+
+    /// Records the gossip generation of `node`; false when `generation` is older than
+    /// one already seen (news about a previous incarnation).
+    pub fn observe_generation(&mut self, node: &NodeId, generation: u64) -> bool {
+        match self.members.get_mut(node) {
+            Some(m) if generation < m.generation => false,
+            Some(m) => {
+                m.generation = generation;
+                true
+            }
+            None => true,
+        }
+    }
+
+    /// Our own phase.
+    pub fn own_phase(&self) -> MemberPhase {
+        self.members
+            .get(&self.me)
+            .map_or(MemberPhase::Normal, |m| m.phase)
     }
 
     pub fn get(&self, node: &NodeId) -> Option<&MemberInfo> {
@@ -102,7 +186,22 @@ impl Membership {
             || self
                 .members
                 .get(node)
-                .is_some_and(|m| m.state != Liveness::Down)
+                .is_some_and(|m| m.state != Liveness::Down && m.phase != MemberPhase::Left)
+    }
+
+    /// Marks `node` suspect (foca's view) unless it is down; true when it changed.
+    pub fn mark_suspect(&mut self, node: &NodeId, suspect: bool) -> bool {
+        match self.members.get_mut(node) {
+            Some(m) if suspect && m.state == Liveness::Up => {
+                m.state = Liveness::Suspect;
+                true
+            }
+            Some(m) if !suspect && m.state == Liveness::Suspect => {
+                m.state = Liveness::Up;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Records that we heard from `node`. Returns true when it was down and is now up.
@@ -131,39 +230,6 @@ impl Membership {
             _ => false,
         }
     }
-
-    /// Marks down every member silent since before `now_ms - down_after_ms`; returns them.
-    pub fn expire_silent(&mut self, now_ms: u64, down_after_ms: u64) -> Vec<NodeId> {
-        let cutoff = now_ms.saturating_sub(down_after_ms);
-        let silent: Vec<NodeId> = self
-            .members
-            .values()
-            .filter(|m| m.name != self.me && m.state != Liveness::Down && m.last_heard_ms < cutoff)
-            .map(|m| m.name.clone())
-            .collect();
-        for node in &silent {
-            self.mark_down(node);
-        }
-        silent
-    }
-
-    /// Adds (or updates) a member and rebuilds the ring.
-    pub fn add(&mut self, info: MemberInfo) -> Result<(), RingError> {
-        let mut members = self.members.clone();
-        members.insert(info.name.clone(), info);
-        self.ring = Ring::new(&ring_members(&members), self.partitions)?;
-        self.members = members;
-        Ok(())
-    }
-
-    /// Removes a member and rebuilds the ring.
-    pub fn remove(&mut self, node: &NodeId) -> Result<(), RingError> {
-        let mut members = self.members.clone();
-        members.remove(node);
-        self.ring = Ring::new(&ring_members(&members), self.partitions)?;
-        self.members = members;
-        Ok(())
-    }
 }
 
 impl fmt::Display for Liveness {
@@ -176,9 +242,22 @@ impl fmt::Display for Liveness {
     }
 }
 
+impl MemberInfo {
+    pub fn meta(&self) -> MemberMeta {
+        MemberMeta {
+            name: self.name.clone(),
+            addr: self.addr.clone(),
+            vnodes: self.vnodes,
+            version: self.version,
+            phase: self.phase,
+        }
+    }
+}
+
 fn ring_members(members: &BTreeMap<NodeId, MemberInfo>) -> Vec<Member> {
     members
         .values()
+        .filter(|m| m.phase == MemberPhase::Normal)
         .map(|m| Member {
             name: m.name.clone(),
             vnodes: m.vnodes,
@@ -198,34 +277,69 @@ mod tests {
         Membership::new(NodeId::from("n1"), members, 64, 0).unwrap()
     }
 
+    fn meta(name: &str, version: u64, phase: MemberPhase) -> MemberMeta {
+        MemberMeta {
+            name: NodeId::from(name),
+            addr: format!("{name}:1"),
+            vnodes: 8,
+            version,
+            phase,
+        }
+    }
+
     #[test]
-    fn silence_marks_down_and_a_message_brings_it_back() {
+    fn a_message_brings_a_down_member_back() {
         let mut v = view();
-        v.heard_from(&NodeId::from("n2"), 900);
-        let down = v.expire_silent(1_000, 500);
-        assert_eq!(down, vec![NodeId::from("n3")]);
+        assert!(v.mark_down(&NodeId::from("n3")));
         assert!(!v.is_up(&NodeId::from("n3")));
-        assert!(
-            v.is_up(&NodeId::from("n1")),
-            "we are always up to ourselves"
-        );
+        assert!(!v.mark_down(&NodeId::from("n1")), "we are always up to ourselves");
         assert!(v.heard_from(&NodeId::from("n3"), 1_100));
         assert!(v.is_up(&NodeId::from("n3")));
     }
 
     #[test]
-    fn adding_a_member_rebuilds_the_ring() {
+    fn newer_records_win_and_leaving_members_leave_the_ring() {
         let mut v = view();
-        v.add(MemberInfo {
-            name: NodeId::from("n4"),
-            addr: "n4:1".into(),
-            vnodes: 8,
-            state: Liveness::Up,
-            last_heard_ms: 0,
-        })
-        .unwrap();
+        assert!(v.merge_meta(&meta("n4", 1, MemberPhase::Normal), 0).unwrap());
         assert!(v.ring().is_member(&NodeId::from("n4")));
-        v.remove(&NodeId::from("n4")).unwrap();
+        assert!(!v.merge_meta(&meta("n4", 1, MemberPhase::Leaving), 0).unwrap(), "same version");
+        assert!(v.merge_meta(&meta("n4", 2, MemberPhase::Leaving), 0).unwrap());
         assert!(!v.ring().is_member(&NodeId::from("n4")));
+        assert!(v.members().any(|m| m.name == NodeId::from("n4")), "still listed while leaving");
+        assert!(v.merge_meta(&meta("n4", 3, MemberPhase::Left), 0).unwrap());
+        assert!(!v.members().any(|m| m.name == NodeId::from("n4")));
+        assert!(!v.is_up(&NodeId::from("n4")));
+        assert!(!v.merge_meta(&meta("n4", 1, MemberPhase::Normal), 0).unwrap(), "stale news");
+        assert_eq!(v.table().len(), 4, "left members stay in the table");
+    }
+
+    #[test]
+    fn merging_tables_in_any_order_gives_the_same_view() {
+        let records = [
+            meta("n4", 1, MemberPhase::Normal),
+            meta("n4", 2, MemberPhase::Leaving),
+            meta("n5", 7, MemberPhase::Normal),
+            meta("n2", 4, MemberPhase::Left),
+        ];
+        let mut a = view();
+        let mut b = view();
+        for r in &records {
+            a.merge_meta(r, 0).unwrap();
+        }
+        for r in records.iter().rev() {
+            b.merge_meta(r, 0).unwrap();
+        }
+        assert_eq!(a.table(), b.table());
+        assert_eq!(a.ring().members(), b.ring().members());
+    }
+
+    #[test]
+    fn bumping_our_own_record_raises_its_version() {
+        let mut v = view();
+        let m = v.bump_own(MemberPhase::Leaving, 100).unwrap();
+        assert_eq!((m.version, m.phase), (100, MemberPhase::Leaving));
+        assert_eq!(v.own_phase(), MemberPhase::Leaving);
+        let m = v.bump_own(MemberPhase::Left, 0).unwrap();
+        assert_eq!(m.version, 101);
     }
 }

@@ -12,6 +12,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::core::gossip::MemberMeta;
 use crate::core::object::{Context, Object, ObjectError, Op, ReadValue};
 use crate::core::ring::NodeId;
 
@@ -51,6 +52,10 @@ pub enum ClientRequest {
     Write { key: Key, op: Op, opts: QuorumOpts },
     Status,
     Ring,
+    /// Join the cluster that the member at `seed` (an address) belongs to.
+    Join { seed: String },
+    /// Hand every partition to its new owners, then leave the cluster.
+    Leave,
 }
 
 /// What a node answers a client.
@@ -70,6 +75,8 @@ pub enum ClientReply {
     },
     Status(StatusInfo),
     Ring(RingInfo),
+    /// A membership change was accepted; the text says what happens next.
+    Changed(String),
     Error(RequestError),
 }
 
@@ -78,6 +85,20 @@ pub enum ClientReply {
 pub struct StatusInfo {
     pub node: NodeId,
     pub members: Vec<MemberStatus>,
+    /// Partition transfers of the reporting node (ring changes move data).
+    #[serde(default)]
+    pub transfers: TransferInfo,
+}
+
+/// Partition streaming on one node, for `ringkv status`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TransferInfo {
+    /// Partitions this node holds data for but no longer owns.
+    pub pending: u32,
+    /// Partitions it has finished handing over since it started.
+    pub done: u64,
+    pub keys_sent: u64,
+    pub bytes_sent: u64,
 }
 
 /// One member's line in `ringkv status`.
@@ -90,6 +111,9 @@ pub struct MemberStatus {
     pub share: f64,
     /// Hints the reporting node holds for this member.
     pub hints: u64,
+    /// "normal" or "leaving".
+    #[serde(default)]
+    pub phase: String,
 }
 
 /// The ring as `ringkv ring` shows it.
@@ -152,6 +176,22 @@ pub enum PeerMessage {
     },
     Pong {
         nonce: u64,
+    },
+    /// The sender's member table (push-pull: the receiver answers with its own when the
+    /// sender lacks something). `partitions` must match, or the clusters are different.
+    Members {
+        partitions: u32,
+        members: Vec<MemberMeta>,
+    },
+    /// Objects of a partition the sender no longer owns; merge, persist, then ack.
+    Transfer {
+        id: u64,
+        partition: u32,
+        objects: Vec<(Key, Object)>,
+    },
+    TransferAck {
+        id: u64,
+        error: Option<String>,
     },
     /// Anti-entropy: the initiator's Merkle root of a partition.
     AeRoot {
@@ -226,6 +266,8 @@ pub enum RequestError {
         inflight: usize,
         limit: usize,
     },
+    #[error("node {node} cannot serve requests yet: {reason}")]
+    NotReady { node: NodeId, reason: String },
     #[error(
         "node {via} forwarded the request to coordinator {coordinator}, which did not answer: {reason}; retry, or send it to another node"
     )]

@@ -6,6 +6,7 @@
 //! and `sim/` drive it deterministically from a seed.
 
 pub mod anti_entropy;
+pub mod cluster;
 pub mod clock;
 pub mod coordinator;
 pub mod exchange;
@@ -19,3 +20,4 @@ pub mod quorum;
 pub mod replica;
 pub mod ring;
 pub mod timer;
+pub mod transfer;

@@ -22,6 +22,9 @@ use thiserror::Error;
 use crate::core::clock::{ActorId, Hlc};
 use crate::core::coordinator::Pending;
 use crate::core::exchange::AeStats;
+use crate::core::gossip::{
+    Gossip, GossipId, MemberMeta, MemberPhase, PROBE_PERIOD_MS_DEFAULT,
+};
 use crate::core::hints::HINTS_MAX_DEFAULT;
 use crate::core::membership::Membership;
 use crate::core::message::{ClientReply, ClientRequest, PeerMessage};
@@ -29,6 +32,7 @@ use crate::core::object::Limits;
 use crate::core::replica::{Replica, ReplicaError};
 use crate::core::ring::{NodeId, PARTITIONS_DEFAULT, RingError, VNODES_DEFAULT};
 use crate::core::timer::{Timer, TimerTable};
+use crate::core::transfer::{TRANSFER_BYTES_PER_SEC_DEFAULT, TransferState};
 use crate::storage::{Rmw, Space, Storage, StorageError};
 
 /// Key of the actor id in the `Meta` space.
@@ -37,12 +41,12 @@ pub const META_ACTOR_KEY: &[u8] = b"actor_id";
 pub const INFLIGHT_MAX_DEFAULT: usize = 16_384;
 /// Default time a coordinator waits for W acks or R replies.
 pub const REQUEST_TIMEOUT_MS_DEFAULT: u64 = 2_000;
-/// Default ping period.
-pub const PING_INTERVAL_MS_DEFAULT: u64 = 500;
-/// Default silence after which a member is considered down.
-pub const DOWN_AFTER_MS_DEFAULT: u64 = 2_000;
+/// Key of the member table in the `Meta` space (the ring survives restarts).
+pub const META_MEMBERS_KEY: &[u8] = b"members";
 /// Default period of anti-entropy ticks (0 turns anti-entropy off).
 pub const ANTI_ENTROPY_INTERVAL_MS_DEFAULT: u64 = 1_000;
+/// Default period of member-table syncs.
+pub const MEMBER_SYNC_INTERVAL_MS_DEFAULT: u64 = 1_000;
 /// Default period of hinted-handoff rounds.
 pub const HANDOFF_INTERVAL_MS_DEFAULT: u64 = 1_000;
 /// Most hints in flight to primaries at once.
@@ -82,8 +86,18 @@ pub struct NodeConfig {
     pub request_timeout_ms: u64,
     pub limits: Limits,
     pub hints_max: u64,
-    pub ping_interval_ms: u64,
-    pub down_after_ms: u64,
+    /// This node's address as peers should dial it (gossip identity); taken from the
+    /// member list when the node is in it.
+    pub addr: String,
+    /// Addresses of members to join through (gossip announce) when this node knows no
+    /// other member yet.
+    pub seeds: Vec<String>,
+    /// SWIM protocol period: one probe per period.
+    pub probe_period_ms: u64,
+    /// Period of member-table syncs with one random member.
+    pub member_sync_interval_ms: u64,
+    /// Partition streaming budget when the ring changes.
+    pub transfer_bytes_per_sec: u64,
     pub handoff_interval_ms: u64,
     /// Period of anti-entropy ticks; 0 turns anti-entropy off.
     pub anti_entropy_interval_ms: u64,
@@ -97,8 +111,12 @@ pub struct NodeConfig {
 pub enum NodeError {
     #[error("the member list is not a valid ring: {0}")]
     Ring(#[from] RingError),
-    #[error("node {0} is not in its own member list; add it with --peer {0}=ADDR")]
+    #[error(
+        "node {0} is not in its own member list and has no address to announce; add it with --peer {0}=ADDR"
+    )]
     NotAMember(NodeId),
+    #[error("the stored member table is corrupt ({0}); the data directory is damaged")]
+    BadMembers(String),
     #[error("cannot open the node's storage: {0}")]
     Storage(#[from] StorageError),
     #[error("cannot open the node's replica state: {0}")]
@@ -132,6 +150,13 @@ pub struct Node {
     pub(crate) ae: AeStats,
     /// Next partition anti-entropy looks at.
     pub(crate) ae_cursor: u32,
+    pub(crate) gossip: Gossip,
+    /// False while a node that joins through seeds has not received a member table.
+    pub(crate) synced: bool,
+    pub(crate) seeds: Vec<String>,
+    /// Set once this node has handed everything over and left the cluster.
+    pub(crate) left: bool,
+    pub(crate) transfer: TransferState,
 }
 
 /// Counters for status output and tests.
@@ -140,6 +165,13 @@ pub struct NodeStats {
     pub hints_delivered: u64,
     pub read_repairs: u64,
     pub outbox_dropped: u64,
+    /// Members gossip reported up / down (a false down under loss shows here).
+    pub gossip_ups: u64,
+    pub gossip_downs: u64,
+    /// Gossip packets refused (undecodable, too big, or from an impostor).
+    pub gossip_refused: u64,
+    /// Member tables refused because the sender's partition count differs.
+    pub members_refused: u64,
 }
 
 impl NodeConfig {
@@ -154,8 +186,11 @@ impl NodeConfig {
             request_timeout_ms: REQUEST_TIMEOUT_MS_DEFAULT,
             limits: Limits::default(),
             hints_max: HINTS_MAX_DEFAULT,
-            ping_interval_ms: PING_INTERVAL_MS_DEFAULT,
-            down_after_ms: DOWN_AFTER_MS_DEFAULT,
+            addr: String::new(),
+            seeds: Vec::new(),
+            probe_period_ms: PROBE_PERIOD_MS_DEFAULT,
+            member_sync_interval_ms: MEMBER_SYNC_INTERVAL_MS_DEFAULT,
+            transfer_bytes_per_sec: TRANSFER_BYTES_PER_SEC_DEFAULT,
             handoff_interval_ms: HANDOFF_INTERVAL_MS_DEFAULT,
             anti_entropy_interval_ms: ANTI_ENTROPY_INTERVAL_MS_DEFAULT,
             inflight_max: INFLIGHT_MAX_DEFAULT,
@@ -189,10 +224,25 @@ impl Node {
                 config.w, config.r, config.n
             )));
         }
-        if !members.iter().any(|m| m.name == config.name) {
-            return Err(NodeError::NotAMember(config.name.clone()));
-        }
-        let membership = Membership::new(
+        let mut members = members;
+        let own_addr = match members.iter().find(|m| m.name == config.name) {
+            Some(m) => m.addr.clone(),
+            None if !config.addr.is_empty() => {
+                members.push(MemberSpec {
+                    name: config.name.clone(),
+                    addr: config.addr.clone(),
+                    vnodes: crate::core::ring::VNODES_DEFAULT,
+                });
+                config.addr.clone()
+            }
+            None => return Err(NodeError::NotAMember(config.name.clone())),
+        };
+        let own_vnodes = members
+            .iter()
+            .find(|m| m.name == config.name)
+            .map_or(VNODES_DEFAULT, |m| m.vnodes);
+        let static_others = members.len() > 1;
+        let mut membership = Membership::new(
             config.name.clone(),
             members
                 .into_iter()
@@ -201,6 +251,32 @@ impl Node {
             config.partitions,
             now.mono_ms,
         )?;
+        let stored = load_members(storage.as_ref())?;
+        let stored_others = stored.iter().any(|m| m.name != config.name);
+        let mut own_phase = MemberPhase::Normal;
+        for meta in &stored {
+            if meta.name == config.name {
+                // A node that was leaving when it stopped goes on leaving; one that had
+                // left and is started again joins afresh.
+                if meta.phase == MemberPhase::Leaving {
+                    own_phase = MemberPhase::Leaving;
+                }
+                membership.merge_meta(
+                    &MemberMeta {
+                        addr: own_addr.clone(),
+                        vnodes: own_vnodes,
+                        ..meta.clone()
+                    },
+                    now.mono_ms,
+                )?;
+            } else {
+                membership.merge_meta(meta, now.mono_ms)?;
+            }
+        }
+        // Our record's version is at least the wall clock, so a node that left (or lost
+        // its disk) and comes back outranks what the cluster remembers of it.
+        membership.bump_own(own_phase, now.wall_ms)?;
+        let cluster_size = membership.len() as u32;
         let mut rng = ChaCha8Rng::seed_from_u64(config.rng_seed);
         let actor = load_or_create_actor(storage.as_ref(), &mut rng)?;
         let replica = Replica::open(storage, config.hints_max, config.partitions)?;
@@ -209,6 +285,19 @@ impl Node {
         // new request. A random start in a 2^48 range makes a collision negligible and
         // leaves room to count up without overflow.
         let next_id = (rand::RngCore::next_u64(&mut rng) >> 16) + 1;
+        let gossip = Gossip::new(
+            GossipId {
+                name: config.name.clone(),
+                addr: own_addr,
+                vnodes: own_vnodes,
+                generation: now.wall_ms,
+            },
+            cluster_size,
+            rand::RngCore::next_u64(&mut rng),
+            config.probe_period_ms,
+        );
+        let seeds = config.seeds.clone();
+        let synced = static_others || stored_others || seeds.is_empty();
         let mut node = Node {
             config,
             actor,
@@ -227,7 +316,14 @@ impl Node {
             stats: NodeStats::default(),
             ae: AeStats::default(),
             ae_cursor: 0,
+            gossip,
+            synced,
+            seeds,
+            left: false,
+            transfer: TransferState::default(),
         };
+        node.persist_members();
+        node.announce_all(now);
         node.timers.set(now.mono_ms, Timer::TreeRebuild);
         if node.config.anti_entropy_interval_ms > 0 {
             node.timers.set(
@@ -235,8 +331,8 @@ impl Node {
                 Timer::AntiEntropy,
             );
         }
-        node.timers
-            .set(now.mono_ms + node.config.ping_interval_ms, Timer::Ping);
+        node.timers.set(now.mono_ms, Timer::MemberSync);
+        node.timers.set(now.mono_ms, Timer::Transfer);
         node.timers.set(
             now.mono_ms + node.config.handoff_interval_ms,
             Timer::Handoff,
@@ -298,13 +394,6 @@ impl Node {
         self.on_peer_message(now, from, msg);
     }
 
-    /// The driver delivered a message to `node`: it is alive.
-    pub fn handle_delivered(&mut self, now: Now, node: NodeId) {
-        if self.membership.heard_from(&node, now.mono_ms) {
-            self.on_member_up(now, &node);
-        }
-    }
-
     /// The driver could not deliver to `node` (connect or stream failure).
     pub fn handle_unreachable(&mut self, now: Now, node: NodeId) {
         self.membership.mark_down(&node);
@@ -313,10 +402,15 @@ impl Node {
 
     /// Time passed; fires every due timer (stale ones are no-ops).
     pub fn handle_timeout(&mut self, now: Now) {
+        if let Err(e) = self.gossip.handle_due(now.mono_ms) {
+            tracing::debug!(node = %self.config.name, error = %e, "gossip timer");
+        }
+        self.drain_gossip(now);
         for timer in self.timers.expire(now.mono_ms) {
             match timer {
                 Timer::Request(id) => self.on_request_timeout(now, id),
-                Timer::Ping => self.on_ping(now),
+                Timer::MemberSync => self.on_member_sync_tick(now),
+                Timer::Transfer => self.on_transfer_tick(now),
                 Timer::Handoff => self.on_handoff_tick(now),
                 Timer::TreeRebuild => self.on_rebuild_tick(now),
                 Timer::AntiEntropy => self.on_anti_entropy_tick(now),
@@ -334,7 +428,10 @@ impl Node {
 
     /// The earliest deadline at which `handle_timeout` must be called.
     pub fn poll_timeout(&self) -> Option<u64> {
-        self.timers.next_deadline()
+        match (self.timers.next_deadline(), self.gossip.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     pub(crate) fn send(&mut self, to: NodeId, msg: PeerMessage) {
@@ -371,36 +468,28 @@ impl Node {
         id
     }
 
-    fn on_ping(&mut self, now: Now) {
-        let me = self.config.name.clone();
-        let others: Vec<NodeId> = self
-            .membership
-            .members()
-            .map(|m| m.name.clone())
-            .filter(|n| n != &me)
-            .collect();
-        let nonce = rand::RngCore::next_u64(&mut self.rng);
-        for node in others {
-            self.send(node, PeerMessage::Ping { nonce });
-        }
-        for node in self
-            .membership
-            .expire_silent(now.mono_ms, self.config.down_after_ms)
-        {
-            self.on_unreachable(now, &node);
-        }
-        self.timers
-            .set(now.mono_ms + self.config.ping_interval_ms, Timer::Ping);
-    }
-
     /// A member came back: push its hints now rather than at the next tick.
-    fn on_member_up(&mut self, now: Now, node: &NodeId) {
+    pub(crate) fn on_member_up(&mut self, now: Now, node: &NodeId) {
         if self.replica.hints().for_primary(node) > 0 {
             self.push_hints(now, node);
         }
     }
 
     fn on_handoff_tick(&mut self, now: Now) {
+        let departed: Vec<NodeId> = self
+            .replica
+            .hints()
+            .primaries()
+            .filter(|p| {
+                self.membership
+                    .get(p)
+                    .is_none_or(|m| m.phase == MemberPhase::Left)
+            })
+            .cloned()
+            .collect();
+        for primary in departed {
+            self.absorb_hints_of(&primary);
+        }
         let primaries: Vec<NodeId> = self
             .replica
             .hints()
@@ -415,6 +504,14 @@ impl Node {
             now.mono_ms + self.config.handoff_interval_ms,
             Timer::Handoff,
         );
+    }
+}
+
+/// The member table stored by an earlier run (empty for a new data directory).
+fn load_members(storage: &dyn Storage) -> Result<Vec<MemberMeta>, NodeError> {
+    match storage.get(Space::Meta, META_MEMBERS_KEY)? {
+        Some(bytes) => rmp_serde::from_slice(&bytes).map_err(|e| NodeError::BadMembers(e.to_string())),
+        None => Ok(Vec::new()),
     }
 }
 

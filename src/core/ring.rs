@@ -69,6 +69,8 @@ pub enum RingError {
     TooManyMembers(usize),
     #[error("node {0} is listed twice in the member set")]
     DuplicateMember(NodeId),
+    #[error("node {0} is not in the member table")]
+    UnknownMember(NodeId),
 }
 
 /// The consistent-hash ring.

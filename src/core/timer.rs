@@ -17,8 +17,10 @@ pub const TIMERS_MAX: usize = 1 << 20;
 pub enum Timer {
     /// A coordinated or forwarded request reaches its deadline.
     Request(u64),
-    /// Time to ping members and look for overdue pongs.
-    Ping,
+    /// Time to sync the member table with a random member and re-announce.
+    MemberSync,
+    /// Time to stream partitions this node no longer owns to their owners.
+    Transfer,
     /// Time to push hints to primaries that are back.
     Handoff,
     /// Time for the next step of the start-up Merkle tree rebuild.
@@ -78,14 +80,14 @@ mod tests {
     #[test]
     fn timers_fire_in_deadline_order_and_only_when_due() {
         let mut t = TimerTable::new();
-        t.set(30, Timer::Ping);
+        t.set(30, Timer::MemberSync);
         t.set(10, Timer::Request(1));
         t.set(10, Timer::Request(2));
         assert_eq!(t.next_deadline(), Some(10));
         assert!(t.expire(9).is_empty());
         assert_eq!(t.expire(10), vec![Timer::Request(1), Timer::Request(2)]);
         assert_eq!(t.next_deadline(), Some(30));
-        assert_eq!(t.expire(100), vec![Timer::Ping]);
+        assert_eq!(t.expire(100), vec![Timer::MemberSync]);
         assert!(t.is_empty());
     }
 }

@@ -48,6 +48,12 @@ pub const SHUTDOWN_WAIT_MS: u64 = 3_000;
 /// How long a clean shutdown lets closing connections drain; attempts still dialling a
 /// dead peer would otherwise hold it for their whole connect timeout.
 pub const DRAIN_WAIT_MS: u64 = 500;
+/// Gossip datagrams being sent at once; beyond it they are dropped (SWIM tolerates loss).
+pub const DATAGRAMS_INFLIGHT_MAX: usize = 1_024;
+/// Largest gossip datagram read from a peer; bigger ones are dropped unread by the core.
+pub const DATAGRAM_BYTES_MAX: usize = crate::core::gossip::GOSSIP_PACKET_BYTES_MAX;
+/// How long a node that has left waits for its last messages to go out.
+pub const LEAVE_DRAIN_MS: u64 = 3_000;
 
 /// Errors starting or running a node.
 #[derive(Debug, Error)]
@@ -114,10 +120,11 @@ enum Input {
         msg: PeerMessage,
     },
     Unreachable(NodeId),
-    /// A ping reached `node`: proof it is alive even if its own messages to us are stuck
-    /// (for example on a connection to our previous incarnation that it has not yet
-    /// found dead).
-    Delivered(NodeId),
+    /// A gossip datagram from the node whose certificate names it `from`.
+    Datagram {
+        from: NodeId,
+        data: Vec<u8>,
+    },
     Shutdown,
 }
 
@@ -127,14 +134,14 @@ struct Server {
     inputs: mpsc::Sender<Input>,
 }
 
-/// Sends peer messages; reports failures back to the core.
+/// Sends peer messages and gossip datagrams; reports failures back to the core.
 #[derive(Clone, Debug)]
 struct Sender {
     me: NodeId,
     pool: ConnectionPool,
-    addrs: Arc<HashMap<NodeId, SocketAddr>>,
     inputs: mpsc::Sender<Input>,
     slots: Arc<tokio::sync::Semaphore>,
+    datagram_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Bound {
@@ -188,10 +195,11 @@ pub fn start_with_storage(
     members: Vec<MemberSpec>,
     storage: Arc<dyn Storage>,
 ) -> Result<NodeHandle, DriverError> {
-    let mut addrs = HashMap::new();
     for m in &members {
-        let addr = resolve(&m.name, &m.addr)?;
-        addrs.insert(m.name.clone(), addr);
+        resolve(&m.name, &m.addr)?;
+    }
+    if config.addr.is_empty() {
+        config.addr = bound.addr.to_string();
     }
     // The OS RNG seeds the core once; a fresh data directory gets a random actor.
     config.rng_seed = rand::rng().next_u64();
@@ -204,9 +212,9 @@ pub fn start_with_storage(
     let sender = Sender {
         me: name.clone(),
         pool: ConnectionPool::new(bound.endpoint.clone()),
-        addrs: Arc::new(addrs),
         inputs: tx.clone(),
         slots: Arc::new(tokio::sync::Semaphore::new(SENDS_INFLIGHT_MAX)),
+        datagram_slots: Arc::new(tokio::sync::Semaphore::new(DATAGRAMS_INFLIGHT_MAX)),
     };
     let core = tokio::spawn(run_core(node, rx, sender, clock));
     let server = tokio::spawn(serve(
@@ -331,6 +339,33 @@ impl Handler for Server {
         }
     }
 
+    fn connected(&self, peer: &PeerIdentity, conn: &quinn::Connection) {
+        // Gossip rides QUIC datagrams on the same authenticated connection; only node
+        // certificates may gossip, and the core checks each packet's claimed sender.
+        if peer.role != Role::Node {
+            return;
+        }
+        let from = NodeId::new(peer.name.clone());
+        let conn = conn.clone();
+        let inputs = self.inputs.clone();
+        tokio::spawn(async move {
+            while let Ok(bytes) = conn.read_datagram().await {
+                if bytes.len() > DATAGRAM_BYTES_MAX {
+                    tracing::debug!(%from, len = bytes.len(), "oversized gossip datagram dropped");
+                    continue;
+                }
+                let input = Input::Datagram {
+                    from: from.clone(),
+                    data: bytes.to_vec(),
+                };
+                // Gossip is lossy by design: never block the reader on a full queue.
+                if let Err(mpsc::error::TrySendError::Closed(_)) = inputs.try_send(input) {
+                    break;
+                }
+            }
+        });
+    }
+
     fn bad_request(&self, peer: &PeerIdentity, err: &NetError) -> Option<WireResponse> {
         Some(WireResponse::Refused(format!(
             "{peer} sent a frame this node cannot read ({err}); check that both sides run the same ringkv version"
@@ -342,16 +377,11 @@ impl Sender {
     /// Sends one message on its own stream, in the background. Waits for a slot when
     /// [`SENDS_INFLIGHT_MAX`] sends are under way, so a slow peer slows the node down
     /// instead of piling up tasks.
-    async fn send(&self, to: NodeId, msg: PeerMessage) {
-        let Some(&addr) = self.addrs.get(&to) else {
-            tracing::warn!(node = %self.me, %to, "no address for member; message dropped");
-            return;
-        };
+    async fn send(&self, to: NodeId, addr: SocketAddr, msg: PeerMessage) {
         let Ok(slot) = self.slots.clone().acquire_owned().await else {
             return;
         };
         let this = self.clone();
-        let is_ping = matches!(msg, PeerMessage::Ping { .. });
         tokio::spawn(async move {
             let _slot = slot;
             let wire = WireRequest::new(WireBody::Peer {
@@ -363,20 +393,45 @@ impl Sender {
                 .request(addr, &wire, PEER_SEND_TIMEOUT_MS, FRAME_BYTES_MAX)
                 .await;
             let failed = match result {
-                Ok(WireResponse::PeerAccepted) => {
-                    // Liveness news is advisory (pings repeat): never wait for room, or a
-                    // full input queue and a core waiting for a send slot could deadlock.
-                    if is_ping {
-                        let _ = this.inputs.try_send(Input::Delivered(to));
-                    }
-                    return;
-                }
+                Ok(WireResponse::PeerAccepted) => return,
                 Ok(other) => format!("refused: {other:?}"),
                 Err(e) => e.to_string(),
             };
             tracing::debug!(node = %this.me, %to, %addr, error = %failed, "peer unreachable");
             let _ = this.inputs.try_send(Input::Unreachable(to));
         });
+    }
+
+    /// Sends one gossip datagram in the background, or drops it when too many are under
+    /// way (SWIM tolerates loss; a stuck dial must not stall the core).
+    fn send_datagram(&self, addr: SocketAddr, data: Vec<u8>) {
+        let Ok(slot) = self.datagram_slots.clone().try_acquire_owned() else {
+            return;
+        };
+        let pool = self.pool.clone();
+        let me = self.me.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let sent = match pool.get(addr).await {
+                Ok(conn) => conn
+                    .send_datagram(data.into())
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(e) = sent {
+                tracing::trace!(node = %me, %addr, error = %e, "gossip datagram not sent");
+            }
+        });
+    }
+
+    /// Waits (bounded) until every peer message under way has been sent.
+    async fn drain(&self, wait_ms: u64) {
+        let all = SENDS_INFLIGHT_MAX as u32;
+        let _ = tokio::time::timeout(
+            Duration::from_millis(wait_ms),
+            self.slots.acquire_many(all),
+        )
+        .await;
     }
 }
 
@@ -416,6 +471,7 @@ async fn run_core(
     clock: Clock,
 ) -> Result<(), DriverError> {
     let mut waiting: HashMap<u64, oneshot::Sender<ClientReply>> = HashMap::new();
+    let mut addrs = AddrCache::default();
     let mut next_req: u64 = 1;
     let mut batch = Vec::with_capacity(BATCH_MAX);
     loop {
@@ -450,7 +506,7 @@ async fn run_core(
                 }
                 Input::Peer { from, msg } => node.handle_message(now, from, msg),
                 Input::Unreachable(peer) => node.handle_unreachable(now, peer),
-                Input::Delivered(peer) => node.handle_delivered(now, peer),
+                Input::Datagram { from, data } => node.handle_datagram(now, from, &data),
                 Input::Shutdown => stop = true,
             }
         }
@@ -464,7 +520,19 @@ async fn run_core(
             });
         }
         while let Some((to, msg)) = node.poll_transmit() {
-            sender.send(to, msg).await;
+            let member_addr = node.membership().get(&to).map(|m| m.addr.clone());
+            match member_addr.and_then(|a| addrs.resolve(&a)) {
+                Some(addr) => sender.send(to, addr, msg).await,
+                None => {
+                    tracing::debug!(node = %node.name(), %to, "no usable address for member; message dropped");
+                    node.handle_unreachable(now, to);
+                }
+            }
+        }
+        while let Some((addr, data)) = node.poll_datagram() {
+            if let Some(addr) = addrs.resolve(&addr) {
+                sender.send_datagram(addr, data);
+            }
         }
         while let Some((id, reply)) = node.poll_reply() {
             if let Some(tx) = waiting.remove(&id) {
@@ -475,6 +543,30 @@ async fn run_core(
             tracing::info!(node = %node.name(), "node stopped");
             return Ok(());
         }
+        if node.has_left() {
+            sender.drain(LEAVE_DRAIN_MS).await;
+            tracing::info!(node = %node.name(), "node left the cluster and stopped");
+            return Ok(());
+        }
+    }
+}
+
+/// Member addresses resolved once each (they are `IP:port` strings in practice).
+#[derive(Debug, Default)]
+struct AddrCache {
+    resolved: HashMap<String, Option<SocketAddr>>,
+}
+
+impl AddrCache {
+    fn resolve(&mut self, addr: &str) -> Option<SocketAddr> {
+        if let Some(known) = self.resolved.get(addr) {
+            return *known;
+        }
+        let found = addr.to_socket_addrs().ok().and_then(|mut a| a.next());
+        if self.resolved.len() < crate::core::ring::MEMBERS_MAX * 4 {
+            self.resolved.insert(addr.to_string(), found);
+        }
+        found
     }
 }
 

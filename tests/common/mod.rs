@@ -83,8 +83,7 @@ impl TestCluster {
     fn options(&self, i: usize) -> NodeOptions {
         let mut config = NodeConfig::new(format!("n{}", i + 1));
         config.partitions = PARTITIONS;
-        config.ping_interval_ms = 100;
-        config.down_after_ms = 800;
+        config.probe_period_ms = 200;
         config.handoff_interval_ms = 200;
         config.request_timeout_ms = 1_500;
         NodeOptions {

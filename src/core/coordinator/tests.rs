@@ -40,7 +40,7 @@ impl Cluster {
                 cfg.rng_seed = 7;
                 // liveness by silence is tested in membership; here only explicit
                 // unreachability marks a node down
-                cfg.down_after_ms = 600_000;
+                cfg.probe_period_ms = 600_000;
                 let storage = Arc::new(MemoryStorage::new());
                 let node = Node::new(cfg, members.clone(), storage, now).unwrap();
                 (m.name.clone(), node)
