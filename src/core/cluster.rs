@@ -113,7 +113,7 @@ impl Node {
         for meta in metas.iter().take(MEMBERS_MAX) {
             if meta.name == me {
                 let own = self.membership.get(&me).map_or(0, |m| m.version);
-                if meta.version >= own {
+                if meta.version > own {
                     // The cluster remembers a newer record of us (we lost our disk, or
                     // left and came back): outrank it with our current phase.
                     let phase = self.membership.own_phase();

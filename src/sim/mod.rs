@@ -17,6 +17,7 @@
 pub mod check;
 mod client;
 pub mod history;
+mod members;
 pub mod network;
 pub mod remote;
 pub mod scenario;

@@ -87,7 +87,7 @@ impl World {
         self.run_while(World::clients_busy, deadline);
         self.apply(Fault::Heal);
         for node in self.node_names() {
-            if !self.is_up(&node) {
+            if !self.is_up(&node) && !self.has_left(&node) {
                 self.apply(Fault::Restart(node));
             }
         }
@@ -96,6 +96,7 @@ impl World {
         net.duplicate = 0.0;
         self.apply(Fault::Net(net));
         self.drain_hints();
+        self.refresh_ring();
         let mut todo: Vec<Key> = self.written_keys().into_iter().collect();
         let mut repair_failures = Vec::new();
         for round in 0..REPAIR_ROUNDS_MAX {
@@ -161,10 +162,11 @@ impl World {
         }
     }
 
+    /// Runs until hints are handed off and ring-change transfers are done (bounded).
     fn drain_hints(&mut self) {
         for _ in 0..HANDOFF_ROUNDS_MAX {
             self.run_until(self.now() + SETTLE_STEP_MS);
-            if self.hints_pending() == 0 {
+            if self.hints_pending() == 0 && self.transfers_pending() == 0 {
                 return;
             }
         }

@@ -59,6 +59,13 @@ pub enum Fault {
     },
     Restart(NodeId),
     Net(NetConfig),
+    /// A new node starts and joins through `seed` (gossip announce).
+    Join {
+        node: NodeId,
+        seed: NodeId,
+    },
+    /// A member hands its partitions over and leaves.
+    Leave(NodeId),
 }
 
 /// Counters of what the world did, for reports.
@@ -93,6 +100,11 @@ pub(crate) enum Event {
         node: NodeId,
         incarnation: u64,
     },
+    Datagram {
+        from: NodeId,
+        to: NodeId,
+        data: Vec<u8>,
+    },
     ClientArrive {
         node: NodeId,
         op: u64,
@@ -111,13 +123,19 @@ pub(crate) enum Event {
 }
 
 #[derive(Debug)]
-struct SimNode {
-    node: Option<Node>,
-    storage: MemoryStorage,
-    incarnation: u64,
-    skew_ms: i64,
+pub(crate) struct SimNode {
+    pub(crate) node: Option<Node>,
+    pub(crate) storage: MemoryStorage,
+    pub(crate) incarnation: u64,
+    pub(crate) skew_ms: i64,
     /// The earliest timer event queued for this incarnation.
-    timer_at: Option<u64>,
+    pub(crate) timer_at: Option<u64>,
+    /// Its address, static member list and seeds, reused on every restart.
+    pub(crate) addr: String,
+    pub(crate) members: Vec<MemberSpec>,
+    pub(crate) seeds: Vec<String>,
+    /// It handed everything over and left; it is never restarted.
+    pub(crate) left: bool,
 }
 
 #[derive(Debug)]
@@ -135,8 +153,9 @@ pub struct World {
     pub(crate) now: u64,
     pub(crate) seq: u64,
     pub(crate) queue: BTreeMap<(u64, u64), Event>,
-    nodes: BTreeMap<NodeId, SimNode>,
-    members: Vec<MemberSpec>,
+    pub(crate) nodes: BTreeMap<NodeId, SimNode>,
+    /// Which node listens at which address (gossip datagrams are addressed by address).
+    pub(crate) addrs: BTreeMap<String, NodeId>,
     pub(crate) ring: Ring,
     pub(crate) network: Network,
     pub(crate) clients: Vec<SimClient>,
@@ -190,10 +209,18 @@ impl World {
                     incarnation: 0,
                     skew_ms,
                     timer_at: None,
+                    addr: m.addr.clone(),
+                    members: members.clone(),
+                    seeds: Vec::new(),
+                    left: false,
                 },
             );
         }
         let network = Network::new(config.net);
+        let addrs = members
+            .iter()
+            .map(|m| (m.addr.clone(), m.name.clone()))
+            .collect();
         let mut world = World {
             config,
             rng,
@@ -201,7 +228,7 @@ impl World {
             seq: 0,
             queue: BTreeMap::new(),
             nodes,
-            members,
+            addrs,
             ring,
             network,
             clients: Vec::new(),
@@ -276,8 +303,10 @@ impl World {
                 self.network.heal();
             }
             Fault::Crash { node, lose_disk } => self.crash(&node, lose_disk),
+            Fault::Join { node, seed } => self.join(node, seed),
+            Fault::Leave(node) => self.leave(&node),
             Fault::Restart(node) => {
-                if !self.is_up(&node) {
+                if !self.is_up(&node) && !self.has_left(&node) {
                     self.history.fault(now, format!("restart {node}"));
                     if let Err(e) = self.start_node(&node) {
                         self.errors
@@ -346,6 +375,7 @@ impl World {
                 }
             }
             Event::Timer { node, incarnation } => self.fire_timer(&node, incarnation, at),
+            Event::Datagram { from, to, data } => self.deliver_datagram(from, to, data),
             Event::ClientArrive { node, op } => self.arrive(node, op),
             Event::ClientResult { op, outcome } => self.finish_op(op, outcome),
             Event::ClientTimeout { op } => self.finish_op(op, OpOutcome::TimedOut),
@@ -376,16 +406,18 @@ impl World {
         }
     }
 
-    fn start_node(&mut self, name: &NodeId) -> Result<(), SimError> {
+    pub(crate) fn start_node(&mut self, name: &NodeId) -> Result<(), SimError> {
         let now = self.clock(name);
         let mut config = NodeConfig::new(name.0.clone());
         config.partitions = SIM_PARTITIONS;
         config.request_timeout_ms = self.config.request_timeout_ms;
         config.rng_seed = self.rng.next_u64();
-        let members = self.members.clone();
         let Some(sim) = self.nodes.get_mut(name) else {
             return Err(SimError::UnknownNode(name.clone()));
         };
+        config.addr = sim.addr.clone();
+        config.seeds = sim.seeds.clone();
+        let members = sim.members.clone();
         let storage: Arc<dyn Storage> = Arc::new(sim.storage.clone());
         sim.node = Some(Node::new(config, members, storage, now)?);
         sim.incarnation += 1;
@@ -453,6 +485,11 @@ impl World {
         while let Some(r) = node.poll_reply() {
             replies.push(r);
         }
+        let mut datagrams = Vec::new();
+        while let Some(d) = node.poll_datagram() {
+            datagrams.push(d);
+        }
+        let left = node.has_left();
         let timer = match node.poll_timeout().map(|d| d.max(now)) {
             Some(d) if sim.timer_at.is_none_or(|t| d < t) => {
                 sim.timer_at = Some(d);
@@ -469,6 +506,12 @@ impl World {
         }
         for (to, msg) in transmits {
             self.transmit(name, incarnation, to, msg);
+        }
+        for (addr, data) in datagrams {
+            self.send_datagram(name, &addr, data);
+        }
+        if left {
+            self.retire(name);
         }
         for (op, reply) in replies {
             let outcome = match reply {

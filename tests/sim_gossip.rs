@@ -1,0 +1,198 @@
+//! SWIM membership and ring changes in the simulator: how fast news spreads among 100
+//! nodes, how fast a crash is detected, that loss causes no false downs, and that a join
+//! or a leave under a write load loses no acknowledged write.
+
+use std::collections::BTreeMap;
+
+use ringkv::core::gossip::{MemberPhase, PROBE_PERIOD_MS_DEFAULT};
+use ringkv::core::membership::Liveness;
+use ringkv::core::object::{Policy, ReadValue};
+use ringkv::core::ring::NodeId;
+use ringkv::sim::workload::{QuorumChoice, RmwProgram, keys_for};
+use ringkv::sim::{Fault, NetConfig, World, WorldConfig, check_convergence, check_history};
+
+fn n(s: &str) -> NodeId {
+    NodeId::from(s)
+}
+
+/// Runs `world` until `done` holds (checked every 50 ms of virtual time) or `limit_ms`
+/// passes; returns the virtual ms it took, or None.
+fn time_until(world: &mut World, limit_ms: u64, done: impl Fn(&World) -> bool) -> Option<u64> {
+    let start = world.now();
+    while world.now() < start + limit_ms {
+        if done(world) {
+            return Some(world.now() - start);
+        }
+        let next = world.now() + 50;
+        world.run_until(next);
+    }
+    done(world).then(|| world.now() - start)
+}
+
+/// Every running node other than `about` sees it satisfy `pred`.
+fn all_see(world: &World, about: &NodeId, pred: impl Fn(Option<(MemberPhase, Liveness)>) -> bool) -> bool {
+    world.node_names().iter().filter(|m| *m != about).all(|m| match world.node(m) {
+        Some(node) => pred(node.membership().get(about).map(|i| (i.phase, i.state))),
+        None => true,
+    })
+}
+
+#[test]
+fn among_100_nodes_a_join_and_a_leave_reach_everyone_within_3_log2_n_periods() {
+    let mut world = World::new(11, WorldConfig::new(100)).expect("100 nodes start");
+    world.run_until(5_000);
+    let period = PROBE_PERIOD_MS_DEFAULT;
+    let bound_periods = 3.0 * (101f64).log2();
+
+    world.apply(Fault::Join {
+        node: n("n101"),
+        seed: n("n1"),
+    });
+    let join_ms = time_until(&mut world, 120_000, |w| {
+        all_see(w, &n("n101"), |s| matches!(s, Some((MemberPhase::Normal, _))))
+    })
+    .expect("every member learns of the join");
+    let join_periods = join_ms as f64 / period as f64;
+    println!(
+        "join of n101 reached all 100 members in {join_ms} ms = {join_periods:.1} protocol periods (3·log2(n) = {bound_periods:.1})"
+    );
+
+    world.apply(Fault::Leave(n("n50")));
+    let leave_ms = time_until(&mut world, 120_000, |w| {
+        all_see(w, &n("n50"), |s| !matches!(s, Some((MemberPhase::Normal, _))))
+    })
+    .expect("every member learns of the leave");
+    let leave_periods = leave_ms as f64 / period as f64;
+    println!(
+        "leave of n50 reached all 100 members in {leave_ms} ms = {leave_periods:.1} protocol periods"
+    );
+    assert!(
+        join_periods <= bound_periods && leave_periods <= bound_periods,
+        "join took {join_periods:.1} and leave {leave_periods:.1} periods; the bound is {bound_periods:.1}"
+    );
+    assert!(world.errors().is_empty(), "{:?}", world.errors());
+}
+
+#[test]
+fn a_crashed_node_is_marked_down_everywhere_within_a_bounded_time() {
+    let mut world = World::new(5, WorldConfig::new(30)).expect("30 nodes start");
+    world.run_until(5_000);
+    world.apply(Fault::Crash {
+        node: n("n7"),
+        lose_disk: false,
+    });
+    let bound_ms = 20 * PROBE_PERIOD_MS_DEFAULT;
+    let took = time_until(&mut world, bound_ms, |w| {
+        all_see(w, &n("n7"), |s| matches!(s, Some((_, Liveness::Down))))
+    });
+    match took {
+        Some(ms) => println!(
+            "crash of n7 detected by all 29 members in {ms} ms = {:.1} protocol periods",
+            ms as f64 / PROBE_PERIOD_MS_DEFAULT as f64
+        ),
+        None => panic!("n7 was not marked down everywhere within {bound_ms} ms"),
+    }
+}
+
+#[test]
+fn five_percent_loss_for_ten_minutes_marks_no_live_node_down() {
+    let mut world = World::new(21, WorldConfig::new(10)).expect("10 nodes start");
+    world.apply(Fault::Net(NetConfig {
+        loss: 0.05,
+        ..NetConfig::reliable()
+    }));
+    world.run_until(600_000);
+    let mut downs = 0;
+    for name in world.node_names() {
+        let node = world.node(&name).expect("no node crashed");
+        downs += node.stats().gossip_downs;
+        for member in node.membership().members() {
+            assert_ne!(
+                member.state,
+                Liveness::Down,
+                "{name} holds live {} down at the end",
+                member.name
+            );
+        }
+    }
+    println!(
+        "10 nodes, 5% loss, 600 s: {downs} false downs, {} datagrams lost",
+        world.stats().lost
+    );
+    assert_eq!(downs, 0, "gossip declared a live node down under 5% loss");
+}
+
+/// A write load on 4 nodes while a 5th joins (and, with `leave`, n2 leaves); every
+/// acknowledged write must survive and every replica converge.
+fn ring_change_under_load(seed: u64, policy: Policy, leave: bool) -> Vec<String> {
+    let mut world = World::new(seed, WorldConfig::new(4)).expect("4 nodes start");
+    world.apply(Fault::Net(NetConfig {
+        loss: 0.01,
+        duplicate: 0.01,
+        ..NetConfig::reliable()
+    }));
+    for client in 0..3 {
+        let program = RmwProgram::new(
+            policy,
+            client,
+            keys_for(policy.name(), 12),
+            QuorumChoice::Random,
+            60,
+        );
+        world.add_client(Box::new(program));
+    }
+    world.schedule(
+        1_500,
+        Fault::Join {
+            node: n("n5"),
+            seed: n("n1"),
+        },
+    );
+    if leave {
+        world.schedule(4_000, Fault::Leave(n("n2")));
+    }
+    world.run_until(8_000);
+    let settled = world.settle();
+    let finals: BTreeMap<_, ReadValue> = settled
+        .merged()
+        .into_iter()
+        .map(|(k, o)| (k, o.read()))
+        .collect();
+    let mut failures = world.errors().to_vec();
+    failures.extend(settled.repair_failures.iter().cloned());
+    failures.extend(check_convergence(&settled.replicas));
+    let report = check_history(world.history(), &finals, world.stats().disk_losses);
+    failures.extend(report.violations.iter().cloned());
+    if !world.ring().is_member(&n("n5")) {
+        failures.push("n5 is not in the final ring".into());
+    }
+    if leave && (!world.has_left(&n("n2")) || world.ring().is_member(&n("n2"))) {
+        failures.push("n2 did not finish leaving".into());
+    }
+    if world.transfers_pending() > 0 {
+        failures.push(format!("{} transfers still pending", world.transfers_pending()));
+    }
+    failures
+}
+
+#[test]
+fn a_join_and_a_leave_under_writes_lose_no_acknowledged_write() {
+    let mut failed = Vec::new();
+    let mut runs = 0;
+    for policy in [Policy::Siblings, Policy::Counter, Policy::Set] {
+        for seed in 0..6u64 {
+            for leave in [false, true] {
+                runs += 1;
+                let failures = ring_change_under_load(seed, policy, leave);
+                if !failures.is_empty() {
+                    failed.push(format!(
+                        "{policy} seed {seed} leave={leave}: {}",
+                        failures.join("; ")
+                    ));
+                }
+            }
+        }
+    }
+    println!("{runs} ring-change runs, {} failed", failed.len());
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
