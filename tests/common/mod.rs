@@ -14,6 +14,7 @@ use ringkv::core::node::{MemberSpec, NodeConfig};
 use ringkv::core::object::Object;
 use ringkv::core::replica::location;
 use ringkv::core::ring::{Member, NodeId, Ring, key_position};
+use ringkv::core::transfer::TRANSFER_BYTES_PER_SEC_DEFAULT;
 use ringkv::net::driver::{NodeHandle, NodeOptions, bind_node, start_bound};
 use ringkv::net::{CertStore, Role};
 use ringkv::storage::{Storage, SyncMode};
@@ -31,11 +32,18 @@ pub struct TestCluster {
     pub members: Vec<MemberSpec>,
     pub addrs: Vec<SocketAddr>,
     pub nodes: Vec<Option<NodeHandle>>,
+    /// Partition streaming budget of every node (ring-change tests slow it down).
+    pub transfer_bytes_per_sec: u64,
 }
 
 impl TestCluster {
     /// Starts `count` nodes n1..nK.
     pub async fn start(count: usize) -> TestCluster {
+        Self::start_throttled(count, TRANSFER_BYTES_PER_SEC_DEFAULT).await
+    }
+
+    /// Starts `count` nodes whose partition streaming is limited to `bytes_per_sec`.
+    pub async fn start_throttled(count: usize, transfer_bytes_per_sec: u64) -> TestCluster {
         // RUST_LOG=ringkv=debug shows what the nodes do; off by default.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -72,6 +80,7 @@ impl TestCluster {
             members,
             addrs,
             nodes: Vec::new(),
+            transfer_bytes_per_sec,
         };
         for (i, b) in bound.into_iter().enumerate() {
             let handle = start_bound(b, cluster.options(i)).await.expect("start");
@@ -80,12 +89,46 @@ impl TestCluster {
         cluster
     }
 
+    /// Starts node n{K+1} with no static peers, joining through node `seed` (gossip
+    /// announce, like `ringkv node --seed`); returns its index.
+    pub async fn join(&mut self, seed: usize) -> usize {
+        let i = self.nodes.len();
+        let name = format!("n{}", i + 1);
+        CertStore::open(&self.certs)
+            .expect("CA")
+            .issue(&name, Role::Node)
+            .expect("node cert");
+        let bound = bind_node("127.0.0.1:0".parse().unwrap(), &self.certs, &name).expect("bind");
+        let mut spec = MemberSpec::new(name.clone(), bound.addr().to_string());
+        spec.vnodes = 16;
+        self.addrs.push(bound.addr());
+        self.members.push(spec.clone());
+        let mut opts = self.options(i);
+        opts.members = vec![spec];
+        opts.config.seeds = vec![self.addrs[seed].to_string()];
+        let handle = start_bound(bound, opts).await.expect("start");
+        self.nodes.push(Some(handle));
+        i
+    }
+
+    /// Forgets node `i` in the test's own ring (after it has left the cluster).
+    pub fn forget(&mut self, i: usize) {
+        let name = NodeId::new(format!("n{}", i + 1));
+        self.members.retain(|m| m.name != name);
+    }
+
+    /// True once node `i` has stopped by itself (for example after leaving).
+    pub fn has_stopped(&self, i: usize) -> bool {
+        self.nodes[i].as_ref().is_none_or(|n| n.is_finished())
+    }
+
     fn options(&self, i: usize) -> NodeOptions {
         let mut config = NodeConfig::new(format!("n{}", i + 1));
         config.partitions = PARTITIONS;
         config.probe_period_ms = 200;
         config.handoff_interval_ms = 200;
         config.request_timeout_ms = 1_500;
+        config.transfer_bytes_per_sec = self.transfer_bytes_per_sec;
         NodeOptions {
             config,
             members: self.members.clone(),
@@ -187,7 +230,11 @@ impl TestCluster {
     pub async fn shutdown(mut self) {
         for i in 0..self.nodes.len() {
             if self.nodes[i].is_some() {
-                self.stop(i).await;
+                if self.has_stopped(i) {
+                    self.nodes[i] = None;
+                } else {
+                    self.stop(i).await;
+                }
             }
         }
     }
