@@ -90,7 +90,9 @@ impl FakeNode {
                     state: "up".into(),
                     share: 1.0,
                     hints: 0,
+                    phase: "normal".into(),
                 }],
+                transfers: Default::default(),
             }),
             ClientRequest::Ring => ClientReply::Ring(RingInfo {
                 partitions: 1024,
@@ -103,6 +105,9 @@ impl FakeNode {
                 }],
                 balance: 1.0,
             }),
+            ClientRequest::Join { .. } | ClientRequest::Leave => {
+                ClientReply::Changed("membership changes are not simulated here".into())
+            }
         };
         WireResponse::Client(reply)
     }

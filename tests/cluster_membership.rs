@@ -65,7 +65,14 @@ async fn a_fourth_node_joins_takes_a_quarter_and_every_key_stays_readable() {
         let status = cluster.client(n4).await.status().await.expect("status");
         let mut pending = 0;
         for i in 0..cluster.nodes.len() {
-            pending += cluster.client(i).await.status().await.expect("status").transfers.pending;
+            pending += cluster
+                .client(i)
+                .await
+                .status()
+                .await
+                .expect("status")
+                .transfers
+                .pending;
         }
         pending_seen = pending_seen.max(pending);
         if status.members.len() == 4 && pending == 0 {
@@ -73,13 +80,19 @@ async fn a_fourth_node_joins_takes_a_quarter_and_every_key_stays_readable() {
             break;
         }
     }
-    assert!(settled, "the join did not finish streaming within 40 read rounds");
+    assert!(
+        settled,
+        "the join did not finish streaming within 40 read rounds"
+    );
     println!(
         "n4 joined and received its partitions in {:.1} s; {reads} reads during the join, {} misses; up to {pending_seen} partitions pending at once",
         started.elapsed().as_secs_f64(),
         misses.len()
     );
-    assert!(misses.is_empty(), "reads failed during the join: {misses:?}");
+    assert!(
+        misses.is_empty(),
+        "reads failed during the join: {misses:?}"
+    );
 
     let ring = cluster.client(0).await.ring().await.expect("ring");
     let n4_info = ring
@@ -88,14 +101,28 @@ async fn a_fourth_node_joins_takes_a_quarter_and_every_key_stays_readable() {
         .find(|n| n.name == NodeId::from("n4"))
         .expect("n4 is in the ring");
     let share = f64::from(n4_info.primary_partitions) / f64::from(ring.partitions);
-    println!("n4 owns {share:.2} of the partitions (balance {:.2})", ring.balance);
-    assert!((0.12..=0.40).contains(&share), "n4 owns {share:.2} of the partitions");
+    println!(
+        "n4 owns {share:.2} of the partitions (balance {:.2})",
+        ring.balance
+    );
+    assert!(
+        (0.12..=0.40).contains(&share),
+        "n4 owns {share:.2} of the partitions"
+    );
     // The test's own ring now includes n4: every key is at its three current primaries.
     for key in keys() {
         for i in cluster.primaries(&key, 3) {
-            assert!(cluster.local(i, &key).is_some(), "{key} missing on primary n{}", i + 1);
+            assert!(
+                cluster.local(i, &key).is_some(),
+                "{key} missing on primary n{}",
+                i + 1
+            );
         }
-        assert_eq!(copies(&cluster, &key), 3, "{key} is held by a non-owner too");
+        assert_eq!(
+            copies(&cluster, &key),
+            3,
+            "{key} is held by a non-owner too"
+        );
     }
     cluster.shutdown().await;
 }
@@ -104,7 +131,12 @@ async fn a_fourth_node_joins_takes_a_quarter_and_every_key_stays_readable() {
 async fn a_leaving_node_hands_its_data_over_and_every_key_stays_at_n_replicas() {
     let mut cluster = TestCluster::start(4).await;
     write_all(&cluster, 3).await;
-    let text = cluster.client(3).await.leave().await.expect("leave accepted");
+    let text = cluster
+        .client(3)
+        .await
+        .leave()
+        .await
+        .expect("leave accepted");
     assert!(text.contains("leaving"), "{text}");
     let started = Instant::now();
     eventually("n4 hands everything over and stops", || {
@@ -123,7 +155,11 @@ async fn a_leaving_node_hands_its_data_over_and_every_key_stays_at_n_replicas() 
     })
     .await;
     for key in keys() {
-        assert_eq!(copies(&cluster, &key), 3, "{key} is not at 3 replicas after the leave");
+        assert_eq!(
+            copies(&cluster, &key),
+            3,
+            "{key} is not at 3 replicas after the leave"
+        );
     }
     let client = cluster.client(0).await;
     let strict = QuorumOpts {
@@ -132,7 +168,10 @@ async fn a_leaving_node_hands_its_data_over_and_every_key_stays_at_n_replicas() 
         ..QuorumOpts::default()
     };
     for key in keys() {
-        let got = client.get(&key, strict).await.expect("strict read of all 3");
+        let got = client
+            .get(&key, strict)
+            .await
+            .expect("strict read of all 3");
         assert!(got.found, "{key} lost");
     }
     // Leaving again is refused: three members remain for N=3.

@@ -30,11 +30,19 @@ fn time_until(world: &mut World, limit_ms: u64, done: impl Fn(&World) -> bool) -
 }
 
 /// Every running node other than `about` sees it satisfy `pred`.
-fn all_see(world: &World, about: &NodeId, pred: impl Fn(Option<(MemberPhase, Liveness)>) -> bool) -> bool {
-    world.node_names().iter().filter(|m| *m != about).all(|m| match world.node(m) {
-        Some(node) => pred(node.membership().get(about).map(|i| (i.phase, i.state))),
-        None => true,
-    })
+fn all_see(
+    world: &World,
+    about: &NodeId,
+    pred: impl Fn(Option<(MemberPhase, Liveness)>) -> bool,
+) -> bool {
+    world
+        .node_names()
+        .iter()
+        .filter(|m| *m != about)
+        .all(|m| match world.node(m) {
+            Some(node) => pred(node.membership().get(about).map(|i| (i.phase, i.state))),
+            None => true,
+        })
 }
 
 #[test]
@@ -49,7 +57,9 @@ fn among_100_nodes_a_join_and_a_leave_reach_everyone_within_3_log2_n_periods() {
         seed: n("n1"),
     });
     let join_ms = time_until(&mut world, 120_000, |w| {
-        all_see(w, &n("n101"), |s| matches!(s, Some((MemberPhase::Normal, _))))
+        all_see(w, &n("n101"), |s| {
+            matches!(s, Some((MemberPhase::Normal, _)))
+        })
     })
     .expect("every member learns of the join");
     let join_periods = join_ms as f64 / period as f64;
@@ -59,7 +69,9 @@ fn among_100_nodes_a_join_and_a_leave_reach_everyone_within_3_log2_n_periods() {
 
     world.apply(Fault::Leave(n("n50")));
     let leave_ms = time_until(&mut world, 120_000, |w| {
-        all_see(w, &n("n50"), |s| !matches!(s, Some((MemberPhase::Normal, _))))
+        all_see(w, &n("n50"), |s| {
+            !matches!(s, Some((MemberPhase::Normal, _)))
+        })
     })
     .expect("every member learns of the leave");
     let leave_periods = leave_ms as f64 / period as f64;
@@ -170,7 +182,10 @@ fn ring_change_under_load(seed: u64, policy: Policy, leave: bool) -> Vec<String>
         failures.push("n2 did not finish leaving".into());
     }
     if world.transfers_pending() > 0 {
-        failures.push(format!("{} transfers still pending", world.transfers_pending()));
+        failures.push(format!(
+            "{} transfers still pending",
+            world.transfers_pending()
+        ));
     }
     failures
 }

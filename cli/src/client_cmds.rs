@@ -41,8 +41,34 @@ pub async fn run(global: &GlobalArgs, command: ClientCommand) -> Result<Rendered
         ClientCommand::Hll(cmd) => hll(&client, cmd).await?,
         ClientCommand::Status => output::status(&client.status().await?),
         ClientCommand::Ring => output::ring(&client.ring().await?),
+        ClientCommand::Join { seed } => output::changed(&client.join(&seed).await?),
+        ClientCommand::Leave { name } => leave(global, &client, name).await?,
     };
     Ok(rendered)
+}
+
+/// `ringkv leave [NAME]`: the leave request goes to the leaving node itself, found by
+/// name in the --node's member list.
+async fn leave(
+    global: &GlobalArgs,
+    client: &Client,
+    name: Option<String>,
+) -> Result<Rendered, CliError> {
+    let status = client.status().await?;
+    let Some(name) = name.filter(|n| n.as_str() != status.node.as_str()) else {
+        return Ok(output::changed(&client.leave().await?));
+    };
+    let Some(member) = status.members.iter().find(|m| m.name.as_str() == name) else {
+        let known: Vec<&str> = status.members.iter().map(|m| m.name.as_str()).collect();
+        return Err(CliError::Usage(format!(
+            "{} does not know a member called {name}; members: {}",
+            status.node,
+            known.join(", ")
+        )));
+    };
+    let addr = resolve_node(&member.addr).await?;
+    let leaving = Client::connect(addr, &global.certs, &global.cert_name).await?;
+    Ok(output::changed(&leaving.leave().await?))
 }
 
 async fn connect(global: &GlobalArgs) -> Result<Client, CliError> {

@@ -227,18 +227,13 @@ pub async fn run_dev(plan: DevPlan) -> Result<Rendered, CliError> {
 
 /// Runs the node of `plan` until Ctrl-C.
 pub async fn run_node(plan: NodePlan) -> Result<Rendered, CliError> {
-    if !plan.seeds.is_empty() && plan.peers.is_empty() {
-        return Err(CliError::Usage(
-            "--seed joins through gossip, which this release does not have yet; list the members with --peer NAME=ADDR (repeat it for each)".into(),
-        ));
-    }
     let mut members: Vec<MemberSpec> = plan
         .peers
         .iter()
         .map(|p| {
             let mut m = MemberSpec::new(p.name.clone(), p.addr.to_string());
-            // Static members must all use the same --vnodes (gossip will carry each
-            // node's own count).
+            // A static peer's vnode count is assumed equal to ours until its own record
+            // arrives by gossip (the record carries its real count).
             m.vnodes = plan.vnodes;
             m
         })
@@ -246,8 +241,11 @@ pub async fn run_node(plan: NodePlan) -> Result<Rendered, CliError> {
     let mut me = MemberSpec::new(plan.name.clone(), plan.listen.to_string());
     me.vnodes = plan.vnodes;
     members.push(me);
+    let mut config = NodeConfig::new(plan.name.clone());
+    config.addr = plan.listen.to_string();
+    config.seeds = plan.seeds.iter().map(ToString::to_string).collect();
     let opts = NodeOptions {
-        config: NodeConfig::new(plan.name.clone()),
+        config,
         members,
         certs_dir: plan.certs.clone(),
         data_dir: plan.data_dir.clone(),
@@ -293,11 +291,17 @@ async fn wait_for_stop(handles: &mut Vec<NodeHandle>) -> Result<(), CliError> {
                 if let Some(i) = handles.iter().position(NodeHandle::is_finished) {
                     let mut dead = handles.remove(i);
                     let name = dead.name().clone();
-                    let why = match dead.wait().await {
-                        Ok(()) => format!("node {name} stopped unexpectedly"),
-                        Err(e) => e.to_string(),
-                    };
-                    return Err(CliError::Node(why));
+                    match dead.wait().await {
+                        // A core that ends by itself without an error has left the
+                        // cluster (`ringkv leave`): that is a clean stop.
+                        Ok(()) => {
+                            eprintln!("node {name} handed its partitions over and left the cluster");
+                            if handles.is_empty() {
+                                return Ok(());
+                            }
+                        }
+                        Err(e) => return Err(CliError::Node(e.to_string())),
+                    }
                 }
             }
         }

@@ -106,10 +106,22 @@ pub enum ClientCommand {
     /// HyperLogLog operations: approximate distinct counts.
     #[command(subcommand)]
     Hll(HllCommand),
-    /// Members as the node sees them: address, state, owned share, pending hints.
+    /// Members as the node sees them: address, state, owned share, pending hints,
+    /// partition transfers.
     Status,
     /// Partitions per node, replication and balance.
     Ring,
+    /// Tell the --node to join the cluster of the member at SEED (gossip announce); its
+    /// partitions then stream to it.
+    Join {
+        /// Address of any member of the cluster to join.
+        seed: String,
+    },
+    /// Hand a node's partitions to their new owners, then stop it (decommission).
+    Leave {
+        /// The member that leaves [default: the --node itself].
+        name: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -335,7 +347,8 @@ pub struct NodeArgs {
     /// A static member, NAME=ADDR (repeatable).
     #[arg(long = "peer", value_name = "NAME=ADDR")]
     pub peers: Vec<PeerSpec>,
-    /// A member to join through by gossip (repeatable).
+    /// A member to join through by gossip (repeatable); --listen must then be an
+    /// address the other members can reach.
     #[arg(long = "seed", value_name = "ADDR")]
     pub seeds: Vec<SocketAddr>,
     /// Virtual nodes this node places on the ring (more for bigger machines).

@@ -159,6 +159,7 @@ pub fn status(info: &StatusInfo) -> Rendered {
                 "name": m.name.0,
                 "addr": m.addr,
                 "state": m.state,
+                "phase": m.phase,
                 "share": m.share,
                 "hints": m.hints,
             })
@@ -168,22 +169,47 @@ pub fn status(info: &StatusInfo) -> Rendered {
         .members
         .iter()
         .map(|m| {
+            let state = if m.phase == "leaving" {
+                format!("{} (leaving)", m.state)
+            } else {
+                m.state.clone()
+            };
             vec![
                 m.name.0.clone(),
                 m.addr.clone(),
-                m.state.clone(),
+                state,
                 percent(m.share),
                 m.hints.to_string(),
             ]
         })
         .collect();
+    let t = &info.transfers;
     let human = format!(
-        "{} members as {} sees them:\n{}",
+        "{} members as {} sees them:\n{}\ntransfers from {}: {} partitions pending, {} done ({} keys, {} bytes sent)",
         info.members.len(),
         info.node,
-        table(&["NAME", "ADDR", "STATE", "SHARE", "HINTS"], &rows)
+        table(&["NAME", "ADDR", "STATE", "SHARE", "HINTS"], &rows),
+        info.node,
+        t.pending,
+        t.done,
+        t.keys_sent,
+        t.bytes_sent
     );
-    Rendered::new(json!({ "node": info.node.0, "nodes": nodes }), human)
+    let transfers = json!({
+        "pending": t.pending,
+        "done": t.done,
+        "keys_sent": t.keys_sent,
+        "bytes_sent": t.bytes_sent,
+    });
+    Rendered::new(
+        json!({ "node": info.node.0, "nodes": nodes, "transfers": transfers }),
+        human,
+    )
+}
+
+/// `join`, `leave`: `{"result": "..."}`, the node's sentence about what happens next.
+pub fn changed(text: &str) -> Rendered {
+    Rendered::new(json!({ "result": text }), text.to_string())
 }
 
 /// `ring`: `{"partitions", "n", "balance", "nodes": [{"name", "vnodes",

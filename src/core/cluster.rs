@@ -346,7 +346,8 @@ impl Node {
     }
 
     fn on_gossip_down(&mut self, now: Now, id: GossipId) {
-        if id.name == self.config.name || !self.membership.observe_generation(&id.name, id.generation)
+        if id.name == self.config.name
+            || !self.membership.observe_generation(&id.name, id.generation)
         {
             return;
         }

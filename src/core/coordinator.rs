@@ -11,11 +11,11 @@
 
 use std::collections::BTreeMap;
 
+use crate::core::gossip::MemberPhase;
 use crate::core::message::{
     ClientReply, ClientRequest, Key, MemberStatus, PeerMessage, QuorumOpts, REPLICAS_MAX,
     REQUEST_TIMEOUT_MS_MAX, RequestError, RingInfo, RingNode, StatusInfo,
 };
-use crate::core::gossip::MemberPhase;
 use crate::core::node::{HANDOFF_INFLIGHT_MAX, Node, Now};
 use crate::core::object::{Object, Op, ReadValue};
 use crate::core::quorum::{Outcome, Quorum};

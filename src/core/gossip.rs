@@ -548,11 +548,20 @@ mod tests {
 
     #[test]
     fn a_member_joins_through_a_seed_and_both_see_it_up() {
-        let mut nodes = vec![Gossip::new(id("a", 1), 2, 1, 100), Gossip::new(id("b", 1), 2, 2, 100)];
+        let mut nodes = vec![
+            Gossip::new(id("a", 1), 2, 1, 100),
+            Gossip::new(id("b", 1), 2, 2, 100),
+        ];
         nodes[1].announce(0, "a:1").unwrap();
         pump(&mut nodes, 0, 10);
-        assert_eq!(nodes[0].state_of(&NodeId::new("b")), Some(GossipState::Alive));
-        assert_eq!(nodes[1].state_of(&NodeId::new("a")), Some(GossipState::Alive));
+        assert_eq!(
+            nodes[0].state_of(&NodeId::new("b")),
+            Some(GossipState::Alive)
+        );
+        assert_eq!(
+            nodes[1].state_of(&NodeId::new("a")),
+            Some(GossipState::Alive)
+        );
         let up: Vec<GossipEvent> = std::iter::from_fn(|| nodes[0].poll_event()).collect();
         assert!(up.contains(&GossipEvent::Up(id("b", 1))), "{up:?}");
     }
@@ -563,7 +572,9 @@ mod tests {
         let mut b = Gossip::new(id("b", 1), 2, 2, 100);
         b.announce(0, "a:1").unwrap();
         let (_, data) = b.poll_datagram().unwrap();
-        let err = a.handle_data(0, &NodeId::new("mallory"), &data).unwrap_err();
+        let err = a
+            .handle_data(0, &NodeId::new("mallory"), &data)
+            .unwrap_err();
         assert!(matches!(err, GossipError::Impostor { .. }), "{err}");
         assert!(a.handle_data(0, &NodeId::new("b"), &[0xff; 3]).is_err());
         let big = vec![0u8; GOSSIP_PACKET_BYTES_MAX + 1];
@@ -575,7 +586,10 @@ mod tests {
 
     #[test]
     fn member_records_spread_once_per_version() {
-        let mut nodes = vec![Gossip::new(id("a", 1), 2, 1, 100), Gossip::new(id("b", 1), 2, 2, 100)];
+        let mut nodes = vec![
+            Gossip::new(id("a", 1), 2, 1, 100),
+            Gossip::new(id("b", 1), 2, 2, 100),
+        ];
         nodes[1].announce(0, "a:1").unwrap();
         pump(&mut nodes, 0, 10);
         while nodes[0].poll_event().is_some() {}

@@ -92,7 +92,9 @@ impl Membership {
 
     /// Members that have not left (normal and leaving ones).
     pub fn members(&self) -> impl Iterator<Item = &MemberInfo> {
-        self.members.values().filter(|m| m.phase != MemberPhase::Left)
+        self.members
+            .values()
+            .filter(|m| m.phase != MemberPhase::Left)
     }
 
     /// Every member record, left ones included: what a table sync sends.
@@ -292,7 +294,10 @@ mod tests {
         let mut v = view();
         assert!(v.mark_down(&NodeId::from("n3")));
         assert!(!v.is_up(&NodeId::from("n3")));
-        assert!(!v.mark_down(&NodeId::from("n1")), "we are always up to ourselves");
+        assert!(
+            !v.mark_down(&NodeId::from("n1")),
+            "we are always up to ourselves"
+        );
         assert!(v.heard_from(&NodeId::from("n3"), 1_100));
         assert!(v.is_up(&NodeId::from("n3")));
     }
@@ -300,16 +305,33 @@ mod tests {
     #[test]
     fn newer_records_win_and_leaving_members_leave_the_ring() {
         let mut v = view();
-        assert!(v.merge_meta(&meta("n4", 1, MemberPhase::Normal), 0).unwrap());
+        assert!(
+            v.merge_meta(&meta("n4", 1, MemberPhase::Normal), 0)
+                .unwrap()
+        );
         assert!(v.ring().is_member(&NodeId::from("n4")));
-        assert!(!v.merge_meta(&meta("n4", 1, MemberPhase::Leaving), 0).unwrap(), "same version");
-        assert!(v.merge_meta(&meta("n4", 2, MemberPhase::Leaving), 0).unwrap());
+        assert!(
+            !v.merge_meta(&meta("n4", 1, MemberPhase::Leaving), 0)
+                .unwrap(),
+            "same version"
+        );
+        assert!(
+            v.merge_meta(&meta("n4", 2, MemberPhase::Leaving), 0)
+                .unwrap()
+        );
         assert!(!v.ring().is_member(&NodeId::from("n4")));
-        assert!(v.members().any(|m| m.name == NodeId::from("n4")), "still listed while leaving");
+        assert!(
+            v.members().any(|m| m.name == NodeId::from("n4")),
+            "still listed while leaving"
+        );
         assert!(v.merge_meta(&meta("n4", 3, MemberPhase::Left), 0).unwrap());
         assert!(!v.members().any(|m| m.name == NodeId::from("n4")));
         assert!(!v.is_up(&NodeId::from("n4")));
-        assert!(!v.merge_meta(&meta("n4", 1, MemberPhase::Normal), 0).unwrap(), "stale news");
+        assert!(
+            !v.merge_meta(&meta("n4", 1, MemberPhase::Normal), 0)
+                .unwrap(),
+            "stale news"
+        );
         assert_eq!(v.table().len(), 4, "left members stay in the table");
     }
 

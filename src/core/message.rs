@@ -48,12 +48,21 @@ pub struct QuorumOpts {
 /// What a client asks a node.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ClientRequest {
-    Get { key: Key, opts: QuorumOpts },
-    Write { key: Key, op: Op, opts: QuorumOpts },
+    Get {
+        key: Key,
+        opts: QuorumOpts,
+    },
+    Write {
+        key: Key,
+        op: Op,
+        opts: QuorumOpts,
+    },
     Status,
     Ring,
     /// Join the cluster that the member at `seed` (an address) belongs to.
-    Join { seed: String },
+    Join {
+        seed: String,
+    },
     /// Hand every partition to its new owners, then leave the cluster.
     Leave,
 }

@@ -6,8 +6,8 @@
 //! and `sim/` drive it deterministically from a seed.
 
 pub mod anti_entropy;
-pub mod cluster;
 pub mod clock;
+pub mod cluster;
 pub mod coordinator;
 pub mod exchange;
 pub mod gossip;

@@ -22,9 +22,7 @@ use thiserror::Error;
 use crate::core::clock::{ActorId, Hlc};
 use crate::core::coordinator::Pending;
 use crate::core::exchange::AeStats;
-use crate::core::gossip::{
-    Gossip, GossipId, MemberMeta, MemberPhase, PROBE_PERIOD_MS_DEFAULT,
-};
+use crate::core::gossip::{Gossip, GossipId, MemberMeta, MemberPhase, PROBE_PERIOD_MS_DEFAULT};
 use crate::core::hints::HINTS_MAX_DEFAULT;
 use crate::core::membership::Membership;
 use crate::core::message::{ClientReply, ClientRequest, PeerMessage};
@@ -510,7 +508,9 @@ impl Node {
 /// The member table stored by an earlier run (empty for a new data directory).
 fn load_members(storage: &dyn Storage) -> Result<Vec<MemberMeta>, NodeError> {
     match storage.get(Space::Meta, META_MEMBERS_KEY)? {
-        Some(bytes) => rmp_serde::from_slice(&bytes).map_err(|e| NodeError::BadMembers(e.to_string())),
+        Some(bytes) => {
+            rmp_serde::from_slice(&bytes).map_err(|e| NodeError::BadMembers(e.to_string()))
+        }
         None => Ok(Vec::new()),
     }
 }

@@ -138,10 +138,7 @@ impl Node {
             return false;
         }
         let (start, end) = ring.partition_range(partition);
-        let objects = match self
-            .replica
-            .objects_in(start, end, TRANSFER_BATCH_KEYS_MAX)
-        {
+        let objects = match self.replica.objects_in(start, end, TRANSFER_BATCH_KEYS_MAX) {
             Ok(o) => o,
             Err(e) => {
                 tracing::warn!(node = %self.config.name, partition, error = %e, "cannot read a partition to hand over");
@@ -202,7 +199,13 @@ impl Node {
         self.send(from, PeerMessage::TransferAck { id, error });
     }
 
-    pub(crate) fn on_transfer_ack(&mut self, now: Now, from: NodeId, id: u64, error: Option<String>) {
+    pub(crate) fn on_transfer_ack(
+        &mut self,
+        now: Now,
+        from: NodeId,
+        id: u64,
+        error: Option<String>,
+    ) {
         let Some(batch) = self.transfer.inflight.as_mut() else {
             return;
         };
@@ -271,7 +274,9 @@ impl Node {
         };
         for (key, object) in hinted {
             let merged = self.replica.merge(&key, &object, None);
-            if let Err(e) = merged.and_then(|_| self.replica.drop_hint_if_unchanged(primary, &key, &object)) {
+            if let Err(e) =
+                merged.and_then(|_| self.replica.drop_hint_if_unchanged(primary, &key, &object))
+            {
                 tracing::warn!(node = %self.config.name, %primary, %key, error = %e, "cannot absorb a hint of a departed member");
             }
         }

@@ -413,9 +413,7 @@ impl Sender {
         tokio::spawn(async move {
             let _slot = slot;
             let sent = match pool.get(addr).await {
-                Ok(conn) => conn
-                    .send_datagram(data.into())
-                    .map_err(|e| e.to_string()),
+                Ok(conn) => conn.send_datagram(data.into()).map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             };
             if let Err(e) = sent {
@@ -427,11 +425,8 @@ impl Sender {
     /// Waits (bounded) until every peer message under way has been sent.
     async fn drain(&self, wait_ms: u64) {
         let all = SENDS_INFLIGHT_MAX as u32;
-        let _ = tokio::time::timeout(
-            Duration::from_millis(wait_ms),
-            self.slots.acquire_many(all),
-        )
-        .await;
+        let _ = tokio::time::timeout(Duration::from_millis(wait_ms), self.slots.acquire_many(all))
+            .await;
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use ringkv::client::{GetResult, MapRead, SetRead, WriteResult};
 use ringkv::core::clock::Timestamp;
-use ringkv::core::message::{Key, MemberStatus, RingInfo, RingNode, StatusInfo};
+use ringkv::core::message::{Key, MemberStatus, RingInfo, RingNode, StatusInfo, TransferInfo};
 use ringkv::core::object::{Context, FieldRead, ReadValue};
 use ringkv::core::ring::NodeId;
 use serde_bytes::ByteBuf;
@@ -223,20 +223,28 @@ fn status_has_the_documented_node_fields() {
             state: "up".into(),
             share: 0.33,
             hints: 0,
+            phase: "leaving".into(),
         }],
+        transfers: TransferInfo {
+            pending: 2,
+            done: 5,
+            keys_sent: 40,
+            bytes_sent: 4096,
+        },
     };
     let rendered = status(&info);
     assert_eq!(
         rendered.json,
         json!({"node": "n1", "nodes": [
-            {"name": "n1", "addr": "127.0.0.1:7101", "state": "up", "share": 0.33, "hints": 0}
-        ]})
+            {"name": "n1", "addr": "127.0.0.1:7101", "state": "up", "phase": "leaving", "share": 0.33, "hints": 0}
+        ], "transfers": {"pending": 2, "done": 5, "keys_sent": 40, "bytes_sent": 4096}})
     );
     assert_eq!(
         rendered.human,
         "1 members as n1 sees them:\n\
-         NAME  ADDR            STATE  SHARE  HINTS\n\
-         n1    127.0.0.1:7101  up     33.0%  0"
+         NAME  ADDR            STATE         SHARE  HINTS\n\
+         n1    127.0.0.1:7101  up (leaving)  33.0%  0\n\
+         transfers from n1: 2 partitions pending, 5 done (40 keys, 4096 bytes sent)"
     );
 }
 

@@ -20,6 +20,8 @@ pub struct ClusterNode {
     pub name: String,
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
+    /// Joins through this member's address instead of the static peer list.
+    pub seed: Option<SocketAddr>,
     /// `None` while the node is stopped.
     proc: Option<Proc>,
 }
@@ -55,6 +57,7 @@ impl Cluster {
                         addr: SocketAddr::from(([127, 0, 0, 1], port)),
                         data_dir: cluster.dir.path().join(&name),
                         name,
+                        seed: None,
                         proc: None,
                     }
                 })
@@ -128,6 +131,55 @@ impl Cluster {
         panic!("{} did not restart: {last_failure}", self.nodes[i].name);
     }
 
+    /// Starts a new node that joins through node `seed` with `ringkv node --seed`;
+    /// returns its index.
+    pub fn join(&mut self, seed: usize) -> usize {
+        let i = self.nodes.len();
+        let name = format!("n{}", i + 1);
+        let certs = self.certs.display().to_string();
+        ringkv(&args(&["certs", "issue", "--dir", &certs, "--name", &name])).success();
+        let seed_addr = self.addr(seed);
+        let mut last_failure = String::new();
+        for _ in 0..START_ATTEMPTS_MAX {
+            let port = free_udp_ports(1)[0];
+            let node = ClusterNode {
+                addr: SocketAddr::from(([127, 0, 0, 1], port)),
+                data_dir: self.dir.path().join(&name),
+                name: name.clone(),
+                seed: Some(seed_addr),
+                proc: None,
+            };
+            if self.nodes.len() > i {
+                self.nodes[i] = node;
+            } else {
+                self.nodes.push(node);
+            }
+            let mut proc = self.spawn_node(i);
+            match proc.wait_for_stderr(LISTENING, START_TIMEOUT_MS) {
+                Ok(()) => {
+                    self.nodes[i].proc = Some(proc);
+                    return i;
+                }
+                Err(WaitError::Exited(why)) => last_failure = why,
+                Err(WaitError::TimedOut(why)) => panic!("{why}"),
+            }
+        }
+        panic!("{name} did not start: {last_failure}");
+    }
+
+    /// Waits until node `i` exits by itself; its exit status and stderr.
+    pub fn wait_exit(&mut self, i: usize, timeout_ms: u64) -> (Option<ExitStatus>, String) {
+        let Some(mut proc) = self.nodes[i].proc.take() else {
+            panic!("{} is not running", self.nodes[i].name);
+        };
+        let status = proc.wait_exit(timeout_ms);
+        let stderr = proc.stderr();
+        if status.is_none() {
+            self.nodes[i].proc = Some(proc);
+        }
+        (status, stderr)
+    }
+
     /// Runs a client command against node `i`: `ringkv ARGS --node ADDR --certs DIR`.
     pub fn client(&self, i: usize, command: &[&str]) -> Outcome {
         let mut full = args(command);
@@ -192,10 +244,16 @@ impl Cluster {
             "--certs",
             &self.certs.display().to_string(),
         ]);
-        // Every node gets the same full list; each one skips its own entry.
-        for peer in &self.nodes {
-            command.push("--peer".to_owned());
-            command.push(format!("{}={}", peer.name, peer.addr));
+        if let Some(seed) = node.seed {
+            command.push("--seed".to_owned());
+            command.push(seed.to_string());
+        } else {
+            // Every static node gets the same list of the static nodes; each one skips
+            // its own entry.
+            for peer in self.nodes.iter().filter(|p| p.seed.is_none()) {
+                command.push("--peer".to_owned());
+                command.push(format!("{}={}", peer.name, peer.addr));
+            }
         }
         Proc::spawn(&format!("node {}", node.name), &command)
     }
