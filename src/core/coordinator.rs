@@ -343,11 +343,15 @@ impl Node {
             }
             PeerMessage::Ping { nonce } => self.send(from, PeerMessage::Pong { nonce }),
             PeerMessage::Pong { .. } => {}
-            msg @ (PeerMessage::AeRoot { .. }
+            msg @ (PeerMessage::AeRoots { .. }
             | PeerMessage::AeBranches { .. }
             | PeerMessage::AeLeaves { .. }
             | PeerMessage::AeKeys { .. }
             | PeerMessage::AePull { .. }) => self.on_ae_message(from, msg),
+            msg @ (PeerMessage::AeSketch { .. }
+            | PeerMessage::AeBloom { .. }
+            | PeerMessage::AeBloomReply { .. }
+            | PeerMessage::AeBloomNext { .. }) => self.on_reconcile_message(from, msg),
         }
     }
 
