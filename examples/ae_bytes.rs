@@ -9,6 +9,7 @@
 //!
 //! Run: `cargo run --release --example ae_bytes [-- --keys 100000]`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use ringkv::core::anti_entropy::AePath;
@@ -35,6 +36,8 @@ struct Measured {
     ticks: usize,
     bloom_rounds: u64,
     converged: bool,
+    /// Frames and bytes per anti-entropy message kind.
+    by_kind: BTreeMap<&'static str, (u64, u64)>,
 }
 
 fn main() {
@@ -61,6 +64,7 @@ fn main() {
         "ticks",
         "rounds"
     );
+    let mut breakdown = Vec::new();
     for (name, path) in [
         ("merkle", AePath::Merkle),
         ("bloom", AePath::Bloom),
@@ -89,7 +93,17 @@ fn main() {
                 m.bloom_rounds,
                 if m.converged { "" } else { "  NOT CONVERGED" }
             );
+            if d == 10_000 {
+                breakdown.push((name, m.by_kind));
+            }
         }
+    }
+    for (name, kinds) in breakdown {
+        let parts: Vec<String> = kinds
+            .iter()
+            .map(|(k, (n, b))| format!("{k} {b} B in {n}"))
+            .collect();
+        println!("\n{name} at d = 10000: {}", parts.join(", "));
     }
     println!(
         "\nideal = d × (average key size + 8-byte version digest); metadata = every anti-entropy\n\
@@ -173,6 +187,7 @@ fn measure(keys: usize, d: usize, path: AePath) -> Measured {
             .all(|p| nodes[0].replica().trees().root(p) == nodes[1].replica().trees().root(p))
     };
     let (mut metadata, mut messages, mut objects, mut repaired) = (0u64, 0u64, 0u64, 0u64);
+    let mut by_kind = BTreeMap::new();
     let mut ticks = 0;
     // At least one full cycle (every partition compared once by its initiator): finding
     // d keys means comparing everything, wherever they happen to be.
@@ -213,9 +228,12 @@ fn measure(keys: usize, d: usize, path: AePath) -> Measured {
                         repaired += 1;
                     }
                     PeerMessage::ReplicateAck { .. } => objects += bytes,
-                    _ => {
+                    other => {
                         metadata += bytes;
                         messages += 1;
+                        let kind = by_kind.entry(kind_of(other)).or_default();
+                        kind.0 += 1;
+                        kind.1 += bytes;
                     }
                 }
                 let target = if to.as_str() == "n1" { 0 } else { 1 };
@@ -232,5 +250,20 @@ fn measure(keys: usize, d: usize, path: AePath) -> Measured {
         ticks,
         bloom_rounds: nodes.iter().map(|n| n.ae_stats().bloom_rounds).sum(),
         converged: in_sync(&nodes),
+        by_kind,
+    }
+}
+
+fn kind_of(msg: &PeerMessage) -> &'static str {
+    match msg {
+        PeerMessage::AeRoots { .. } => "roots",
+        PeerMessage::AeBranches { .. } => "branches",
+        PeerMessage::AeLeaves { .. } => "leaves",
+        PeerMessage::AeKeys { .. } => "entry hashes",
+        PeerMessage::AePull { .. } => "pulls",
+        PeerMessage::AeSketch { .. } => "HLL sketches",
+        PeerMessage::AeBloom { .. } | PeerMessage::AeBloomReply { .. } => "Bloom filters",
+        PeerMessage::AeBloomNext { .. } => "Bloom root checks",
+        _ => "other",
     }
 }

@@ -42,8 +42,8 @@ pub const AE_BATCH_PARTITIONS_MAX: usize = 1_024;
 /// a small difference, which the descent finds cheaper than any filter; 12 of 16 is
 /// what about 22 random differing entries produce.
 pub const AE_SKETCH_BRANCHES_MIN: usize = 12;
-/// Bytes of one packed root record: partition (u32) and root (u16).
-const ROOT_RECORD_BYTES: usize = 6;
+/// Longest LEB128 encoding of a u32.
+const VARINT_BYTES_MAX: usize = 5;
 
 /// What anti-entropy has done on this node.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -105,7 +105,7 @@ impl Node {
         let me = self.config.name.clone();
         let n = self.config.n as usize;
         let partitions = self.membership.ring().partitions();
-        let mut batches: BTreeMap<NodeId, (u64, Vec<u8>)> = BTreeMap::new();
+        let mut batches: BTreeMap<NodeId, (u64, Vec<(u32, u16)>)> = BTreeMap::new();
         let mut started = 0;
         for _ in 0..partitions {
             if started == AE_PARTITIONS_PER_TICK {
@@ -137,14 +137,13 @@ impl Node {
                 batches.insert(peer.clone(), (salt, Vec::new()));
             }
             if let Some((salt, records)) = batches.get_mut(&peer) {
-                let root = short16(*salt, self.replica.trees().root(p));
-                records.extend_from_slice(&p.to_be_bytes());
-                records.extend_from_slice(&root.to_be_bytes());
+                records.push((p, short16(*salt, self.replica.trees().root(p))));
             }
             self.ae.exchanges += 1;
             started += 1;
         }
-        for (peer, (salt, roots)) in batches {
+        for (peer, (salt, records)) in batches {
+            let roots = pack_roots(records);
             self.ae_send(peer, PeerMessage::AeRoots { salt, roots });
         }
     }
@@ -248,12 +247,7 @@ impl Node {
     fn on_roots(&mut self, from: NodeId, salt: u64, roots: &[u8]) {
         let partitions = self.membership.ring().partitions();
         let mut parts = Vec::new();
-        for record in roots
-            .chunks_exact(ROOT_RECORD_BYTES)
-            .take(AE_BATCH_PARTITIONS_MAX)
-        {
-            let p = u32::from_be_bytes([record[0], record[1], record[2], record[3]]);
-            let root = u16::from_be_bytes([record[4], record[5]]);
+        for (p, root) in unpack_roots(roots).into_iter().take(AE_BATCH_PARTITIONS_MAX) {
             if p >= partitions || short16(salt, self.replica.trees().root(p)) == root {
                 continue;
             }
@@ -318,10 +312,13 @@ impl Node {
                 pull.push((p, segments, ByteBuf::from(lacking)));
             }
         }
-        self.push_objects(&from, push);
+        // The pull goes first: the peer must look its entries up before our pushes change
+        // them (a merged version no longer matches the hash we ask for), or concurrent
+        // versions would take a second cycle to meet.
         if !pull.is_empty() {
-            self.ae_send(from, PeerMessage::AePull { salt, parts: pull });
+            self.ae_send(from.clone(), PeerMessage::AePull { salt, parts: pull });
         }
+        self.push_objects(&from, push);
     }
 
     fn on_pull(&mut self, from: NodeId, salt: u64, parts: Vec<(u32, ByteBuf, ByteBuf)>) {
@@ -383,6 +380,64 @@ pub(crate) fn wire_bytes(msg: &PeerMessage) -> u64 {
         Ok(()) => counter.0,
         Err(_) => 0,
     }
+}
+
+/// Root records sorted by partition, each `[partition delta, LEB128][root u16 BE]`: the
+/// partitions of one tick are close together, so a delta mostly takes one byte.
+fn pack_roots(mut records: Vec<(u32, u16)>) -> Vec<u8> {
+    records.sort_unstable();
+    let mut out = Vec::with_capacity(records.len() * 3);
+    let mut previous = 0;
+    for (p, root) in records {
+        let mut delta = p - previous;
+        previous = p;
+        loop {
+            let low = (delta & 0x7f) as u8;
+            delta >>= 7;
+            if delta == 0 {
+                out.push(low);
+                break;
+            }
+            out.push(low | 0x80);
+        }
+        out.extend_from_slice(&root.to_be_bytes());
+    }
+    out
+}
+
+/// The records of [`pack_roots`]; a malformed tail (bad varint, overflow, short root)
+/// ends the list.
+fn unpack_roots(bytes: &[u8]) -> Vec<(u32, u16)> {
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    let mut partition = 0u32;
+    'records: while !rest.is_empty() {
+        let mut delta = 0u32;
+        let mut used = 0;
+        loop {
+            let Some(&byte) = rest.get(used) else {
+                break 'records;
+            };
+            if used == VARINT_BYTES_MAX {
+                break 'records;
+            }
+            delta |= u32::from(byte & 0x7f).checked_shl(7 * used as u32).unwrap_or(0);
+            used += 1;
+            if byte & 0x80 == 0 {
+                break;
+            }
+        }
+        let Some(root) = rest.get(used..used + 2) else {
+            break;
+        };
+        let Some(p) = partition.checked_add(delta) else {
+            break;
+        };
+        partition = p;
+        out.push((p, u16::from_be_bytes([root[0], root[1]])));
+        rest = &rest[used + 2..];
+    }
+    out
 }
 
 /// A partition's branch hashes cut to 16 bits, packed big-endian.
@@ -500,6 +555,19 @@ mod tests {
         assert!(differing_segments(salt, &a, 0, &packed).is_empty());
         // a truncated record is ignored, never a panic
         assert!(differing_segments(salt, &b, 0, &packed[..packed.len() - 1]).len() <= 2);
+    }
+
+    #[test]
+    fn roots_pack_to_three_bytes_and_survive_garbage() {
+        let records = vec![(1000, 7), (3, 1), (4, 65535), (300, 2)];
+        let packed = pack_roots(records.clone());
+        let mut sorted = records;
+        sorted.sort_unstable();
+        assert_eq!(unpack_roots(&packed), sorted);
+        // deltas 3, 1, 296 (two bytes), 700 (two bytes)
+        assert_eq!(packed.len(), 4 * 3 + 2);
+        assert_eq!(unpack_roots(&packed[..packed.len() - 1]).len(), 3);
+        assert!(unpack_roots(&[0xff; 12]).is_empty());
     }
 
     #[test]

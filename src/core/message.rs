@@ -156,9 +156,10 @@ pub enum PeerMessage {
         nonce: u64,
     },
     /// Anti-entropy: the initiator's roots of the partitions it compares with the
-    /// receiver this tick, as packed records `[partition u32 BE][root u16 BE]`, each root
-    /// cut to 16 bits under `salt` (see `anti_entropy::short16`). One message per peer
-    /// per tick: a message per partition would cost more in framing than in hashes.
+    /// receiver this tick, as packed records `[partition delta, LEB128][root u16 BE]` in
+    /// partition order, each root cut to 16 bits under `salt` (see
+    /// `anti_entropy::short16`). One message per peer per tick: a message per partition
+    /// would cost more in framing than in hashes.
     AeRoots {
         salt: u64,
         #[serde(with = "serde_bytes")]

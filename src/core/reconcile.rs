@@ -56,6 +56,11 @@ pub const BLOOM_FP_MAX: f64 = 0.2;
 pub const BLOOM_FILTER_BYTES_MAX: usize = 1 << 20;
 /// Most entries of a partition scanned for a sketch or a filter.
 pub const RECONCILE_ENTRIES_MAX: usize = 100_000;
+/// In [`AePath::Auto`], fewest entries a partition must hold before its sketch is offered.
+/// A sketch costs ~5 bytes per entry while sparse (up to ~12 KiB dense) and each filter
+/// carries a 45-byte header, so on smaller partitions the compact descent is cheaper
+/// (measured by `examples/ae_bytes.rs`; see docs/BENCHMARKS.md).
+pub const SKETCH_ENTRIES_MIN: usize = 2_048;
 
 impl Node {
     /// Sends `to` an HLL sketch of our entries in `partition`, with our branches (so it
@@ -65,6 +70,9 @@ impl Node {
         let Some(entries) = self.partition_entries(partition) else {
             return false;
         };
+        if self.config.ae_path == AePath::Auto && entries.len() < SKETCH_ENTRIES_MIN {
+            return false;
+        }
         let hll = match rmp_serde::to_vec(&sketch_of(&entries)) {
             Ok(bytes) => bytes,
             Err(e) => {
@@ -325,6 +333,9 @@ pub fn sketch_of(entries: &[(Key, u64)]) -> Hll {
     for (key, digest) in entries {
         hll.insert(&entry_item(key, *digest));
     }
+    // Estimating folds the pending codes (a hash set sent as 5 bytes a code) into the
+    // varint-packed sparse list, which is what should travel.
+    hll.estimate();
     hll
 }
 

@@ -139,15 +139,14 @@ fn a_partition_scan_pages_without_losing_or_doubling_keys() {
     assert!(refused.is_none());
 }
 
-/// Two core nodes, N=2, Q=16, wired directly; returns them after `ticks` anti-entropy
-/// ticks (or earlier, once every root agrees).
+/// Two core nodes, N=2, wired directly, with a clock for their anti-entropy ticks.
 struct Pair {
     nodes: Vec<Node>,
     now: Now,
 }
 
 impl Pair {
-    fn new(path: AePath) -> Pair {
+    fn new(path: AePath, partitions: u32) -> Pair {
         let members = vec![
             MemberSpec::new("n1", "127.0.0.1:1"),
             MemberSpec::new("n2", "127.0.0.1:2"),
@@ -161,7 +160,7 @@ impl Pair {
             .enumerate()
             .map(|(i, name)| {
                 let mut cfg = NodeConfig::new(*name);
-                cfg.partitions = 16;
+                cfg.partitions = partitions;
                 cfg.n = 2;
                 cfg.w = 1;
                 cfg.r = 1;
@@ -184,7 +183,8 @@ impl Pair {
     }
 
     fn in_sync(&self) -> bool {
-        (0..16).all(|p| {
+        let partitions = self.nodes[0].config().partitions;
+        (0..partitions).all(|p| {
             self.nodes[0].replica().trees().root(p) == self.nodes[1].replica().trees().root(p)
         })
     }
@@ -239,8 +239,10 @@ fn counter(actor: u64, delta: i64, base: Option<&Object>) -> Object {
 
 #[test]
 fn a_replica_that_missed_many_writes_converges_through_the_bloom_path() {
-    let mut pair = Pair::new(AePath::Auto);
-    let keys: Vec<Key> = (0..3_000).map(|i| Key::new("ae", format!("k{i}"))).collect();
+    // two partitions of ~6000 keys: even the replica that was away holds enough of them
+    // (~2400) for Auto to offer sketches
+    let mut pair = Pair::new(AePath::Auto, 2);
+    let keys: Vec<Key> = (0..12_000).map(|i| Key::new("ae", format!("k{i}"))).collect();
     let mut expected = BTreeMap::new();
     for (i, key) in keys.iter().enumerate() {
         let base = counter(1, 1, None);
@@ -274,7 +276,7 @@ fn a_replica_that_missed_many_writes_converges_through_the_bloom_path() {
     let ticks = pair.converge(60);
     let stats: Vec<&AeStats> = pair.nodes.iter().map(|n| n.ae_stats()).collect();
     assert!(
-        stats.iter().map(|s| s.bloom_exchanges).sum::<u64>() >= 8,
+        stats.iter().map(|s| s.bloom_exchanges).sum::<u64>() >= 2,
         "most partitions should switch to Bloom: {stats:?}"
     );
     assert!(stats.iter().map(|s| s.sketches_sent).sum::<u64>() > 0);
@@ -297,7 +299,7 @@ fn a_replica_that_missed_many_writes_converges_through_the_bloom_path() {
         pair.tick();
     }
     let compared: u64 = pair.nodes.iter().map(|n| n.ae_stats().exchanges).sum();
-    assert!(compared >= exchanges + 16, "a full cycle compared every partition");
+    assert!(compared >= exchanges + 2, "a full cycle compared every partition");
     let after: u64 = pair.nodes.iter().map(|n| n.ae_stats().keys_sent).sum();
     assert_eq!(after, sent);
 }
@@ -305,7 +307,7 @@ fn a_replica_that_missed_many_writes_converges_through_the_bloom_path() {
 #[test]
 fn forced_paths_both_converge_a_small_difference() {
     for path in [AePath::Merkle, AePath::Bloom] {
-        let mut pair = Pair::new(path);
+        let mut pair = Pair::new(path, 16);
         for i in 0..500 {
             let key = Key::new("ae", format!("k{i}"));
             let base = counter(1, 1, None);
