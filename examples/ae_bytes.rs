@@ -231,7 +231,7 @@ fn measure(keys: usize, d: usize, path: AePath) -> Measured {
                     other => {
                         metadata += bytes;
                         messages += 1;
-                        let kind = by_kind.entry(kind_of(other)).or_default();
+                        let kind: &mut (u64, u64) = by_kind.entry(kind_of(other)).or_default();
                         kind.0 += 1;
                         kind.1 += bytes;
                     }

@@ -25,7 +25,8 @@ pub const LEAVES_PER_BRANCH: u32 = 16;
 pub const REBUILD_ROWS_PER_STEP: usize = 1_024;
 
 // Segments travel as one byte each.
-const _: () = assert!(SEGMENTS_PER_PARTITION <= 256 && SEGMENTS_PER_PARTITION % LEAVES_PER_BRANCH == 0);
+const _: () =
+    assert!(SEGMENTS_PER_PARTITION <= 256 && SEGMENTS_PER_PARTITION % LEAVES_PER_BRANCH == 0);
 
 /// How anti-entropy looks for the differences in a partition whose roots differ.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -247,7 +247,10 @@ impl Node {
     fn on_roots(&mut self, from: NodeId, salt: u64, roots: &[u8]) {
         let partitions = self.membership.ring().partitions();
         let mut parts = Vec::new();
-        for (p, root) in unpack_roots(roots).into_iter().take(AE_BATCH_PARTITIONS_MAX) {
+        for (p, root) in unpack_roots(roots)
+            .into_iter()
+            .take(AE_BATCH_PARTITIONS_MAX)
+        {
             if p >= partitions || short16(salt, self.replica.trees().root(p)) == root {
                 continue;
             }
@@ -421,7 +424,9 @@ fn unpack_roots(bytes: &[u8]) -> Vec<(u32, u16)> {
             if used == VARINT_BYTES_MAX {
                 break 'records;
             }
-            delta |= u32::from(byte & 0x7f).checked_shl(7 * used as u32).unwrap_or(0);
+            delta |= u32::from(byte & 0x7f)
+                .checked_shl(7 * used as u32)
+                .unwrap_or(0);
             used += 1;
             if byte & 0x80 == 0 {
                 break;

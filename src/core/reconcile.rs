@@ -111,14 +111,12 @@ impl Node {
                 root,
                 estimate,
                 filter,
-            } => {
-                if self.differs(partition, round, root) {
-                    let Some(entries) = self.partition_entries(partition) else {
-                        return;
-                    };
-                    let pushed = self.push_missing(&from, &entries, &filter);
-                    self.send_filter(from, partition, round, estimate, &entries, Some(pushed));
-                }
+            } if self.differs(partition, round, root) => {
+                let Some(entries) = self.partition_entries(partition) else {
+                    return;
+                };
+                let pushed = self.push_missing(&from, &entries, &filter);
+                self.send_filter(from, partition, round, estimate, &entries, Some(pushed));
             }
             PeerMessage::AeBloomReply {
                 partition,
@@ -154,14 +152,13 @@ impl Node {
                 round,
                 root,
                 estimate,
-            } => {
-                if self.differs(partition, round, root) {
-                    let Some(entries) = self.partition_entries(partition) else {
-                        return;
-                    };
-                    self.send_filter(from, partition, round, estimate, &entries, None);
-                }
+            } if self.differs(partition, round, root) => {
+                let Some(entries) = self.partition_entries(partition) else {
+                    return;
+                };
+                self.send_filter(from, partition, round, estimate, &entries, None);
             }
+            // converged, past the round limit, or not a Bloom message
             _ => {}
         }
     }
@@ -174,7 +171,14 @@ impl Node {
             && self.replica.trees().root(partition) != root
     }
 
-    fn on_sketch(&mut self, from: NodeId, salt: u64, partition: u32, branches: Vec<u8>, hll: &[u8]) {
+    fn on_sketch(
+        &mut self,
+        from: NodeId,
+        salt: u64,
+        partition: u32,
+        branches: Vec<u8>,
+        hll: &[u8],
+    ) {
         if partition >= self.membership.ring().partitions() {
             return;
         }
@@ -210,7 +214,12 @@ impl Node {
         }
         // A small difference (or no way to filter): descend the tree from the branches
         // the peer sent, without offering a sketch back.
-        self.descend_branches(from, salt, vec![(partition, ByteBuf::from(branches))], false);
+        self.descend_branches(
+            from,
+            salt,
+            vec![(partition, ByteBuf::from(branches))],
+            false,
+        );
     }
 
     /// Sends a filter of `entries` with a fresh seed: as `AeBloom` (starting a round) or,
@@ -345,7 +354,11 @@ pub fn difference_estimate(ours: &Hll, theirs: &Hll) -> Result<u64, SketchError>
     let mut union = ours.clone();
     union.merge(theirs)?;
     let both = union.estimate().saturating_mul(2);
-    Ok(both.saturating_sub(ours.clone().estimate().saturating_add(theirs.clone().estimate())))
+    Ok(both.saturating_sub(
+        ours.clone()
+            .estimate()
+            .saturating_add(theirs.clone().estimate()),
+    ))
 }
 
 /// The false-positive rate for a filter of `items` entries when `estimate` of them are

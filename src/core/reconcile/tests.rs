@@ -82,7 +82,10 @@ fn a_false_positive_is_caught_by_a_later_round_with_a_fresh_seed() {
         }
     };
     while a != b {
-        assert!(found_per_round.len() < 40, "no convergence: {found_per_round:?}");
+        assert!(
+            found_per_round.len() < 40,
+            "no convergence: {found_per_round:?}"
+        );
         let fa = tiny(&a, &mut rng);
         let from_b = missing_from(&b.clone().into_iter().collect::<Vec<_>>(), &fa);
         let fb = tiny(&b, &mut rng);
@@ -97,10 +100,21 @@ fn a_false_positive_is_caught_by_a_later_round_with_a_fresh_seed() {
     }
     // round one missed some differences (false positives) that later rounds caught
     assert!(found_per_round.len() >= 2, "{found_per_round:?}");
-    assert!(found_per_round[0] > 0 && found_per_round[0] < 80, "{found_per_round:?}");
+    assert!(
+        found_per_round[0] > 0 && found_per_round[0] < 80,
+        "{found_per_round:?}"
+    );
     assert!(found_per_round[1..].iter().sum::<usize>() > 0);
-    assert_eq!(seeds.len(), 2 * found_per_round.len(), "every filter has a fresh seed");
-    assert_eq!(a.values().filter(|d| **d == 2).count(), 60, "no newer version lost");
+    assert_eq!(
+        seeds.len(),
+        2 * found_per_round.len(),
+        "every filter has a fresh seed"
+    );
+    assert_eq!(
+        a.values().filter(|d| **d == 2).count(),
+        60,
+        "no newer version lost"
+    );
     assert_eq!(a.len(), 220);
 }
 
@@ -242,7 +256,9 @@ fn a_replica_that_missed_many_writes_converges_through_the_bloom_path() {
     // two partitions of ~6000 keys: even the replica that was away holds enough of them
     // (~2400) for Auto to offer sketches
     let mut pair = Pair::new(AePath::Auto, 2);
-    let keys: Vec<Key> = (0..12_000).map(|i| Key::new("ae", format!("k{i}"))).collect();
+    let keys: Vec<Key> = (0..12_000)
+        .map(|i| Key::new("ae", format!("k{i}")))
+        .collect();
     let mut expected = BTreeMap::new();
     for (i, key) in keys.iter().enumerate() {
         let base = counter(1, 1, None);
@@ -299,7 +315,10 @@ fn a_replica_that_missed_many_writes_converges_through_the_bloom_path() {
         pair.tick();
     }
     let compared: u64 = pair.nodes.iter().map(|n| n.ae_stats().exchanges).sum();
-    assert!(compared >= exchanges + 2, "a full cycle compared every partition");
+    assert!(
+        compared >= exchanges + 2,
+        "a full cycle compared every partition"
+    );
     let after: u64 = pair.nodes.iter().map(|n| n.ae_stats().keys_sent).sum();
     assert_eq!(after, sent);
 }
