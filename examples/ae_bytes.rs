@@ -1,21 +1,44 @@
 //! How many bytes anti-entropy spends to find and repair d divergent keys out of 100k,
-//! against the ideal of d × (key + version digest).
+//! against the ideal of d × (key + version digest), for each way of finding them.
 //!
 //! Two core nodes (N=2) share 100k identical keys; the second then gets a newer version
-//! of d of them. Only anti-entropy runs — no reads, no hints — and every message between
-//! the nodes is counted. Run: `cargo run --release --example ae_bytes [-- --keys 100000]`.
+//! of d of them. Only anti-entropy runs — no reads, no hints — until both replicas'
+//! Merkle roots agree on every partition. Every anti-entropy message is counted as the
+//! transport would frame it (4-byte length + named msgpack of the envelope); the
+//! repairing objects and their acks are counted apart. Deterministic: no timing involved.
+//!
+//! Run: `cargo run --release --example ae_bytes [-- --keys 100000]`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use ringkv::core::anti_entropy::AePath;
 use ringkv::core::clock::{ActorId, Timestamp};
-use ringkv::core::message::{Key, PeerMessage};
+use ringkv::core::message::{Key, PeerMessage, WireBody, WireRequest};
 use ringkv::core::node::{MemberSpec, Node, NodeConfig, Now};
 use ringkv::core::object::{Limits, Object, Op};
 use ringkv::core::ring::NodeId;
 use ringkv::storage::MemoryStorage;
 
-/// Bound on message-passing rounds per measurement.
-const ROUNDS_MAX: usize = 10_000;
+/// Bound on anti-entropy ticks per measurement.
+const TICKS_MAX: usize = 2_000;
+/// Simulated time between two ticks (the interval is 1 s plus up to 25 % jitter).
+const TICK_MS: u64 = 1_300;
+/// Length prefix of a transport frame.
+const FRAME_PREFIX_BYTES: u64 = 4;
+
+struct Measured {
+    ideal: u64,
+    metadata: u64,
+    messages: u64,
+    objects: u64,
+    repaired: u64,
+    ticks: usize,
+    bloom_rounds: u64,
+    converged: bool,
+    /// Frames and bytes per anti-entropy message kind.
+    by_kind: BTreeMap<&'static str, (u64, u64)>,
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -26,40 +49,71 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
     println!(
-        "anti-entropy bytes to repair d of {keys} keys (Merkle path; Q=1024, 256 leaves per partition)\n"
+        "anti-entropy bytes to repair d of {keys} keys (N=2, Q=1024, 256 leaves per partition)\n"
     );
     println!(
-        "{:>6} {:>12} {:>12} {:>8} {:>14} {:>8}",
-        "d", "ideal B", "metadata B", "ratio", "with objects B", "repaired"
+        "{:>6} {:>7} {:>10} {:>12} {:>6} {:>8} {:>14} {:>8} {:>6} {:>6}",
+        "path",
+        "d",
+        "ideal B",
+        "metadata B",
+        "msgs",
+        "ratio",
+        "repair B",
+        "objects",
+        "ticks",
+        "rounds"
     );
-    for d in [1usize, 10, 100, 1_000, 10_000] {
-        if d > keys {
-            continue;
-        }
-        let m = measure(keys, d);
+    let mut breakdown = Vec::new();
+    for (name, path) in [
+        ("merkle", AePath::Merkle),
+        ("bloom", AePath::Bloom),
+        ("auto", AePath::Auto),
+    ] {
+        let idle = measure(keys, 0, path);
         println!(
-            "{:>6} {:>12} {:>12} {:>8.1} {:>14} {:>8}",
-            d,
-            m.ideal,
-            m.metadata,
-            m.metadata as f64 / m.ideal as f64,
-            m.metadata + m.objects,
-            m.repaired
+            "{name:>6} {:>7} {:>10} {:>12} {:>6} {:>8} {:>14} {:>8} {:>6} {:>6}",
+            0, 0, idle.metadata, idle.messages, "-", idle.objects, idle.repaired, idle.ticks, 0
         );
+        for d in [1usize, 10, 100, 1_000, 10_000] {
+            if d > keys {
+                continue;
+            }
+            let m = measure(keys, d, path);
+            println!(
+                "{name:>6} {:>7} {:>10} {:>12} {:>6} {:>8.2} {:>14} {:>8} {:>6} {:>6}{}",
+                d,
+                m.ideal,
+                m.metadata,
+                m.messages,
+                m.metadata as f64 / m.ideal as f64,
+                m.objects,
+                m.repaired,
+                m.ticks,
+                m.bloom_rounds,
+                if m.converged { "" } else { "  NOT CONVERGED" }
+            );
+            if d == 10_000 {
+                breakdown.push((name, m.by_kind));
+            }
+        }
+    }
+    for (name, kinds) in breakdown {
+        let parts: Vec<String> = kinds
+            .iter()
+            .map(|(k, (n, b))| format!("{k} {b} B in {n}"))
+            .collect();
+        println!("\n{name} at d = 10000: {}", parts.join(", "));
     }
     println!(
-        "\nideal = d × (average key size + 8-byte version digest); metadata = roots, leaves, keys\nand digests exchanged; objects = the repairing objects themselves (msgpack)."
+        "\nideal = d × (average key size + 8-byte version digest); metadata = every anti-entropy\n\
+         frame (roots, branches, leaves, entry hashes, sketches, filters); repair B = the objects\n\
+         and their acks. Every run lasts at least one full cycle (every partition compared once),\n\
+         and longer until the replicas agree; d = 0 is the cost of an idle cycle."
     );
 }
 
-struct Measured {
-    ideal: u64,
-    metadata: u64,
-    objects: u64,
-    repaired: u64,
-}
-
-fn measure(keys: usize, d: usize) -> Measured {
+fn measure(keys: usize, d: usize, path: AePath) -> Measured {
     let members = vec![
         MemberSpec::new("n1", "127.0.0.1:1"),
         MemberSpec::new("n2", "127.0.0.1:2"),
@@ -79,6 +133,7 @@ fn measure(keys: usize, d: usize) -> Measured {
             cfg.rng_seed = i as u64 + 1;
             cfg.probe_period_ms = 3_600_000;
             cfg.handoff_interval_ms = 3_600_000;
+            cfg.ae_path = path;
             let mut node = Node::new(cfg, members.clone(), Arc::new(MemoryStorage::new()), now)
                 .expect("node starts");
             // the start-up tree rebuild of an empty store finishes in one step
@@ -88,13 +143,14 @@ fn measure(keys: usize, d: usize) -> Measured {
         .collect();
     let limits = Limits::default();
     let mut key_bytes = 0u64;
+    let stride = keys.checked_div(d).unwrap_or(usize::MAX).max(1);
     for i in 0..keys {
         let key = Key::new("bench", format!("key-{i:08}"));
         key_bytes += (key.bucket.len() + key.key.len()) as u64;
         let op = Op::CounterAdd { delta: 1 };
         let (obj, _) =
             Object::apply(None, op, ActorId(99), Timestamp::default(), &limits).expect("apply");
-        let newer = (i % (keys / d).max(1) == 0 && i / (keys / d).max(1) < d).then(|| {
+        let newer = (i % stride == 0 && i / stride < d).then(|| {
             Object::apply(
                 Some(&obj),
                 Op::CounterAdd { delta: 1 },
@@ -124,15 +180,26 @@ fn measure(keys: usize, d: usize) -> Measured {
         }
     }
     let ideal = d as u64 * (key_bytes / keys as u64 + 8);
-    // let the trees rebuild, then run anti-entropy ticks until a quiet cycle
-    let mut objects = 0u64;
-    let mut quiet_ticks = 0;
-    for _ in 0..ROUNDS_MAX {
-        now.mono_ms += 1_300;
+    let partitions = nodes[0].membership().ring().partitions();
+    let in_sync = |nodes: &[Node]| {
+        (0..partitions)
+            .all(|p| nodes[0].replica().trees().root(p) == nodes[1].replica().trees().root(p))
+    };
+    let (mut metadata, mut messages, mut objects, mut repaired) = (0u64, 0u64, 0u64, 0u64);
+    let mut by_kind = BTreeMap::new();
+    let mut ticks = 0;
+    // At least one full cycle (every partition compared once by its initiator): finding
+    // d keys means comparing everything, wherever they happen to be.
+    let cycle_ticks = partitions.div_ceil(ringkv::core::exchange::AE_PARTITIONS_PER_TICK) as usize;
+    while ticks < TICKS_MAX {
+        if ticks >= cycle_ticks && in_sync(&nodes) {
+            break;
+        }
+        ticks += 1;
+        now.mono_ms += TICK_MS;
         for node in nodes.iter_mut() {
             node.handle_timeout(now);
         }
-        let mut moved = 0;
         loop {
             let mut wire = Vec::new();
             for (n, node) in nodes.iter_mut().enumerate() {
@@ -144,27 +211,58 @@ fn measure(keys: usize, d: usize) -> Measured {
                 break;
             }
             for (from, to, msg) in wire {
-                if let PeerMessage::Replicate { object, .. } = &msg {
-                    objects += rmp_serde::to_vec(object).map_or(0, |b| b.len() as u64);
-                    moved += 1;
+                let from = NodeId::from(if from == 0 { "n1" } else { "n2" });
+                let frame = WireRequest::new(WireBody::Peer {
+                    from: from.clone(),
+                    msg,
+                });
+                let bytes = FRAME_PREFIX_BYTES
+                    + rmp_serde::to_vec_named(&frame).map_or(0, |b| b.len() as u64);
+                let WireBody::Peer { msg, .. } = frame.body else {
+                    unreachable!("built as a peer frame above");
+                };
+                match &msg {
+                    PeerMessage::Replicate { .. } => {
+                        objects += bytes;
+                        repaired += 1;
+                    }
+                    PeerMessage::ReplicateAck { .. } => objects += bytes,
+                    other => {
+                        metadata += bytes;
+                        messages += 1;
+                        let kind: &mut (u64, u64) = by_kind.entry(kind_of(other)).or_default();
+                        kind.0 += 1;
+                        kind.1 += bytes;
+                    }
                 }
                 let target = if to.as_str() == "n1" { 0 } else { 1 };
-                let from = NodeId::from(if from == 0 { "n1" } else { "n2" });
                 nodes[target].handle_message(now, from, msg);
             }
         }
-        quiet_ticks = if moved == 0 { quiet_ticks + 1 } else { 0 };
-        // 1024 partitions at 32 per tick per node: 40 quiet ticks is a full quiet cycle
-        if quiet_ticks > 40 {
-            break;
-        }
     }
-    let metadata = nodes.iter().map(|n| n.ae_stats().bytes_sent).sum();
-    let repaired = nodes.iter().map(|n| n.ae_stats().keys_sent).sum();
     Measured {
-        ideal,
+        ideal: ideal.max(1),
         metadata,
+        messages,
         objects,
         repaired,
+        ticks,
+        bloom_rounds: nodes.iter().map(|n| n.ae_stats().bloom_rounds).sum(),
+        converged: in_sync(&nodes),
+        by_kind,
+    }
+}
+
+fn kind_of(msg: &PeerMessage) -> &'static str {
+    match msg {
+        PeerMessage::AeRoots { .. } => "roots",
+        PeerMessage::AeBranches { .. } => "branches",
+        PeerMessage::AeLeaves { .. } => "leaves",
+        PeerMessage::AeKeys { .. } => "entry hashes",
+        PeerMessage::AePull { .. } => "pulls",
+        PeerMessage::AeSketch { .. } => "HLL sketches",
+        PeerMessage::AeBloom { .. } | PeerMessage::AeBloomReply { .. } => "Bloom filters",
+        PeerMessage::AeBloomNext { .. } => "Bloom root checks",
+        _ => "other",
     }
 }

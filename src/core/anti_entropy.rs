@@ -24,6 +24,24 @@ pub const LEAVES_PER_BRANCH: u32 = 16;
 /// Rows one rebuild step reads, bounding the time a step holds the node.
 pub const REBUILD_ROWS_PER_STEP: usize = 1_024;
 
+// Segments travel as one byte each.
+const _: () =
+    assert!(SEGMENTS_PER_PARTITION <= 256 && SEGMENTS_PER_PARTITION % LEAVES_PER_BRANCH == 0);
+
+/// How anti-entropy looks for the differences in a partition whose roots differ.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AePath {
+    /// Descend the Merkle tree; when most branches differ, exchange HLL sketches and
+    /// switch to Bloom filters if they predict a large difference.
+    #[default]
+    Auto,
+    /// Always descend the Merkle tree (root, branches, leaves, entry hashes).
+    Merkle,
+    /// Always exchange HLL sketches and Bloom filters (unless the partition is too large
+    /// for a bounded scan, when the Merkle descent is the only bounded option).
+    Bloom,
+}
+
 /// One replica's trees, for every partition of the ring.
 #[derive(Clone, Debug)]
 pub struct MerkleTrees {
@@ -57,6 +75,22 @@ pub fn entry_hash(bucket: &[u8], key: &[u8], digest: u64) -> u64 {
     input.extend_from_slice(key);
     input.extend_from_slice(&digest.to_be_bytes());
     XxHash3_64::oneshot(&input)
+}
+
+/// A 64-bit tree hash cut to 16 bits under a per-exchange salt.
+///
+/// Tree levels travel as 16-bit hashes, a quarter of the bytes. Two different hashes
+/// then look equal with probability 2^-16 — which only delays a repair: the salt is
+/// drawn afresh for every exchange, so the next cycle compares them under another cut.
+pub fn short16(salt: u64, hash: u64) -> u16 {
+    (XxHash3_64::oneshot_with_seed(salt, &hash.to_le_bytes()) >> 48) as u16
+}
+
+/// An entry hash cut to 32 bits under a per-exchange salt. Entries are listed against
+/// all the other side's entries of the same segments, so they get more bits than tree
+/// nodes, which are only ever compared one to one.
+pub fn short32(salt: u64, hash: u64) -> u32 {
+    (XxHash3_64::oneshot_with_seed(salt, &hash.to_le_bytes()) >> 32) as u32
 }
 
 impl MerkleTrees {
@@ -282,5 +316,17 @@ mod tests {
             assert_eq!(t.segments(p), fresh.segments(p), "partition {p}");
         }
         assert_eq!(MerkleTrees::bytes_per_partition(), 2048);
+    }
+
+    #[test]
+    fn short_hashes_depend_on_the_salt() {
+        let (a, b) = (entry_hash(b"b", b"k1", 1), entry_hash(b"b", b"k2", 1));
+        // over many salts, two different hashes collide about 2^-16 of the time
+        let collisions = (0..4096u64)
+            .filter(|&s| short16(s, a) == short16(s, b))
+            .count();
+        assert!(collisions <= 2, "{collisions} collisions in 4096 salts");
+        assert_eq!(short16(7, a), short16(7, a));
+        assert_ne!(short32(1, a), short32(2, a));
     }
 }

@@ -370,11 +370,15 @@ impl Node {
             } => self.on_members_message(now, from, partitions, members),
             PeerMessage::Transfer { id, objects, .. } => self.on_transfer(from, id, objects),
             PeerMessage::TransferAck { id, error } => self.on_transfer_ack(now, from, id, error),
-            msg @ (PeerMessage::AeRoot { .. }
+            msg @ (PeerMessage::AeRoots { .. }
             | PeerMessage::AeBranches { .. }
             | PeerMessage::AeLeaves { .. }
             | PeerMessage::AeKeys { .. }
             | PeerMessage::AePull { .. }) => self.on_ae_message(from, msg),
+            msg @ (PeerMessage::AeSketch { .. }
+            | PeerMessage::AeBloom { .. }
+            | PeerMessage::AeBloomReply { .. }
+            | PeerMessage::AeBloomNext { .. }) => self.on_reconcile_message(from, msg),
         }
     }
 

@@ -1,17 +1,31 @@
-//! Anti-entropy exchanges between the primaries of a partition, sans-IO.
+//! Anti-entropy exchanges between the primaries of a partition, sans-IO: the Merkle path.
 //!
 //! Read repair only fixes keys that clients read, and hinted handoff only what a fallback
 //! saw; a replica that missed writes whose hints were lost stays behind until something
-//! compares it. Every tick, a node compares a bounded number of its partitions with one
-//! other live primary each, cheapest first: the Merkle root (one u64); if it differs, the
-//! 16 branch hashes; then the leaves under differing branches; then the keys and version
-//! digests of the differing leaves only. A partition's first live primary initiates. Each
-//! side then sends the other the objects it holds differently, and the receiver merges
-//! them, so repair runs in both directions and can never lose a write.
+//! compares it. Every tick, a node compares a bounded number of the partitions it
+//! initiates (it is their first live primary) with one other live primary each, cheapest
+//! first: the roots; for differing roots the 16 branch hashes; then the leaves under
+//! differing branches; then the entry hashes of the differing leaves. Each side then
+//! sends the other the objects it holds differently, and the receiver merges them, so
+//! repair runs in both directions and can never lose a write.
+//!
+//! Bytes matter more than round trips here (the ideal is the differing keys themselves),
+//! so every stage is batched — one message per peer per tick for all its partitions —
+//! and hashes travel short: tree hashes as 16 bits and entry hashes as 32 bits, cut under
+//! a salt drawn afresh per exchange, so that a collision delays a repair by one cycle
+//! instead of hiding a difference forever. Leaves travel sparse (a bitmap of non-empty
+//! leaves), and keys are never listed by name: the side that lacks an entry returns its
+//! hash, and the side that holds it pushes the object. When most branches of a partition
+//! differ, `reconcile.rs` may take over with HLL sketches and Bloom filters.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use crate::core::anti_entropy::{LEAVES_PER_BRANCH, RebuildProgress, SEGMENTS_PER_PARTITION};
+use serde_bytes::ByteBuf;
+
+use crate::core::anti_entropy::{
+    AePath, LEAVES_PER_BRANCH, MerkleTrees, RebuildProgress, SEGMENTS_PER_PARTITION, entry_hash,
+    short16, short32,
+};
 use crate::core::message::{Key, PeerMessage};
 use crate::core::node::{Node, Now};
 use crate::core::ring::NodeId;
@@ -21,6 +35,15 @@ use crate::core::timer::Timer;
 pub const AE_PARTITIONS_PER_TICK: u32 = 32;
 /// Most keys one exchange message lists, and most keys one side scans per exchange.
 pub const AE_KEYS_MAX: usize = 10_000;
+/// Most partitions one batched message may carry; the rest of a larger one is ignored.
+pub const AE_BATCH_PARTITIONS_MAX: usize = 1_024;
+/// In [`AePath::Auto`], differing branches (of 16) from which the two sides exchange HLL
+/// sketches to decide between the tree and Bloom filters. Fewer differing branches mean
+/// a small difference, which the descent finds cheaper than any filter; 12 of 16 is
+/// what about 22 random differing entries produce.
+pub const AE_SKETCH_BRANCHES_MIN: usize = 12;
+/// Longest LEB128 encoding of a u32.
+const VARINT_BYTES_MAX: usize = 5;
 
 /// What anti-entropy has done on this node.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -31,12 +54,21 @@ pub struct AeStats {
     pub mismatches: u64,
     /// Objects sent to repair a peer.
     pub keys_sent: u64,
-    /// Bytes of anti-entropy metadata sent (roots, leaves, keys and digests), excluding
-    /// the repairing objects themselves.
+    /// Bytes of anti-entropy messages sent (their msgpack encoding as the transport
+    /// sends it, without the frame envelope), excluding the repairing objects.
     pub bytes_sent: u64,
     /// Rows scanned by the start-up tree rebuild.
     pub rebuild_rows: u64,
+    /// HLL sketches sent.
+    pub sketches_sent: u64,
+    /// Partitions this node switched to the Bloom path.
+    pub bloom_exchanges: u64,
+    /// Bloom rounds this node started (each sends a filter and asks for the peer's).
+    pub bloom_rounds: u64,
 }
+
+/// Counts the bytes an encoder writes, without keeping them.
+struct ByteCounter(u64);
 
 impl Node {
     /// One step of the start-up tree rebuild; reschedules itself until done.
@@ -57,7 +89,7 @@ impl Node {
         }
     }
 
-    /// Starts root comparisons for the next partitions this node is a primary of.
+    /// Sends the roots of the next partitions this node initiates, one message per peer.
     pub(crate) fn on_anti_entropy_tick(&mut self, now: Now) {
         let interval = self.config.anti_entropy_interval_ms;
         if interval == 0 {
@@ -73,6 +105,7 @@ impl Node {
         let me = self.config.name.clone();
         let n = self.config.n as usize;
         let partitions = self.membership.ring().partitions();
+        let mut batches: BTreeMap<NodeId, (u64, Vec<(u32, u16)>)> = BTreeMap::new();
         let mut started = 0;
         for _ in 0..partitions {
             if started == AE_PARTITIONS_PER_TICK {
@@ -80,16 +113,13 @@ impl Node {
             }
             let p = self.ae_cursor % partitions;
             self.ae_cursor = self.ae_cursor.wrapping_add(1);
-            let primaries: Vec<NodeId> = self
+            let live: Vec<NodeId> = self
                 .membership
                 .ring()
                 .primaries(p, n)
                 .into_iter()
-                .cloned()
-                .collect();
-            let live: Vec<NodeId> = primaries
-                .into_iter()
                 .filter(|x| self.membership.is_up(x))
+                .cloned()
                 .collect();
             // One initiator per partition — its first live primary — so two replicas
             // never run the same comparison at once and repair each key twice.
@@ -101,121 +131,35 @@ impl Node {
                 continue;
             }
             let pick = rand::RngCore::next_u64(&mut self.rng) as usize % peers.len();
-            let root = self.replica.trees().root(p);
+            let peer = peers[pick].clone();
+            if !batches.contains_key(&peer) {
+                let salt = rand::RngCore::next_u64(&mut self.rng);
+                batches.insert(peer.clone(), (salt, Vec::new()));
+            }
+            if let Some((salt, records)) = batches.get_mut(&peer) {
+                records.push((p, short16(*salt, self.replica.trees().root(p))));
+            }
             self.ae.exchanges += 1;
-            self.ae.bytes_sent += 12;
-            self.send(
-                peers[pick].clone(),
-                PeerMessage::AeRoot { partition: p, root },
-            );
             started += 1;
+        }
+        for (peer, (salt, records)) in batches {
+            let roots = pack_roots(records);
+            self.ae_send(peer, PeerMessage::AeRoots { salt, roots });
         }
     }
 
     pub(crate) fn on_ae_message(&mut self, from: NodeId, msg: PeerMessage) {
-        let trees = self.replica.trees();
-        if !trees.is_ready() {
+        if !self.replica.trees().is_ready() {
             return;
         }
         match msg {
-            PeerMessage::AeRoot { partition, root } => {
-                if partition >= self.membership.ring().partitions() || trees.root(partition) == root
-                {
-                    return;
-                }
-                self.ae.mismatches += 1;
-                let branches = trees.branches(partition);
-                self.ae.bytes_sent += 4 + 8 * branches.len() as u64;
-                self.send(
-                    from,
-                    PeerMessage::AeBranches {
-                        partition,
-                        branches,
-                    },
-                );
+            PeerMessage::AeRoots { salt, roots } => self.on_roots(from, salt, &roots),
+            PeerMessage::AeBranches { salt, parts } => {
+                self.descend_branches(from, salt, parts, true);
             }
-            PeerMessage::AeBranches {
-                partition,
-                branches,
-            } => {
-                let ours = trees.branches(partition);
-                if branches.len() != ours.len() {
-                    return;
-                }
-                let leaves: Vec<(u32, Vec<u64>)> = (0..ours.len() as u32)
-                    .filter(|&b| ours[b as usize] != branches[b as usize])
-                    .map(|b| (b, trees.leaves_of(partition, b).to_vec()))
-                    .collect();
-                if leaves.is_empty() {
-                    return;
-                }
-                self.ae.bytes_sent += 4 + leaves
-                    .iter()
-                    .map(|(_, l)| 4 + 8 * l.len() as u64)
-                    .sum::<u64>();
-                self.send(from, PeerMessage::AeLeaves { partition, leaves });
-            }
-            PeerMessage::AeLeaves { partition, leaves } => {
-                let mut differing = Vec::new();
-                for (branch, theirs) in leaves.iter().take(SEGMENTS_PER_PARTITION as usize) {
-                    let ours = trees.leaves_of(partition, *branch);
-                    if ours.len() != theirs.len() {
-                        continue;
-                    }
-                    for (i, (a, b)) in ours.iter().zip(theirs).enumerate() {
-                        if a != b {
-                            differing.push(branch * LEAVES_PER_BRANCH + i as u32);
-                        }
-                    }
-                }
-                if differing.is_empty() {
-                    return;
-                }
-                let entries = self.entries_in(partition, &differing);
-                self.ae.bytes_sent += entries_bytes(&entries) + 4 * differing.len() as u64;
-                self.send(
-                    from,
-                    PeerMessage::AeKeys {
-                        partition,
-                        segments: differing,
-                        entries,
-                    },
-                );
-            }
-            PeerMessage::AeKeys {
-                partition,
-                segments,
-                entries,
-            } => {
-                let segments: Vec<u32> = segments
-                    .into_iter()
-                    .filter(|&s| s < SEGMENTS_PER_PARTITION)
-                    .collect();
-                let ours: BTreeMap<Key, u64> =
-                    self.entries_in(partition, &segments).into_iter().collect();
-                let theirs: BTreeMap<Key, u64> = entries.into_iter().take(AE_KEYS_MAX).collect();
-                // Ours that they lack or hold differently: push them.
-                let push: Vec<Key> = ours
-                    .iter()
-                    .filter(|(k, d)| theirs.get(*k) != Some(*d))
-                    .map(|(k, _)| k.clone())
-                    .collect();
-                // Theirs that we lack or hold differently: pull them.
-                let pull: Vec<Key> = theirs
-                    .iter()
-                    .filter(|(k, d)| ours.get(*k) != Some(*d))
-                    .map(|(k, _)| k.clone())
-                    .collect();
-                self.push_objects(&from, push);
-                if !pull.is_empty() {
-                    self.ae.bytes_sent += keys_bytes(&pull);
-                    self.send(from, PeerMessage::AePull { keys: pull });
-                }
-            }
-            PeerMessage::AePull { keys } => {
-                let keys: Vec<Key> = keys.into_iter().take(AE_KEYS_MAX).collect();
-                self.push_objects(&from, keys);
-            }
+            PeerMessage::AeLeaves { salt, parts } => self.on_leaves(from, salt, parts),
+            PeerMessage::AeKeys { salt, parts } => self.on_keys(from, salt, parts),
+            PeerMessage::AePull { salt, parts } => self.on_pull(from, salt, parts),
             _ => {}
         }
     }
@@ -224,8 +168,59 @@ impl Node {
         &self.ae
     }
 
-    /// Sends our copy of each key to `to` as a replication (it merges).
-    fn push_objects(&mut self, to: &NodeId, keys: Vec<Key>) {
+    /// Sends an anti-entropy message, counting its encoded size.
+    pub(crate) fn ae_send(&mut self, to: NodeId, msg: PeerMessage) {
+        self.ae.bytes_sent += wire_bytes(&msg);
+        self.send(to, msg);
+    }
+
+    /// Answers a peer's differing branches (`theirs`, per partition) with our leaves under
+    /// them — or, when `sketch_ok` and the path says so, with an HLL sketch instead.
+    pub(crate) fn descend_branches(
+        &mut self,
+        from: NodeId,
+        salt: u64,
+        parts: Vec<(u32, ByteBuf)>,
+        sketch_ok: bool,
+    ) {
+        let partitions = self.membership.ring().partitions();
+        let mut out = Vec::new();
+        for (p, theirs) in parts.into_iter().take(AE_BATCH_PARTITIONS_MAX) {
+            if p >= partitions {
+                continue;
+            }
+            let ours = pack_branches(salt, &self.replica.trees().branches(p));
+            if ours.len() != theirs.len() {
+                continue;
+            }
+            let differing: Vec<u8> = (0..ours.len() / 2)
+                .filter(|&b| ours[2 * b..2 * b + 2] != theirs[2 * b..2 * b + 2])
+                .map(|b| b as u8)
+                .collect();
+            if differing.is_empty() {
+                // the roots differed under a 16-bit cut but no branch does: a collision,
+                // which the next cycle's salt will not repeat
+                continue;
+            }
+            let sketch = sketch_ok
+                && match self.config.ae_path {
+                    AePath::Bloom => true,
+                    AePath::Auto => differing.len() >= AE_SKETCH_BRANCHES_MIN,
+                    AePath::Merkle => false,
+                };
+            if sketch && self.send_sketch(&from, salt, p) {
+                continue;
+            }
+            let leaves = pack_leaves(salt, self.replica.trees(), p, &differing);
+            out.push((p, ByteBuf::from(leaves)));
+        }
+        if !out.is_empty() {
+            self.ae_send(from, PeerMessage::AeLeaves { salt, parts: out });
+        }
+    }
+
+    /// Our copy of each key goes to `to` as a replication (it merges).
+    pub(crate) fn push_objects(&mut self, to: &NodeId, keys: Vec<Key>) {
         for key in keys {
             let object = match self.replica.read(&key, None) {
                 Ok(Some(o)) => o,
@@ -249,14 +244,111 @@ impl Node {
         }
     }
 
-    /// Our (key, digest) pairs in the given segments of a partition, bounded.
-    fn entries_in(&self, partition: u32, segments: &[u32]) -> Vec<(Key, u64)> {
+    fn on_roots(&mut self, from: NodeId, salt: u64, roots: &[u8]) {
+        let partitions = self.membership.ring().partitions();
+        let mut parts = Vec::new();
+        for (p, root) in unpack_roots(roots)
+            .into_iter()
+            .take(AE_BATCH_PARTITIONS_MAX)
+        {
+            if p >= partitions || short16(salt, self.replica.trees().root(p)) == root {
+                continue;
+            }
+            self.ae.mismatches += 1;
+            if self.config.ae_path == AePath::Bloom && self.send_sketch(&from, salt, p) {
+                continue;
+            }
+            let branches = pack_branches(salt, &self.replica.trees().branches(p));
+            parts.push((p, ByteBuf::from(branches)));
+        }
+        if !parts.is_empty() {
+            self.ae_send(from, PeerMessage::AeBranches { salt, parts });
+        }
+    }
+
+    fn on_leaves(&mut self, from: NodeId, salt: u64, parts: Vec<(u32, ByteBuf)>) {
+        let partitions = self.membership.ring().partitions();
+        let mut out = Vec::new();
+        let mut listed = 0;
+        for (p, records) in parts.into_iter().take(AE_BATCH_PARTITIONS_MAX) {
+            if p >= partitions || listed >= AE_KEYS_MAX {
+                continue;
+            }
+            let differing = differing_segments(salt, self.replica.trees(), p, &records);
+            if differing.is_empty() {
+                continue;
+            }
+            let mut hashes = Vec::new();
+            for (key, digest) in self.entries_in(p, &differing, AE_KEYS_MAX - listed) {
+                hashes.extend_from_slice(&entry_short(salt, &key, digest).to_be_bytes());
+                listed += 1;
+            }
+            out.push((p, ByteBuf::from(differing), ByteBuf::from(hashes)));
+        }
+        if !out.is_empty() {
+            self.ae_send(from, PeerMessage::AeKeys { salt, parts: out });
+        }
+    }
+
+    fn on_keys(&mut self, from: NodeId, salt: u64, parts: Vec<(u32, ByteBuf, ByteBuf)>) {
+        let partitions = self.membership.ring().partitions();
+        let mut push = Vec::new();
+        let mut pull = Vec::new();
+        for (p, segments, hashes) in parts.into_iter().take(AE_BATCH_PARTITIONS_MAX) {
+            if p >= partitions || push.len() >= AE_KEYS_MAX {
+                continue;
+            }
+            let theirs: BTreeSet<u32> = unpack_u32s(&hashes).take(AE_KEYS_MAX).collect();
+            let mut ours = BTreeSet::new();
+            for (key, digest) in self.entries_in(p, &segments, AE_KEYS_MAX - push.len()) {
+                let h = entry_short(salt, &key, digest);
+                ours.insert(h);
+                if !theirs.contains(&h) {
+                    push.push(key);
+                }
+            }
+            let lacking: Vec<u8> = theirs
+                .difference(&ours)
+                .flat_map(|h| h.to_be_bytes())
+                .collect();
+            if !lacking.is_empty() {
+                pull.push((p, segments, ByteBuf::from(lacking)));
+            }
+        }
+        // The pull goes first: the peer must look its entries up before our pushes change
+        // them (a merged version no longer matches the hash we ask for), or concurrent
+        // versions would take a second cycle to meet.
+        if !pull.is_empty() {
+            self.ae_send(from.clone(), PeerMessage::AePull { salt, parts: pull });
+        }
+        self.push_objects(&from, push);
+    }
+
+    fn on_pull(&mut self, from: NodeId, salt: u64, parts: Vec<(u32, ByteBuf, ByteBuf)>) {
+        let partitions = self.membership.ring().partitions();
+        let mut push = Vec::new();
+        for (p, segments, hashes) in parts.into_iter().take(AE_BATCH_PARTITIONS_MAX) {
+            if p >= partitions || push.len() >= AE_KEYS_MAX {
+                continue;
+            }
+            let wanted: BTreeSet<u32> = unpack_u32s(&hashes).take(AE_KEYS_MAX).collect();
+            for (key, digest) in self.entries_in(p, &segments, AE_KEYS_MAX - push.len()) {
+                if wanted.contains(&entry_short(salt, &key, digest)) {
+                    push.push(key);
+                }
+            }
+        }
+        self.push_objects(&from, push);
+    }
+
+    /// Our (key, digest) pairs in the given segments of a partition, at most `limit`.
+    fn entries_in(&self, partition: u32, segments: &[u8], limit: usize) -> Vec<(Key, u64)> {
         let ring = self.membership.ring();
         let (start, end) = ring.partition_range(partition);
         let width = (end - start) / SEGMENTS_PER_PARTITION as u64 + 1;
         let mut out = Vec::new();
         for &s in segments {
-            let room = AE_KEYS_MAX.saturating_sub(out.len());
+            let room = limit.saturating_sub(out.len());
             if room == 0 {
                 break;
             }
@@ -273,15 +365,222 @@ impl Node {
     }
 }
 
-fn keys_bytes(keys: &[Key]) -> u64 {
-    keys.iter()
-        .map(|k| (k.bucket.len() + k.key.len() + 2) as u64)
-        .sum()
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
-fn entries_bytes(entries: &[(Key, u64)]) -> u64 {
-    entries
+/// The bytes `msg` takes in the transport's encoding (named msgpack).
+pub(crate) fn wire_bytes(msg: &PeerMessage) -> u64 {
+    let mut counter = ByteCounter(0);
+    match rmp_serde::encode::write_named(&mut counter, msg) {
+        Ok(()) => counter.0,
+        Err(_) => 0,
+    }
+}
+
+/// Root records sorted by partition, each `[partition delta, LEB128][root u16 BE]`: the
+/// partitions of one tick are close together, so a delta mostly takes one byte.
+fn pack_roots(mut records: Vec<(u32, u16)>) -> Vec<u8> {
+    records.sort_unstable();
+    let mut out = Vec::with_capacity(records.len() * 3);
+    let mut previous = 0;
+    for (p, root) in records {
+        let mut delta = p - previous;
+        previous = p;
+        loop {
+            let low = (delta & 0x7f) as u8;
+            delta >>= 7;
+            if delta == 0 {
+                out.push(low);
+                break;
+            }
+            out.push(low | 0x80);
+        }
+        out.extend_from_slice(&root.to_be_bytes());
+    }
+    out
+}
+
+/// The records of [`pack_roots`]; a malformed tail (bad varint, overflow, short root)
+/// ends the list.
+fn unpack_roots(bytes: &[u8]) -> Vec<(u32, u16)> {
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    let mut partition = 0u32;
+    'records: while !rest.is_empty() {
+        let mut delta = 0u32;
+        let mut used = 0;
+        loop {
+            let Some(&byte) = rest.get(used) else {
+                break 'records;
+            };
+            if used == VARINT_BYTES_MAX {
+                break 'records;
+            }
+            delta |= u32::from(byte & 0x7f)
+                .checked_shl(7 * used as u32)
+                .unwrap_or(0);
+            used += 1;
+            if byte & 0x80 == 0 {
+                break;
+            }
+        }
+        let Some(root) = rest.get(used..used + 2) else {
+            break;
+        };
+        let Some(p) = partition.checked_add(delta) else {
+            break;
+        };
+        partition = p;
+        out.push((p, u16::from_be_bytes([root[0], root[1]])));
+        rest = &rest[used + 2..];
+    }
+    out
+}
+
+/// A partition's branch hashes cut to 16 bits, packed big-endian.
+pub(crate) fn pack_branches(salt: u64, branches: &[u64]) -> Vec<u8> {
+    branches
         .iter()
-        .map(|(k, _)| (k.bucket.len() + k.key.len() + 2 + 8) as u64)
-        .sum()
+        .flat_map(|b| short16(salt, *b).to_be_bytes())
+        .collect()
+}
+
+/// For each branch, `[branch][bitmap of non-empty leaves][16-bit cut of each]`. An empty
+/// leaf (hash 0: no entries) costs one bitmap bit instead of two bytes; most leaves of a
+/// small partition are empty.
+fn pack_leaves(salt: u64, trees: &MerkleTrees, partition: u32, branches: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for &b in branches {
+        let leaves = trees.leaves_of(partition, b as u32);
+        let bitmap = leaves
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| **l != 0)
+            .fold(0u16, |m, (i, _)| m | (1 << i));
+        out.push(b);
+        out.extend_from_slice(&bitmap.to_be_bytes());
+        for leaf in leaves.iter().filter(|l| **l != 0) {
+            out.extend_from_slice(&short16(salt, *leaf).to_be_bytes());
+        }
+    }
+    out
+}
+
+/// The segments whose leaves differ between ours and the packed records of a peer
+/// (see [`pack_leaves`]); a malformed record ends the parse.
+fn differing_segments(salt: u64, trees: &MerkleTrees, partition: u32, records: &[u8]) -> Vec<u8> {
+    const _: () = assert!(LEAVES_PER_BRANCH == 16, "the leaf bitmap is a u16");
+    let mut out = Vec::new();
+    let mut rest = records;
+    while let [branch, hi, lo, tail @ ..] = rest {
+        let bitmap = u16::from_be_bytes([*hi, *lo]);
+        let present = bitmap.count_ones() as usize;
+        let Some(values) = tail.get(..2 * present) else {
+            break;
+        };
+        rest = &tail[2 * present..];
+        let ours = trees.leaves_of(partition, *branch as u32);
+        if ours.len() != LEAVES_PER_BRANCH as usize {
+            continue;
+        }
+        let mut theirs = values.chunks_exact(2);
+        for (i, leaf) in ours.iter().enumerate() {
+            let their = if bitmap & (1 << i) != 0 {
+                theirs.next().map(|v| u16::from_be_bytes([v[0], v[1]]))
+            } else {
+                None
+            };
+            let our = (*leaf != 0).then(|| short16(salt, *leaf));
+            if our != their {
+                out.push(*branch * LEAVES_PER_BRANCH as u8 + i as u8);
+            }
+        }
+    }
+    out
+}
+
+fn entry_short(salt: u64, key: &Key, digest: u64) -> u32 {
+    short32(salt, entry_hash(&key.bucket, &key.key, digest))
+}
+
+fn unpack_u32s(bytes: &[u8]) -> impl Iterator<Item = u32> + '_ {
+    bytes
+        .chunks_exact(4)
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::ring::key_position;
+    use crate::storage::{MemoryStorage, encode_data_key};
+
+    fn trees_with(keys: &[(&str, u64)]) -> MerkleTrees {
+        let storage = MemoryStorage::new();
+        let mut t = MerkleTrees::new(1);
+        while let Ok(RebuildProgress::Scanned(_)) = t.rebuild_step(&storage, &|_| Some(0)) {}
+        for (k, d) in keys {
+            let pos = key_position(b"b", k.as_bytes());
+            let dk = encode_data_key(pos, b"b", k.as_bytes()).unwrap();
+            t.update(pos, &dk, b"b", k.as_bytes(), None, Some(*d));
+        }
+        t
+    }
+
+    #[test]
+    fn sparse_leaves_find_exactly_the_differing_segments() {
+        let keys: Vec<String> = (0..40).map(|i| format!("k{i}")).collect();
+        let base: Vec<(&str, u64)> = keys.iter().map(|k| (k.as_str(), 1)).collect();
+        let a = trees_with(&base);
+        let mut changed = base.clone();
+        changed[7].1 = 2; // a newer version
+        changed.pop(); // a key the other side lacks
+        let b = trees_with(&changed);
+        let expected: BTreeSet<u8> = [&keys[7], &keys[39]]
+            .iter()
+            .map(|k| a.segment_of(key_position(b"b", k.as_bytes())) as u8)
+            .collect();
+        let salt = 99;
+        let all: Vec<u8> = (0..16).collect();
+        let packed = pack_leaves(salt, &a, 0, &all);
+        // empty leaves cost a bit, not two bytes: at most 40 of the 256 leaves are set
+        assert!(packed.len() <= 16 * 3 + 2 * 40, "{} bytes", packed.len());
+        let found: BTreeSet<u8> = differing_segments(salt, &b, 0, &packed)
+            .into_iter()
+            .collect();
+        assert_eq!(found, expected);
+        assert!(differing_segments(salt, &a, 0, &packed).is_empty());
+        // a truncated record is ignored, never a panic
+        assert!(differing_segments(salt, &b, 0, &packed[..packed.len() - 1]).len() <= 2);
+    }
+
+    #[test]
+    fn roots_pack_to_three_bytes_and_survive_garbage() {
+        let records = vec![(1000, 7), (3, 1), (4, 65535), (300, 2)];
+        let packed = pack_roots(records.clone());
+        let mut sorted = records;
+        sorted.sort_unstable();
+        assert_eq!(unpack_roots(&packed), sorted);
+        // deltas 3, 1, 296 (two bytes), 700 (two bytes)
+        assert_eq!(packed.len(), 4 * 3 + 2);
+        assert_eq!(unpack_roots(&packed[..packed.len() - 1]).len(), 3);
+        assert!(unpack_roots(&[0xff; 12]).is_empty());
+    }
+
+    #[test]
+    fn branch_packing_is_two_bytes_a_branch_and_salted() {
+        let t = trees_with(&[("x", 1), ("y", 2)]);
+        let one = pack_branches(1, &t.branches(0));
+        assert_eq!(one.len(), 32);
+        assert_ne!(one, pack_branches(2, &t.branches(0)));
+        assert_eq!(unpack_u32s(&[0, 0, 0, 7, 1]).collect::<Vec<_>>(), vec![7]);
+    }
 }

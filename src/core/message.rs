@@ -9,7 +9,9 @@
 
 use std::fmt;
 
+use ringkv_sketches::Bloom;
 use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
 use thiserror::Error;
 
 use crate::core::gossip::MemberMeta;
@@ -202,32 +204,79 @@ pub enum PeerMessage {
         id: u64,
         error: Option<String>,
     },
-    /// Anti-entropy: the initiator's Merkle root of a partition.
-    AeRoot {
-        partition: u32,
-        root: u64,
+    /// Anti-entropy: the initiator's roots of the partitions it compares with the
+    /// receiver this tick, as packed records `[partition delta, LEB128][root u16 BE]` in
+    /// partition order, each root cut to 16 bits under `salt` (see
+    /// `anti_entropy::short16`). One message per peer per tick: a message per partition
+    /// would cost more in framing than in hashes.
+    AeRoots {
+        salt: u64,
+        #[serde(with = "serde_bytes")]
+        roots: Vec<u8>,
     },
-    /// Anti-entropy: the responder's 16 branch hashes (XOR of 16 leaves each), sent
-    /// when the roots differ.
+    /// Anti-entropy: per partition whose root differed, the responder's 16 branch hashes
+    /// (XOR of 16 leaves each), u16 BE each under `salt`.
     AeBranches {
-        partition: u32,
-        branches: Vec<u64>,
+        salt: u64,
+        parts: Vec<(u32, ByteBuf)>,
     },
-    /// Anti-entropy: the initiator's leaves under each differing branch.
+    /// Anti-entropy: per partition, for each differing branch the record
+    /// `[branch u8][bitmap u16 BE of non-empty leaves][u16 BE per non-empty leaf]`.
     AeLeaves {
-        partition: u32,
-        leaves: Vec<(u32, Vec<u64>)>,
+        salt: u64,
+        parts: Vec<(u32, ByteBuf)>,
     },
-    /// Anti-entropy: the sender's keys and version digests in the differing segments.
+    /// Anti-entropy: per partition, the differing segments (one byte each) and the
+    /// sender's entry hashes in them (`short32` of `hash(key ‖ digest)`, u32 BE each).
     AeKeys {
-        partition: u32,
-        segments: Vec<u32>,
-        entries: Vec<(Key, u64)>,
+        salt: u64,
+        parts: Vec<(u32, ByteBuf, ByteBuf)>,
     },
-    /// Anti-entropy: keys the sender lacks or holds differently; the receiver answers
-    /// with a `Replicate` of each (merge repairs, so it is safe to repeat).
+    /// Anti-entropy: per partition, segments and the entry hashes (as in `AeKeys`) the
+    /// sender lacks; the receiver answers with a `Replicate` of each such key (merge
+    /// repairs, so it is safe to repeat).
     AePull {
-        keys: Vec<Key>,
+        salt: u64,
+        parts: Vec<(u32, ByteBuf, ByteBuf)>,
+    },
+    /// Anti-entropy: an HLL sketch of the sender's entries (`hash(key ‖ digest)`) of a
+    /// partition whose roots differ, with its branches (as in `AeBranches`) so that the
+    /// receiver can still descend the tree when the estimated difference is small.
+    AeSketch {
+        salt: u64,
+        partition: u32,
+        #[serde(with = "serde_bytes")]
+        branches: Vec<u8>,
+        /// The sketch as compact msgpack; decoded (and validated) by the receiver.
+        #[serde(with = "serde_bytes")]
+        hll: Vec<u8>,
+    },
+    /// Anti-entropy, Bloom path: the sender's root and a filter of its entries; the
+    /// receiver pushes the entries the filter lacks, then answers with its own filter.
+    /// `estimate` is the expected number of differing entries, which sizes the filters.
+    AeBloom {
+        partition: u32,
+        round: u8,
+        root: u64,
+        estimate: u64,
+        filter: Box<Bloom>,
+    },
+    /// Anti-entropy, Bloom path: the answer to `AeBloom` — `pushed` entries were sent,
+    /// and here is the responder's filter (fresh seed) for the other direction.
+    AeBloomReply {
+        partition: u32,
+        round: u8,
+        estimate: u64,
+        pushed: u32,
+        filter: Box<Bloom>,
+    },
+    /// Anti-entropy, Bloom path: a round found differences; if the receiver's root still
+    /// differs from `root`, it starts round `round` by sending its filter.
+    AeBloomNext {
+        partition: u32,
+        round: u8,
+        root: u64,
+        estimate: u64,
     },
 }
 

@@ -19,6 +19,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use thiserror::Error;
 
+use crate::core::anti_entropy::AePath;
 use crate::core::clock::{ActorId, Hlc};
 use crate::core::coordinator::Pending;
 use crate::core::exchange::AeStats;
@@ -99,6 +100,9 @@ pub struct NodeConfig {
     pub handoff_interval_ms: u64,
     /// Period of anti-entropy ticks; 0 turns anti-entropy off.
     pub anti_entropy_interval_ms: u64,
+    /// How anti-entropy finds differences (Merkle descent, Bloom filters, or chosen per
+    /// partition from HLL estimates).
+    pub ae_path: AePath,
     pub inflight_max: usize,
     /// Seeds this node's RNG (ping nonces, and the actor id of a fresh data directory).
     pub rng_seed: u64,
@@ -191,6 +195,7 @@ impl NodeConfig {
             transfer_bytes_per_sec: TRANSFER_BYTES_PER_SEC_DEFAULT,
             handoff_interval_ms: HANDOFF_INTERVAL_MS_DEFAULT,
             anti_entropy_interval_ms: ANTI_ENTROPY_INTERVAL_MS_DEFAULT,
+            ae_path: AePath::Auto,
             inflight_max: INFLIGHT_MAX_DEFAULT,
             rng_seed: 0,
         }
