@@ -179,8 +179,7 @@ impl Pair {
                 cfg.w = 1;
                 cfg.r = 1;
                 cfg.rng_seed = 10 + i as u64;
-                cfg.ping_interval_ms = 3_600_000;
-                cfg.down_after_ms = u64::MAX / 4;
+                cfg.probe_period_ms = 3_600_000;
                 cfg.handoff_interval_ms = 3_600_000;
                 cfg.ae_path = path;
                 let mut node =
