@@ -594,7 +594,7 @@ fn expect_policy(
 fn call_timeout_ms(client_timeout_ms: u64, request: &ClientRequest) -> u64 {
     let requested = match request {
         ClientRequest::Get { opts, .. } | ClientRequest::Write { opts, .. } => opts.timeout_ms,
-        ClientRequest::Status | ClientRequest::Ring => None,
+        ClientRequest::Status | ClientRequest::Ring | ClientRequest::Stats => None,
     };
     requested
         .map(|ms| u64::from(ms) + CLIENT_TIMEOUT_MARGIN_MS)
@@ -608,6 +608,7 @@ fn request_name(request: &ClientRequest) -> &'static str {
         ClientRequest::Write { .. } => "write",
         ClientRequest::Status => "status",
         ClientRequest::Ring => "ring",
+        ClientRequest::Stats => "stats",
     }
 }
 
@@ -617,9 +618,12 @@ fn reply_kind(reply: &ClientReply) -> &'static str {
         ClientReply::Written { .. } => "a write result",
         ClientReply::Status(_) => "a status report",
         ClientReply::Ring(_) => "a ring report",
+        ClientReply::Stats(_) => "a stats report",
         ClientReply::Error(_) => "an error",
     }
 }
+
+mod stats;
 
 #[cfg(test)]
 mod tests;

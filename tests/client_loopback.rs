@@ -103,6 +103,9 @@ impl FakeNode {
                 }],
                 balance: 1.0,
             }),
+            ClientRequest::Stats => ClientReply::Error(RequestError::BadRequest(
+                "this fake node keeps no statistics".into(),
+            )),
         };
         WireResponse::Client(reply)
     }

@@ -103,6 +103,7 @@ impl Node {
             let pick = rand::RngCore::next_u64(&mut self.rng) as usize % peers.len();
             let root = self.replica.trees().root(p);
             self.ae.exchanges += 1;
+            self.ae_progress.record(p, now.mono_ms);
             self.ae.bytes_sent += 12;
             self.send(
                 peers[pick].clone(),

@@ -14,6 +14,7 @@ use thiserror::Error;
 
 use crate::core::object::{Context, Object, ObjectError, Op, ReadValue};
 use crate::core::ring::NodeId;
+pub use crate::core::stats::StatsInfo;
 
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -47,10 +48,19 @@ pub struct QuorumOpts {
 /// What a client asks a node.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ClientRequest {
-    Get { key: Key, opts: QuorumOpts },
-    Write { key: Key, op: Op, opts: QuorumOpts },
+    Get {
+        key: Key,
+        opts: QuorumOpts,
+    },
+    Write {
+        key: Key,
+        op: Op,
+        opts: QuorumOpts,
+    },
     Status,
     Ring,
+    /// This node's statistics: sketches, per-partition estimates, anti-entropy progress.
+    Stats,
 }
 
 /// What a node answers a client.
@@ -71,6 +81,8 @@ pub enum ClientReply {
     Status(StatusInfo),
     Ring(RingInfo),
     Error(RequestError),
+    /// Boxed: the largest reply by far (sketches), kept out of every other reply's size.
+    Stats(Box<StatsInfo>),
 }
 
 /// Membership as one node sees it.
@@ -234,6 +246,9 @@ pub enum RequestError {
         coordinator: NodeId,
         reason: String,
     },
+    /// Appended last: variants are never renumbered.
+    #[error("node {node} failed internally: {message}")]
+    Internal { node: NodeId, message: String },
 }
 
 /// The details of a quorum that was not met.

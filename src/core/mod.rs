@@ -17,4 +17,5 @@ pub mod object;
 pub mod quorum;
 pub mod replica;
 pub mod ring;
+pub mod stats;
 pub mod timer;

@@ -28,6 +28,7 @@ use crate::core::message::{ClientReply, ClientRequest, PeerMessage};
 use crate::core::object::Limits;
 use crate::core::replica::{Replica, ReplicaError};
 use crate::core::ring::{NodeId, PARTITIONS_DEFAULT, RingError, VNODES_DEFAULT};
+use crate::core::stats::{AeProgress, RequestWindows, STATS_WINDOW_MS_DEFAULT};
 use crate::core::timer::{Timer, TimerTable};
 use crate::storage::{Rmw, Space, Storage, StorageError};
 
@@ -88,6 +89,8 @@ pub struct NodeConfig {
     /// Period of anti-entropy ticks; 0 turns anti-entropy off.
     pub anti_entropy_interval_ms: u64,
     pub inflight_max: usize,
+    /// Length of one hot-key request-count window (`core::stats`).
+    pub stats_window_ms: u64,
     /// Seeds this node's RNG (ping nonces, and the actor id of a fresh data directory).
     pub rng_seed: u64,
 }
@@ -132,6 +135,10 @@ pub struct Node {
     pub(crate) ae: AeStats,
     /// Next partition anti-entropy looks at.
     pub(crate) ae_cursor: u32,
+    /// Request counts of the keys this node coordinated, for hot keys.
+    pub(crate) traffic: RequestWindows,
+    /// When each partition was last compared by anti-entropy.
+    pub(crate) ae_progress: AeProgress,
 }
 
 /// Counters for status output and tests.
@@ -159,6 +166,7 @@ impl NodeConfig {
             handoff_interval_ms: HANDOFF_INTERVAL_MS_DEFAULT,
             anti_entropy_interval_ms: ANTI_ENTROPY_INTERVAL_MS_DEFAULT,
             inflight_max: INFLIGHT_MAX_DEFAULT,
+            stats_window_ms: STATS_WINDOW_MS_DEFAULT,
             rng_seed: 0,
         }
     }
@@ -204,6 +212,9 @@ impl Node {
         let mut rng = ChaCha8Rng::seed_from_u64(config.rng_seed);
         let actor = load_or_create_actor(storage.as_ref(), &mut rng)?;
         let replica = Replica::open(storage, config.hints_max, config.partitions)?;
+        let traffic = RequestWindows::new(config.stats_window_ms, now.mono_ms)
+            .map_err(|e| NodeError::Config(e.to_string()))?;
+        let ae_progress = AeProgress::new(config.partitions);
         // Request ids must not repeat across restarts: peers remember forwarded ids to
         // drop duplicates, and a late reply to the previous incarnation must not match a
         // new request. A random start in a 2^48 range makes a collision negligible and
@@ -227,8 +238,11 @@ impl Node {
             stats: NodeStats::default(),
             ae: AeStats::default(),
             ae_cursor: 0,
+            traffic,
+            ae_progress,
         };
         node.timers.set(now.mono_ms, Timer::TreeRebuild);
+        node.timers.set(now.mono_ms, Timer::StatsScan);
         if node.config.anti_entropy_interval_ms > 0 {
             node.timers.set(
                 now.mono_ms + node.config.anti_entropy_interval_ms,
@@ -276,6 +290,16 @@ impl Node {
         &self.stats
     }
 
+    /// Request counts of the keys this node coordinated (hot keys).
+    pub fn traffic(&self) -> &RequestWindows {
+        &self.traffic
+    }
+
+    /// When this node last compared each partition with a peer.
+    pub fn ae_progress(&self) -> &AeProgress {
+        &self.ae_progress
+    }
+
     /// Requests coordinated or forwarded and not yet finished.
     pub fn inflight(&self) -> usize {
         self.pending.len()
@@ -295,6 +319,7 @@ impl Node {
         if self.membership.heard_from(&from, now.mono_ms) {
             self.on_member_up(now, &from);
         }
+        self.note_ae_message(now, &msg);
         self.on_peer_message(now, from, msg);
     }
 
@@ -320,6 +345,7 @@ impl Node {
                 Timer::Handoff => self.on_handoff_tick(now),
                 Timer::TreeRebuild => self.on_rebuild_tick(now),
                 Timer::AntiEntropy => self.on_anti_entropy_tick(now),
+                Timer::StatsScan => self.on_stats_scan_tick(now),
             }
         }
     }

@@ -66,14 +66,16 @@ impl OpRecord {
     pub fn key(&self) -> Option<&Key> {
         match &self.request {
             ClientRequest::Get { key, .. } | ClientRequest::Write { key, .. } => Some(key),
-            ClientRequest::Status | ClientRequest::Ring => None,
+            ClientRequest::Status | ClientRequest::Ring | ClientRequest::Stats => None,
         }
     }
 
     pub fn opts(&self) -> QuorumOpts {
         match &self.request {
             ClientRequest::Get { opts, .. } | ClientRequest::Write { opts, .. } => *opts,
-            ClientRequest::Status | ClientRequest::Ring => QuorumOpts::default(),
+            ClientRequest::Status | ClientRequest::Ring | ClientRequest::Stats => {
+                QuorumOpts::default()
+            }
         }
     }
 
