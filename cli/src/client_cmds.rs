@@ -41,6 +41,12 @@ pub async fn run(global: &GlobalArgs, command: ClientCommand) -> Result<Rendered
         ClientCommand::Hll(cmd) => hll(&client, cmd).await?,
         ClientCommand::Status => output::status(&client.status().await?),
         ClientCommand::Ring => output::ring(&client.ring().await?),
+        ClientCommand::Stats(args) => {
+            let stats = client
+                .cluster_stats(&global.certs, &global.cert_name, args.top)
+                .await?;
+            output::stats(&stats)
+        }
     };
     Ok(rendered)
 }

@@ -309,5 +309,9 @@ fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     lines.join("\n")
 }
 
+mod stats;
+
+pub use stats::stats;
+
 #[cfg(test)]
 mod tests;
