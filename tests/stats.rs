@@ -203,9 +203,10 @@ fn cluster_distinct_keys_are_within_2_percent_at_100k_keys_despite_3_copies() {
     let copies: u64 = cluster.nodes.iter().map(|(_, s)| s.distinct_keys).sum();
     let error = relative_error(cluster.distinct_keys, KEYS);
     println!(
-        "stats accuracy: cluster estimate {} for {KEYS} keys (error {:.3} %), sum of node estimates {copies}",
+        "stats accuracy: cluster estimate {} for {KEYS} keys (error {:.3} %), sum of node estimates {copies}, node sketch {} B",
         cluster.distinct_keys,
-        100.0 * error
+        100.0 * error,
+        cluster.nodes[0].1.distinct_sketch.len()
     );
     assert!(
         error <= 0.02,

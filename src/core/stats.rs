@@ -83,13 +83,13 @@ pub enum StatsError {
         node: NodeId,
         what: &'static str,
         #[source]
-        source: SketchError,
+        source: Box<SketchError>,
     },
     #[error("cannot merge {what}s: {source}")]
     Incompatible {
         what: &'static str,
         #[source]
-        source: SketchError,
+        source: Box<SketchError>,
     },
     #[error(
         "cannot merge the distinct-key sketches of rings of {ours} and {theirs} partitions; only nodes of one cluster merge"
@@ -225,7 +225,7 @@ impl DistinctKeys {
             .merge(&other.node)
             .map_err(|source| StatsError::Incompatible {
                 what: "distinct-key sketch",
-                source,
+                source: Box::new(source),
             })?;
         for (ours, theirs) in merged.partitions.iter_mut().zip(&other.partitions) {
             if let Some(theirs) = theirs {
@@ -233,7 +233,7 @@ impl DistinctKeys {
                     .merge(theirs)
                     .map_err(|source| StatsError::Incompatible {
                         what: "partition distinct-key sketch",
-                        source,
+                        source: Box::new(source),
                     })?;
             }
         }

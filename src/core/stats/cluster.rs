@@ -131,10 +131,10 @@ impl ClusterStats {
 impl Union {
     /// The union with `info` added, or why `info` cannot be added (the union is unchanged).
     fn add(&self, info: &StatsInfo) -> Result<Union, StatsError> {
-        let incompatible = |what, source| StatsError::Sketch {
+        let incompatible = |what, source: ringkv_sketches::SketchError| StatsError::Sketch {
             node: info.node.clone(),
             what,
-            source,
+            source: Box::new(source),
         };
         let mut hll = self.hll.clone();
         hll.merge(&info.distinct_sketch()?)

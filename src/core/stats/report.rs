@@ -86,15 +86,16 @@ pub struct AeReport {
 impl StatsInfo {
     /// The node's distinct-key sketch, decoded and validated.
     pub fn distinct_sketch(&self) -> Result<Hll, StatsError> {
-        rmp_serde::from_slice(&self.distinct_sketch).map_err(|e| self.bad("distinct-key sketch", e))
+        rmp_serde::from_slice(&self.distinct_sketch)
+            .map_err(|e| self.bad("distinct-key sketch", self.distinct_sketch.len(), e))
     }
 
     /// The current and previous request windows, decoded and validated.
     pub fn hot_windows(&self) -> Result<(TopK, TopK), StatsError> {
         let current = rmp_serde::from_slice(&self.hot_current)
-            .map_err(|e| self.bad("request-count window", e))?;
+            .map_err(|e| self.bad("request-count window", self.hot_current.len(), e))?;
         let previous = rmp_serde::from_slice(&self.hot_previous)
-            .map_err(|e| self.bad("request-count window", e))?;
+            .map_err(|e| self.bad("request-count window", self.hot_previous.len(), e))?;
         Ok((current, previous))
     }
 
@@ -106,7 +107,7 @@ impl StatsInfo {
             .map_err(|source| StatsError::Sketch {
                 node: self.node.clone(),
                 what: "request-count window",
-                source,
+                source: Box::new(source),
             })?;
         Ok(HotKey::top(&recent, max))
     }
@@ -119,23 +120,16 @@ impl StatsInfo {
             .count()
     }
 
-    fn bad(&self, what: &'static str, e: rmp_serde::decode::Error) -> StatsError {
-        let source = match e {
-            rmp_serde::decode::Error::Syntax(reason) => ringkv_sketches::SketchError::Malformed {
-                sketch: what,
-                len: 0,
-                reason,
-            },
-            other => ringkv_sketches::SketchError::Malformed {
-                sketch: what,
-                len: 0,
-                reason: other.to_string(),
-            },
-        };
+    /// A sketch of this report that does not decode, as an error naming the node.
+    fn bad(&self, what: &'static str, len: usize, e: rmp_serde::decode::Error) -> StatsError {
         StatsError::Sketch {
             node: self.node.clone(),
             what,
-            source,
+            source: Box::new(ringkv_sketches::SketchError::Malformed {
+                sketch: what,
+                len,
+                reason: e.to_string(),
+            }),
         }
     }
 }
