@@ -48,18 +48,10 @@ pub struct QuorumOpts {
 /// What a client asks a node.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ClientRequest {
-    Get {
-        key: Key,
-        opts: QuorumOpts,
-    },
-    Write {
-        key: Key,
-        op: Op,
-        opts: QuorumOpts,
-    },
+    Get { key: Key, opts: QuorumOpts },
+    Write { key: Key, op: Op, opts: QuorumOpts },
     Status,
     Ring,
-    /// This node's statistics: sketches, per-partition estimates, anti-entropy progress.
     Stats,
 }
 
