@@ -616,7 +616,8 @@ fn call_timeout_ms(client_timeout_ms: u64, request: &ClientRequest) -> u64 {
         ClientRequest::Status
         | ClientRequest::Ring
         | ClientRequest::Join { .. }
-        | ClientRequest::Leave => None,
+        | ClientRequest::Leave
+        | ClientRequest::Stats => None,
     };
     requested
         .map(|ms| u64::from(ms) + CLIENT_TIMEOUT_MARGIN_MS)
@@ -632,6 +633,7 @@ fn request_name(request: &ClientRequest) -> &'static str {
         ClientRequest::Ring => "ring",
         ClientRequest::Join { .. } => "join",
         ClientRequest::Leave => "leave",
+        ClientRequest::Stats => "stats",
     }
 }
 
@@ -642,9 +644,12 @@ fn reply_kind(reply: &ClientReply) -> &'static str {
         ClientReply::Status(_) => "a status report",
         ClientReply::Ring(_) => "a ring report",
         ClientReply::Changed(_) => "a membership change",
+        ClientReply::Stats(_) => "a stats report",
         ClientReply::Error(_) => "an error",
     }
 }
+
+mod stats;
 
 #[cfg(test)]
 mod tests;

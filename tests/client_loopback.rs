@@ -108,6 +108,9 @@ impl FakeNode {
             ClientRequest::Join { .. } | ClientRequest::Leave => {
                 ClientReply::Changed("membership changes are not simulated here".into())
             }
+            ClientRequest::Stats => ClientReply::Error(RequestError::BadRequest(
+                "this fake node keeps no statistics".into(),
+            )),
         };
         WireResponse::Client(reply)
     }

@@ -43,6 +43,12 @@ pub async fn run(global: &GlobalArgs, command: ClientCommand) -> Result<Rendered
         ClientCommand::Ring => output::ring(&client.ring().await?),
         ClientCommand::Join { seed } => output::changed(&client.join(&seed).await?),
         ClientCommand::Leave { name } => leave(global, &client, name).await?,
+        ClientCommand::Stats(args) => {
+            let stats = client
+                .cluster_stats(&global.certs, &global.cert_name, args.top)
+                .await?;
+            output::stats(&stats)
+        }
     };
     Ok(rendered)
 }

@@ -20,6 +20,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use ringkv::core::message::{Key, QuorumOpts, REPLICAS_MAX, REQUEST_TIMEOUT_MS_MAX};
 use ringkv::core::ring::{VNODES_DEFAULT, VNODES_MAX};
+use ringkv::core::stats::HOT_KEYS_K;
 use ringkv::storage::SyncMode;
 
 use crate::error::CliError;
@@ -122,6 +123,20 @@ pub enum ClientCommand {
         /// The member that leaves [default: the --node itself].
         name: Option<String>,
     },
+    /// Distinct keys (HLL), hot keys (count-min) and anti-entropy progress, per node and
+    /// for the cluster (every member is asked; one that does not answer is named).
+    Stats(StatsArgs),
+}
+
+/// Hot keys `ringkv stats` lists unless `--top` says otherwise.
+pub const STATS_TOP_DEFAULT: usize = 10;
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Cluster hot keys to list (each node keeps its 32 hottest candidates per window).
+    #[arg(long, default_value_t = STATS_TOP_DEFAULT,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=HOT_KEYS_K as u64))]
+    pub top: usize,
 }
 
 #[derive(Debug, Subcommand)]

@@ -335,5 +335,9 @@ fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     lines.join("\n")
 }
 
+mod stats;
+
+pub use stats::stats;
+
 #[cfg(test)]
 mod tests;

@@ -122,6 +122,17 @@ impl CountMin {
         })
     }
 
+    /// An empty sketch with the same width, depth and seed, so it merges with this one.
+    pub fn cleared(&self) -> CountMin {
+        CountMin {
+            width: self.width,
+            depth: self.depth,
+            seed: self.seed,
+            total: 0,
+            counters: vec![0; self.counters.len()],
+        }
+    }
+
     /// Adds `count` occurrences of `item`. Counters saturate at `u64::MAX`.
     pub fn add(&mut self, item: &[u8], count: u64) {
         let cells = self.cells(item);

@@ -14,25 +14,31 @@ use std::marker::PhantomData;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::hll::{HLL_PRECISION, HllHashBuilder, Inner};
+use crate::hll::{HLL_PRECISION_MAX, HLL_PRECISION_MIN, HllHashBuilder, Inner};
 
-/// Dense registers: 2^p.
-const REGISTERS: usize = 1 << HLL_PRECISION;
 /// The library's sparse precision p' = 25 and its linear-counting range 2^(p'-1).
 const SPARSE_PRECISION: u32 = 25;
 const SPARSE_REGISTERS: usize = 1 << (SPARSE_PRECISION - 1);
 /// Six-bit registers, five per u32 word.
 const REGISTERS_PER_WORD: usize = 5;
 const REGISTER_BITS: usize = 6;
-const REGISTER_WORDS: usize = REGISTERS.div_ceil(REGISTERS_PER_WORD);
-/// The library's dense size in bytes; the sparse list converts to dense above it.
-const DENSE_BYTES: usize = 4 * REGISTERS / REGISTERS_PER_WORD;
-/// The pending-code set is folded into the sparse list once `len * 100 > DENSE_BYTES`.
-const PENDING_CODES_MAX: usize = DENSE_BYTES / 100;
-/// Largest rank a 64-bit hash yields once p bits went to the index: 64 - p + 1.
-const RANK_MAX: u32 = 64 - HLL_PRECISION as u32 + 1;
 /// A u32 varint has at most five bytes.
 const VARINT_BYTES_MAX: usize = 5;
+
+/// Every size the library derives from a precision p.
+#[derive(Clone, Copy, Debug)]
+struct Shape {
+    precision: u8,
+    /// Dense registers: 2^p.
+    registers: usize,
+    register_words: usize,
+    /// The library's dense size in bytes; the sparse list converts to dense above it.
+    dense_bytes: usize,
+    /// The pending-code set is folded into the sparse list once `len * 100 > dense_bytes`.
+    pending_codes_max: usize,
+    /// Largest rank a 64-bit hash yields once p bits went to the index: 64 - p + 1.
+    rank_max: u32,
+}
 
 /// Mirror of `hyperloglogplus::HyperLogLogPlus<Vec<u8>, HllHashBuilder>`.
 #[derive(Serialize, Deserialize)]
@@ -70,15 +76,46 @@ struct RegistersMirror {
     zeros: usize,
 }
 
+impl Shape {
+    fn of(precision: u8) -> Option<Shape> {
+        if !(HLL_PRECISION_MIN..=HLL_PRECISION_MAX).contains(&precision) {
+            return None;
+        }
+        let registers = 1usize << precision;
+        let dense_bytes = 4 * registers / REGISTERS_PER_WORD;
+        Some(Shape {
+            precision,
+            registers,
+            register_words: registers.div_ceil(REGISTERS_PER_WORD),
+            dense_bytes,
+            pending_codes_max: dense_bytes / 100,
+            rank_max: 64 - u32::from(precision) + 1,
+        })
+    }
+
+    /// Whether `code` is something the library's sparse encoder can emit.
+    fn valid_code(&self, code: u32) -> bool {
+        let fine_bits = SPARSE_PRECISION - u32::from(self.precision);
+        if code & 1 == 1 {
+            // Rank stored in bits 1..=6, offset by p' - p on decode.
+            let rank = (code >> 1) & 0x3f;
+            rank >= 1 && rank + fine_bits <= self.rank_max
+        } else {
+            // A p'-bit index shifted left once, whose low p' - p bits are not all zero.
+            code >> (SPARSE_PRECISION + 1) == 0 && (code >> 1) & ((1 << fine_bits) - 1) != 0
+        }
+    }
+}
+
 impl SketchMirror {
     fn validate(&self) -> Result<(), String> {
-        if self.precision != HLL_PRECISION {
-            return Err(format!(
-                "precision {} (ringkv uses {HLL_PRECISION})",
+        let shape = Shape::of(self.precision).ok_or_else(|| {
+            format!(
+                "precision {} (between {HLL_PRECISION_MIN} and {HLL_PRECISION_MAX} allowed)",
                 self.precision
-            ));
-        }
-        let counts = (REGISTERS, SPARSE_REGISTERS, DENSE_BYTES);
+            )
+        })?;
+        let counts = (shape.registers, SPARSE_REGISTERS, shape.dense_bytes);
         if self.counts != counts {
             return Err(format!(
                 "size fields {:?}, expected {counts:?}",
@@ -93,31 +130,33 @@ impl SketchMirror {
                 {
                     return Err("dense sketch still carries sparse codes".to_string());
                 }
-                registers.validate()
+                registers.validate(&shape)
             }
             None => {
-                if self.tmpset.len() > PENDING_CODES_MAX {
+                if self.tmpset.len() > shape.pending_codes_max {
                     return Err(format!(
-                        "{} pending sparse codes, above the {PENDING_CODES_MAX} allowed",
-                        self.tmpset.len()
+                        "{} pending sparse codes, above the {} allowed",
+                        self.tmpset.len(),
+                        shape.pending_codes_max
                     ));
                 }
-                if let Some(code) = self.tmpset.iter().find(|code| !valid_code(**code)) {
+                if let Some(code) = self.tmpset.iter().find(|code| !shape.valid_code(**code)) {
                     return Err(format!("invalid pending sparse code {code:#010x}"));
                 }
-                self.sparse.validate()
+                self.sparse.validate(&shape)
             }
         }
     }
 }
 
 impl SparseMirror {
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self, shape: &Shape) -> Result<(), String> {
         let bytes = &self.buf.0;
-        if bytes.len() > DENSE_BYTES {
+        if bytes.len() > shape.dense_bytes {
             return Err(format!(
-                "sparse list of {} bytes, above the {DENSE_BYTES} at which it turns dense",
-                bytes.len()
+                "sparse list of {} bytes, above the {} at which it turns dense",
+                bytes.len(),
+                shape.dense_bytes
             ));
         }
         let (mut at, mut decoded, mut previous) = (0usize, 0usize, None::<u32>);
@@ -131,7 +170,7 @@ impl SparseMirror {
                     .ok_or_else(|| "sparse codes overflow u32".to_string())?,
                 Some(_) => return Err("sparse codes not strictly increasing".to_string()),
             };
-            if !valid_code(code) {
+            if !shape.valid_code(code) {
                 return Err(format!("invalid sparse code {code:#010x}"));
             }
             previous = Some(code);
@@ -150,12 +189,14 @@ impl SparseMirror {
 }
 
 impl RegistersMirror {
-    fn validate(&self) -> Result<(), String> {
-        if self.count != REGISTERS || self.buf.len() != REGISTER_WORDS {
+    fn validate(&self, shape: &Shape) -> Result<(), String> {
+        if self.count != shape.registers || self.buf.len() != shape.register_words {
             return Err(format!(
-                "{} registers in {} words, expected {REGISTERS} in {REGISTER_WORDS}",
+                "{} registers in {} words, expected {} in {}",
                 self.count,
-                self.buf.len()
+                self.buf.len(),
+                shape.registers,
+                shape.register_words
             ));
         }
         let mask = (1u32 << REGISTER_BITS) - 1;
@@ -163,13 +204,14 @@ impl RegistersMirror {
         for (word_index, word) in self.buf.iter().enumerate() {
             for slot in 0..REGISTERS_PER_WORD {
                 let value = (word >> (slot * REGISTER_BITS)) & mask;
-                let in_use = word_index * REGISTERS_PER_WORD + slot < REGISTERS;
+                let in_use = word_index * REGISTERS_PER_WORD + slot < shape.registers;
                 if !in_use && value != 0 {
                     return Err(format!("padding bits set in register word {word_index}"));
                 }
-                if value > RANK_MAX {
+                if value > shape.rank_max {
                     return Err(format!(
-                        "register value {value} above the {RANK_MAX} possible"
+                        "register value {value} above the {} possible",
+                        shape.rank_max
                     ));
                 }
                 zeros += usize::from(in_use && value == 0);
@@ -188,8 +230,11 @@ impl RegistersMirror {
     }
 }
 
-/// Decodes a sketch, refusing anything the library could not handle safely.
-pub(crate) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Inner, D::Error> {
+/// Decodes a sketch and its precision, refusing anything the library could not handle
+/// safely.
+pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<(Inner, u8), D::Error> {
     let mirror = SketchMirror::deserialize(deserializer)?;
     mirror.validate().map_err(|reason| {
         D::Error::custom(format!(
@@ -199,21 +244,9 @@ pub(crate) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<
     })?;
     let packed = rmp_serde::to_vec(&mirror)
         .map_err(|err| D::Error::custom(format!("re-encoding a validated hyperloglog: {err}")))?;
-    rmp_serde::from_slice(&packed)
-        .map_err(|err| D::Error::custom(format!("decoding a validated hyperloglog: {err}")))
-}
-
-/// Whether `code` is something the library's sparse encoder can emit.
-fn valid_code(code: u32) -> bool {
-    if code & 1 == 1 {
-        // Rank stored in bits 1..=6, offset by p' - p on decode.
-        let rank = (code >> 1) & 0x3f;
-        rank >= 1 && rank + (SPARSE_PRECISION - u32::from(HLL_PRECISION)) <= RANK_MAX
-    } else {
-        // A p'-bit index shifted left once, whose low p' - p bits are not all zero.
-        let fine_bits = SPARSE_PRECISION - u32::from(HLL_PRECISION);
-        code >> (SPARSE_PRECISION + 1) == 0 && (code >> 1) & ((1 << fine_bits) - 1) != 0
-    }
+    let inner = rmp_serde::from_slice(&packed)
+        .map_err(|err| D::Error::custom(format!("decoding a validated hyperloglog: {err}")))?;
+    Ok((inner, mirror.precision))
 }
 
 /// Decodes one little-endian base-128 varint starting at `at`; returns it and the next offset.
@@ -244,8 +277,11 @@ mod tests {
     /// representations; otherwise the mirror has drifted from the library's layout.
     #[test]
     fn mirror_matches_the_library_layout() {
-        for items in [0u64, 10, 3_000, 50_000] {
-            let mut hll = Hll::new();
+        for (precision, items) in [10u8, 14]
+            .into_iter()
+            .flat_map(|p| [0u64, 10, 3_000, 50_000].map(|items| (p, items)))
+        {
+            let mut hll = Hll::with_precision(precision).expect("valid precision");
             for i in 0..items {
                 hll.insert(&i.to_le_bytes());
             }
@@ -266,7 +302,10 @@ mod tests {
                     rmp_serde::to_vec(&mirror)
                 }
                 .expect("encode");
-                assert_eq!(again, library, "{items} items, named fields: {named}");
+                assert_eq!(
+                    again, library,
+                    "p={precision}, {items} items, named fields: {named}"
+                );
             }
         }
     }
@@ -291,6 +330,8 @@ mod tests {
 
     #[test]
     fn code_validity_matches_the_encoder_bounds() {
+        let shape = Shape::of(crate::HLL_PRECISION).expect("valid precision");
+        let valid_code = |code| shape.valid_code(code);
         assert!(valid_code((5 << 7) | (1 << 1) | 1));
         assert!(valid_code((5 << 7) | (40 << 1) | 1));
         assert!(!valid_code((5 << 7) | (41 << 1) | 1));

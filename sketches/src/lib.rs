@@ -13,8 +13,9 @@
 //!   to one hash and the false-positive rate roughly quadruples. Seeds with equal halves are
 //!   therefore refused, and [`Bloom::with_random_seed`] draws one from a caller-supplied RNG
 //!   (the ringkv core owns no randomness of its own).
-//! - [`Hll`] wraps `hyperloglogplus` 0.4 (HyperLogLog++) at precision [`HLL_PRECISION`] with a
-//!   fixed-seed xxHash64 hasher so that every node hashes alike. The similarly named
+//! - [`Hll`] wraps `hyperloglogplus` 0.4 (HyperLogLog++) at precision [`HLL_PRECISION`] (or a
+//!   smaller one chosen with [`Hll::with_precision`]) with a fixed-seed xxHash64 hasher so
+//!   that every node hashes alike. The similarly named
 //!   `hyperloglogplusplus` crate is an empty placeholder, which is why `hyperloglogplus` is used.
 //! - [`CountMin`] is ours: the published count-min crates either undercount (they are not
 //!   conservative upper bounds) or cannot merge. [`TopK`] tracks heavy hitters on top of it.
@@ -69,7 +70,9 @@ pub use bloom::{
 pub use countmin::{
     COUNTMIN_COUNTERS_MAX, COUNTMIN_DEPTH_MAX, COUNTMIN_WIDTH_MAX, CountMin, CountMinParams,
 };
-pub use hll::{HLL_HASH_SEED, HLL_PRECISION, Hll, HllHashBuilder};
+pub use hll::{
+    HLL_HASH_SEED, HLL_PRECISION, HLL_PRECISION_MAX, HLL_PRECISION_MIN, Hll, HllHashBuilder,
+};
 pub use topk::{TOPK_K_MAX, TopK};
 
 /// Why a sketch could not be built, decoded or merged.
@@ -134,13 +137,15 @@ pub enum SketchError {
         /// The other tracker's bound.
         theirs_k: usize,
     },
-    /// The HyperLogLog library refused a merge (it only does so on a precision mismatch,
-    /// which decoding already rules out).
-    #[error("cannot merge hyperloglog sketches: {reason}; both must use precision {precision}")]
+    /// Two HyperLogLog sketches of different precisions (or another refusal of the library).
+    #[error(
+        "cannot merge hyperloglog sketches: {reason}; only sketches of the same precision \
+         merge — build both with precision {precision}"
+    )]
     IncompatibleHll {
-        /// The library's explanation.
+        /// What differed.
         reason: String,
-        /// The precision every ringkv HLL uses.
+        /// Our sketch's precision.
         precision: u8,
     },
     /// Bytes from the network or disk that do not decode to a valid sketch.

@@ -62,6 +62,17 @@ impl TopK {
         })
     }
 
+    /// An empty tracker with the same `k` and sketch parameters, so it merges with this one
+    /// (a fresh window, or a fresh aggregate to merge every node's tracker into once).
+    pub fn cleared(&self) -> TopK {
+        TopK {
+            k: self.k,
+            sketch: self.sketch.cleared(),
+            heavy: BTreeMap::new(),
+            floor: 0,
+        }
+    }
+
     /// Counts `count` occurrences of `item` and updates the candidate list.
     pub fn observe(&mut self, item: &[u8], count: u64) {
         self.sketch.add(item, count);

@@ -105,6 +105,16 @@ impl Node {
                 let reply = self.start_leave(now);
                 return self.finish(origin, reply);
             }
+            ClientRequest::Stats => {
+                let reply = match self.stats_info(now) {
+                    Ok(info) => ClientReply::Stats(Box::new(info)),
+                    Err(e) => ClientReply::Error(RequestError::Internal {
+                        node: self.config.name.clone(),
+                        message: e.to_string(),
+                    }),
+                };
+                return self.finish(origin, reply);
+            }
             ClientRequest::Get { key, opts } => (key, None, opts),
             ClientRequest::Write { key, op, opts } => (key, Some(op), opts),
         };
@@ -170,6 +180,7 @@ impl Node {
             let coordinator = pref.targets[0].node.clone();
             return self.forward(deadline_ms, origin, request, coordinator);
         };
+        self.traffic.observe(now.mono_ms, &key);
         let id = self.fresh_id();
         let job = Job {
             id,

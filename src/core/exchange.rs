@@ -140,6 +140,7 @@ impl Node {
                 records.push((p, short16(*salt, self.replica.trees().root(p))));
             }
             self.ae.exchanges += 1;
+            self.ae_progress.record(p, now.mono_ms);
             started += 1;
         }
         for (peer, (salt, records)) in batches {
@@ -410,7 +411,7 @@ fn pack_roots(mut records: Vec<(u32, u16)>) -> Vec<u8> {
 
 /// The records of [`pack_roots`]; a malformed tail (bad varint, overflow, short root)
 /// ends the list.
-fn unpack_roots(bytes: &[u8]) -> Vec<(u32, u16)> {
+pub(crate) fn unpack_roots(bytes: &[u8]) -> Vec<(u32, u16)> {
     let mut out = Vec::new();
     let mut rest = bytes;
     let mut partition = 0u32;

@@ -17,6 +17,7 @@ use thiserror::Error;
 use crate::core::gossip::MemberMeta;
 use crate::core::object::{Context, Object, ObjectError, Op, ReadValue};
 use crate::core::ring::NodeId;
+pub use crate::core::stats::StatsInfo;
 
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -67,6 +68,7 @@ pub enum ClientRequest {
     },
     /// Hand every partition to its new owners, then leave the cluster.
     Leave,
+    Stats,
 }
 
 /// What a node answers a client.
@@ -89,6 +91,8 @@ pub enum ClientReply {
     /// A membership change was accepted; the text says what happens next.
     Changed(String),
     Error(RequestError),
+    /// Boxed: the largest reply by far (sketches), kept out of every other reply's size.
+    Stats(Box<StatsInfo>),
 }
 
 /// Membership as one node sees it.
@@ -334,6 +338,9 @@ pub enum RequestError {
         coordinator: NodeId,
         reason: String,
     },
+    /// Appended last: variants are never renumbered.
+    #[error("node {node} failed internally: {message}")]
+    Internal { node: NodeId, message: String },
 }
 
 /// The details of a quorum that was not met.

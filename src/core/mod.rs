@@ -20,5 +20,6 @@ pub mod quorum;
 pub mod reconcile;
 pub mod replica;
 pub mod ring;
+pub mod stats;
 pub mod timer;
 pub mod transfer;

@@ -30,6 +30,7 @@ use crate::core::message::{ClientReply, ClientRequest, PeerMessage};
 use crate::core::object::Limits;
 use crate::core::replica::{Replica, ReplicaError};
 use crate::core::ring::{NodeId, PARTITIONS_DEFAULT, RingError, VNODES_DEFAULT};
+use crate::core::stats::{AeProgress, RequestWindows, STATS_WINDOW_MS_DEFAULT};
 use crate::core::timer::{Timer, TimerTable};
 use crate::core::transfer::{TRANSFER_BYTES_PER_SEC_DEFAULT, TransferState};
 use crate::storage::{Rmw, Space, Storage, StorageError};
@@ -104,6 +105,8 @@ pub struct NodeConfig {
     /// partition from HLL estimates).
     pub ae_path: AePath,
     pub inflight_max: usize,
+    /// Length of one hot-key request-count window (`core::stats`).
+    pub stats_window_ms: u64,
     /// Seeds this node's RNG (ping nonces, and the actor id of a fresh data directory).
     pub rng_seed: u64,
 }
@@ -159,6 +162,10 @@ pub struct Node {
     /// Set once this node has handed everything over and left the cluster.
     pub(crate) left: bool,
     pub(crate) transfer: TransferState,
+    /// Request counts of the keys this node coordinated, for hot keys.
+    pub(crate) traffic: RequestWindows,
+    /// When each partition was last compared by anti-entropy.
+    pub(crate) ae_progress: AeProgress,
 }
 
 /// Counters for status output and tests.
@@ -197,6 +204,7 @@ impl NodeConfig {
             anti_entropy_interval_ms: ANTI_ENTROPY_INTERVAL_MS_DEFAULT,
             ae_path: AePath::Auto,
             inflight_max: INFLIGHT_MAX_DEFAULT,
+            stats_window_ms: STATS_WINDOW_MS_DEFAULT,
             rng_seed: 0,
         }
     }
@@ -283,6 +291,9 @@ impl Node {
         let mut rng = ChaCha8Rng::seed_from_u64(config.rng_seed);
         let actor = load_or_create_actor(storage.as_ref(), &mut rng)?;
         let replica = Replica::open(storage, config.hints_max, config.partitions)?;
+        let traffic = RequestWindows::new(config.stats_window_ms, now.mono_ms)
+            .map_err(|e| NodeError::Config(e.to_string()))?;
+        let ae_progress = AeProgress::new(config.partitions);
         // Request ids must not repeat across restarts: peers remember forwarded ids to
         // drop duplicates, and a late reply to the previous incarnation must not match a
         // new request. A random start in a 2^48 range makes a collision negligible and
@@ -324,10 +335,13 @@ impl Node {
             seeds,
             left: false,
             transfer: TransferState::default(),
+            traffic,
+            ae_progress,
         };
         node.persist_members();
         node.announce_all(now);
         node.timers.set(now.mono_ms, Timer::TreeRebuild);
+        node.timers.set(now.mono_ms, Timer::StatsScan);
         if node.config.anti_entropy_interval_ms > 0 {
             node.timers.set(
                 now.mono_ms + node.config.anti_entropy_interval_ms,
@@ -375,6 +389,16 @@ impl Node {
         &self.stats
     }
 
+    /// Request counts of the keys this node coordinated (hot keys).
+    pub fn traffic(&self) -> &RequestWindows {
+        &self.traffic
+    }
+
+    /// When this node last compared each partition with a peer.
+    pub fn ae_progress(&self) -> &AeProgress {
+        &self.ae_progress
+    }
+
     /// Requests coordinated or forwarded and not yet finished.
     pub fn inflight(&self) -> usize {
         self.pending.len()
@@ -394,6 +418,7 @@ impl Node {
         if self.membership.heard_from(&from, now.mono_ms) {
             self.on_member_up(now, &from);
         }
+        self.note_ae_message(now, &msg);
         self.on_peer_message(now, from, msg);
     }
 
@@ -417,6 +442,7 @@ impl Node {
                 Timer::Handoff => self.on_handoff_tick(now),
                 Timer::TreeRebuild => self.on_rebuild_tick(now),
                 Timer::AntiEntropy => self.on_anti_entropy_tick(now),
+                Timer::StatsScan => self.on_stats_scan_tick(now),
             }
         }
     }

@@ -16,6 +16,7 @@ use crate::core::hints::{self, Hints};
 use crate::core::message::Key;
 use crate::core::object::{Applied, Limits, Object, ObjectError, Op};
 use crate::core::ring::{NodeId, key_position};
+use crate::core::stats::{DistinctKeys, ScanProgress};
 use crate::storage::{self, Rmw, SCAN_ROWS_MAX, Space, Storage, StorageError};
 
 /// Errors from replica operations.
@@ -45,6 +46,8 @@ pub struct Replica {
     hints: Hints,
     /// Merkle trees over the data space, updated on every data write.
     trees: MerkleTrees,
+    /// Distinct keys of the data space (statistics), counted on every key creation.
+    distinct: DistinctKeys,
     /// Merges that met an object of another policy (concurrent first writes).
     pub policy_conflicts: u64,
 }
@@ -62,12 +65,26 @@ impl Replica {
             storage,
             hints,
             trees: MerkleTrees::new(partitions),
+            distinct: DistinctKeys::new(partitions),
             policy_conflicts: 0,
         })
     }
 
     pub fn trees(&self) -> &MerkleTrees {
         &self.trees
+    }
+
+    pub fn distinct(&self) -> &DistinctKeys {
+        &self.distinct
+    }
+
+    pub fn distinct_mut(&mut self) -> &mut DistinctKeys {
+        &mut self.distinct
+    }
+
+    /// One bounded step of the start-up distinct-key scan.
+    pub fn scan_distinct_step(&mut self) -> Result<ScanProgress, StorageError> {
+        self.distinct.scan_step(self.storage.as_ref())
     }
 
     /// One bounded step of the start-up tree rebuild.
@@ -382,6 +399,9 @@ impl Replica {
             let position = key_position(&key.bucket, &key.key);
             self.trees
                 .update(position, &raw, &key.bucket, &key.key, digests.0, digests.1);
+        }
+        if out.is_ok() && tracked && created {
+            self.distinct.insert(key_position(&key.bucket, &key.key));
         }
         if out.is_ok()
             && created

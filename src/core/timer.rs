@@ -27,6 +27,8 @@ pub enum Timer {
     TreeRebuild,
     /// Time to compare partitions with their other replicas.
     AntiEntropy,
+    /// Time for the next step of the start-up distinct-key scan (`core::stats`).
+    StatsScan,
 }
 
 /// Deadlines in monotonic milliseconds, in firing order.

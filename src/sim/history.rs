@@ -69,7 +69,8 @@ impl OpRecord {
             ClientRequest::Status
             | ClientRequest::Ring
             | ClientRequest::Join { .. }
-            | ClientRequest::Leave => None,
+            | ClientRequest::Leave
+            | ClientRequest::Stats => None,
         }
     }
 
@@ -79,7 +80,8 @@ impl OpRecord {
             ClientRequest::Status
             | ClientRequest::Ring
             | ClientRequest::Join { .. }
-            | ClientRequest::Leave => QuorumOpts::default(),
+            | ClientRequest::Leave
+            | ClientRequest::Stats => QuorumOpts::default(),
         }
     }
 

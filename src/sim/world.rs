@@ -83,6 +83,9 @@ pub struct WorldStats {
     pub unpersisted_lost: u64,
 }
 
+/// `Deliver` is nearly every event, so boxing its message would cost an allocation per
+/// simulated message to shrink the rare ones.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(crate) enum Event {
     Deliver {

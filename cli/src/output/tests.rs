@@ -276,3 +276,33 @@ fn ring_shows_partitions_balance_and_nodes() {
         rendered.human
     );
 }
+
+#[test]
+fn stats_names_a_silent_node_and_marks_the_cluster_partial() {
+    use ringkv::core::stats::{ClusterStats, NodeAnswer};
+    let merged = ClusterStats::merge(
+        vec![NodeAnswer {
+            node: NodeId::from("n2"),
+            addr: "127.0.0.1:7102".into(),
+            result: Err("connection refused".into()),
+        }],
+        10,
+    );
+    let rendered = stats(&merged);
+    let cluster = &rendered.json["cluster"];
+    assert_eq!(cluster["partial"], json!(true));
+    assert_eq!(cluster["distinct_keys"], json!(0));
+    assert_eq!(cluster["hot_keys"], json!([]));
+    assert_eq!(cluster["unanswered"][0]["name"], json!("n2"));
+    assert_eq!(
+        rendered.json["nodes"],
+        json!([{"name": "n2", "addr": "127.0.0.1:7102", "answered": false, "error": "connection refused"}])
+    );
+    assert!(rendered.human.contains("(partial)"), "{}", rendered.human);
+    assert!(rendered.human.contains("n2"), "{}", rendered.human);
+    assert!(
+        rendered.warnings[0].contains("n2 (127.0.0.1:7102) did not answer: connection refused"),
+        "{:?}",
+        rendered.warnings
+    );
+}

@@ -77,6 +77,49 @@ fn serde_roundtrip_keeps_the_estimate_in_both_representations() {
     }
 }
 
+#[test]
+fn smaller_precisions_are_bounded_and_only_merge_with_their_own() {
+    for bad in [0u8, 3, 19] {
+        assert!(
+            matches!(
+                Hll::with_precision(bad),
+                Err(SketchError::InvalidParameter { .. })
+            ),
+            "precision {bad}"
+        );
+    }
+    let mut small = Hll::with_precision(10).expect("valid precision");
+    assert_eq!(small.precision(), 10);
+    assert_eq!(Hll::new().precision(), HLL_PRECISION);
+    // Sparse while small: the encoding grows with the items, far below the dense size.
+    let empty_bytes = small.encoded_bytes();
+    for i in 0..20_000u64 {
+        small.insert(&i.to_le_bytes());
+    }
+    let estimate = small.estimate();
+    let error = relative_error(estimate, 20_000);
+    // 1.04 / sqrt(1024) is 3.25 %; allow three standard errors.
+    assert!(error <= 0.1, "p=10 estimate {estimate} for 20000");
+    // Dense at p = 10: 205 register words, about 1 KiB encoded, whatever the item count.
+    let dense_bytes = small.encoded_bytes();
+    println!("hll p=10: empty {empty_bytes} B, dense {dense_bytes} B, estimate {estimate}");
+    assert!(
+        empty_bytes < 64 && dense_bytes <= 1_100,
+        "{empty_bytes} / {dense_bytes}"
+    );
+    let packed = rmp_serde::to_vec(&small).expect("encode");
+    assert_eq!(packed.len(), dense_bytes);
+    let mut back: Hll = rmp_serde::from_slice(&packed).expect("decode");
+    assert_eq!((back.precision(), back.estimate()), (10, estimate));
+    let mut big = sketch_of(0..10);
+    let before = big.estimate();
+    assert!(matches!(
+        big.merge(&small),
+        Err(SketchError::IncompatibleHll { precision: 14, .. })
+    ));
+    assert_eq!(big.estimate(), before, "a refused merge changes nothing");
+}
+
 /// Encodes a sketch as a JSON value, applies `corrupt`, and expects decoding to fail.
 fn assert_refused(hll: &Hll, what: &str, corrupt: impl FnOnce(&mut Value)) {
     let mut value = serde_json::to_value(hll).expect("encode");

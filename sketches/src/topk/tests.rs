@@ -118,6 +118,20 @@ fn serde_roundtrip_and_oversized_candidate_lists() {
     );
 }
 
+#[test]
+fn a_cleared_tracker_is_empty_and_merges_with_the_original() {
+    let mut topk = tracker();
+    for (item, count) in stream(3).into_iter().take(500) {
+        topk.observe(&item, count);
+    }
+    let mut fresh = topk.cleared();
+    assert!(fresh.top().is_empty());
+    assert_eq!(fresh.sketch().total(), 0);
+    assert_eq!(fresh.sketch().params(), topk.sketch().params());
+    fresh.merge(&topk).expect("same parameters");
+    assert_eq!(fresh.top(), topk.top());
+}
+
 fn arb_tracker() -> impl Strategy<Value = TopK> {
     prop::collection::vec((0u8..40, 1u64..100), 0..80).prop_map(|events| {
         let mut topk = TopK::new(5, CountMin::new(0.05, 0.1, 3).expect("valid")).expect("k");

@@ -1,0 +1,92 @@
+//! Statistics calls: one node's, and the whole cluster's merged.
+//!
+//! A cluster figure needs every member's sketches, not just the connected node's, so
+//! [`Client::cluster_stats`] asks the connected node who the members are, asks each of them
+//! at once (each call bounded by the client deadline), and merges with
+//! [`ClusterStats::merge`]. A member that cannot be reached is named in the result instead
+//! of failing the whole call.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use tokio::task::JoinSet;
+
+use crate::client::{Client, ClientError, reply_kind};
+use crate::core::message::{ClientReply, ClientRequest};
+use crate::core::stats::{ClusterStats, NodeAnswer, StatsInfo};
+use crate::net::load_identity;
+
+impl Client {
+    /// The connected node's statistics (its sketches, per-partition estimates and
+    /// anti-entropy progress).
+    pub async fn stats(&self) -> Result<StatsInfo, ClientError> {
+        match self.call(ClientRequest::Stats).await? {
+            ClientReply::Stats(info) => Ok(*info),
+            other => Err(self.unexpected("stats", reply_kind(&other))),
+        }
+    }
+
+    /// Every member's statistics, merged: members come from the connected node's status,
+    /// and each is asked with the `certs_dir/cert_name` identity. Lists at most
+    /// `hot_keys_max` cluster hot keys. Fails only if the connected node cannot say who
+    /// the members are; an unreachable member makes the result partial.
+    pub async fn cluster_stats(
+        &self,
+        certs_dir: &Path,
+        cert_name: &str,
+        hot_keys_max: usize,
+    ) -> Result<ClusterStats, ClientError> {
+        let status = self.status().await?;
+        let identity =
+            load_identity(certs_dir, cert_name).map_err(|source| ClientError::Identity {
+                name: cert_name.to_owned(),
+                dir: certs_dir.to_path_buf(),
+                source: Box::new(source),
+            })?;
+        let mut asks = JoinSet::new();
+        let mut answers = Vec::with_capacity(status.members.len());
+        for (index, member) in status.members.into_iter().enumerate() {
+            let client = match resolve(&member.addr).await {
+                Ok(addr) => Client::with_identity(addr, &identity)
+                    .map(|client| client.with_timeout_ms(self.timeout_ms))
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            };
+            asks.spawn(async move {
+                let result = match client {
+                    Ok(client) => client.stats().await.map_err(|e| e.to_string()),
+                    Err(e) => Err(e),
+                };
+                (index, result)
+            });
+            answers.push(NodeAnswer {
+                node: member.name,
+                addr: member.addr,
+                result: Err("the stats request ended without an answer".to_string()),
+            });
+        }
+        while let Some(joined) = asks.join_next().await {
+            // A task fails to join only if it panicked or the runtime is shutting down;
+            // that member keeps its "no answer" error.
+            if let Ok((index, result)) = joined
+                && let Some(answer) = answers.get_mut(index)
+            {
+                answer.result = result;
+            }
+        }
+        Ok(ClusterStats::merge(answers, hot_keys_max))
+    }
+}
+
+/// A member's advertised address as a socket address (names are looked up).
+async fn resolve(addr: &str) -> Result<SocketAddr, String> {
+    if let Ok(parsed) = addr.parse() {
+        return Ok(parsed);
+    }
+    let unresolved = |reason: String| format!("member address {addr:?} does not resolve: {reason}");
+    tokio::net::lookup_host(addr)
+        .await
+        .map_err(|e| unresolved(e.to_string()))?
+        .next()
+        .ok_or_else(|| unresolved("no address found".to_string()))
+}
