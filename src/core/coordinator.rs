@@ -348,6 +348,9 @@ impl Node {
             | PeerMessage::AeLeaves { .. }
             | PeerMessage::AeKeys { .. }
             | PeerMessage::AePull { .. }) => self.on_ae_message(from, msg),
+            msg @ (PeerMessage::ReapCheck { .. }
+            | PeerMessage::ReapConfirm { .. }
+            | PeerMessage::Reap { .. }) => self.on_reap_message(from, msg),
         }
     }
 

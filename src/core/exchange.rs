@@ -36,6 +36,8 @@ pub struct AeStats {
     pub bytes_sent: u64,
     /// Rows scanned by the start-up tree rebuild.
     pub rebuild_rows: u64,
+    /// Tombstones this replica removed after every primary confirmed them.
+    pub tombstones_reaped: u64,
 }
 
 impl Node {

@@ -15,6 +15,7 @@ pub mod message;
 pub mod node;
 pub mod object;
 pub mod quorum;
+pub mod reap;
 pub mod replica;
 pub mod ring;
 pub mod timer;

@@ -26,6 +26,7 @@ use crate::core::hints::HINTS_MAX_DEFAULT;
 use crate::core::membership::Membership;
 use crate::core::message::{ClientReply, ClientRequest, PeerMessage};
 use crate::core::object::Limits;
+use crate::core::reap::{Reaper, TOMBSTONE_GRACE_MS_DEFAULT};
 use crate::core::replica::{Replica, ReplicaError};
 use crate::core::ring::{NodeId, PARTITIONS_DEFAULT, RingError, VNODES_DEFAULT};
 use crate::core::timer::{Timer, TimerTable};
@@ -88,6 +89,9 @@ pub struct NodeConfig {
     /// Period of anti-entropy ticks; 0 turns anti-entropy off.
     pub anti_entropy_interval_ms: u64,
     pub inflight_max: usize,
+    /// How long every primary must have held a tombstone before it is reaped; hints
+    /// expire after half of it (see `core/reap.rs`).
+    pub tombstone_grace_ms: u64,
     /// Seeds this node's RNG (ping nonces, and the actor id of a fresh data directory).
     pub rng_seed: u64,
 }
@@ -132,6 +136,8 @@ pub struct Node {
     pub(crate) ae: AeStats,
     /// Next partition anti-entropy looks at.
     pub(crate) ae_cursor: u32,
+    /// Tombstone reaping rounds this node runs as a partition's first primary.
+    pub(crate) reaper: Reaper,
 }
 
 /// Counters for status output and tests.
@@ -159,6 +165,7 @@ impl NodeConfig {
             handoff_interval_ms: HANDOFF_INTERVAL_MS_DEFAULT,
             anti_entropy_interval_ms: ANTI_ENTROPY_INTERVAL_MS_DEFAULT,
             inflight_max: INFLIGHT_MAX_DEFAULT,
+            tombstone_grace_ms: TOMBSTONE_GRACE_MS_DEFAULT,
             rng_seed: 0,
         }
     }
@@ -203,7 +210,9 @@ impl Node {
         )?;
         let mut rng = ChaCha8Rng::seed_from_u64(config.rng_seed);
         let actor = load_or_create_actor(storage.as_ref(), &mut rng)?;
-        let replica = Replica::open(storage, config.hints_max, config.partitions)?;
+        let mut replica = Replica::open(storage, config.hints_max, config.partitions)?;
+        replica.set_tombstone_grace_ms(config.tombstone_grace_ms);
+        replica.set_wall_ms(now.wall_ms);
         // Request ids must not repeat across restarts: peers remember forwarded ids to
         // drop duplicates, and a late reply to the previous incarnation must not match a
         // new request. A random start in a 2^48 range makes a collision negligible and
@@ -227,12 +236,17 @@ impl Node {
             stats: NodeStats::default(),
             ae: AeStats::default(),
             ae_cursor: 0,
+            reaper: Reaper::default(),
         };
         node.timers.set(now.mono_ms, Timer::TreeRebuild);
         if node.config.anti_entropy_interval_ms > 0 {
             node.timers.set(
                 now.mono_ms + node.config.anti_entropy_interval_ms,
                 Timer::AntiEntropy,
+            );
+            node.timers.set(
+                now.mono_ms + node.config.anti_entropy_interval_ms,
+                Timer::Reap,
             );
         }
         node.timers
@@ -283,6 +297,7 @@ impl Node {
 
     /// A client request arrived; `req_id` is the driver's, echoed in `poll_reply`.
     pub fn handle_client(&mut self, now: Now, req_id: u64, request: ClientRequest) {
+        self.replica.set_wall_ms(now.wall_ms);
         self.start_request(
             now,
             crate::core::coordinator::Origin::Client(req_id),
@@ -292,6 +307,7 @@ impl Node {
 
     /// A peer message arrived from `from`.
     pub fn handle_message(&mut self, now: Now, from: NodeId, msg: PeerMessage) {
+        self.replica.set_wall_ms(now.wall_ms);
         if self.membership.heard_from(&from, now.mono_ms) {
             self.on_member_up(now, &from);
         }
@@ -300,6 +316,7 @@ impl Node {
 
     /// The driver delivered a message to `node`: it is alive.
     pub fn handle_delivered(&mut self, now: Now, node: NodeId) {
+        self.replica.set_wall_ms(now.wall_ms);
         if self.membership.heard_from(&node, now.mono_ms) {
             self.on_member_up(now, &node);
         }
@@ -307,12 +324,14 @@ impl Node {
 
     /// The driver could not deliver to `node` (connect or stream failure).
     pub fn handle_unreachable(&mut self, now: Now, node: NodeId) {
+        self.replica.set_wall_ms(now.wall_ms);
         self.membership.mark_down(&node);
         self.on_unreachable(now, &node);
     }
 
     /// Time passed; fires every due timer (stale ones are no-ops).
     pub fn handle_timeout(&mut self, now: Now) {
+        self.replica.set_wall_ms(now.wall_ms);
         for timer in self.timers.expire(now.mono_ms) {
             match timer {
                 Timer::Request(id) => self.on_request_timeout(now, id),
@@ -320,6 +339,7 @@ impl Node {
                 Timer::Handoff => self.on_handoff_tick(now),
                 Timer::TreeRebuild => self.on_rebuild_tick(now),
                 Timer::AntiEntropy => self.on_anti_entropy_tick(now),
+                Timer::Reap => self.on_reap_tick(now),
             }
         }
     }

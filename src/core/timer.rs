@@ -25,6 +25,8 @@ pub enum Timer {
     TreeRebuild,
     /// Time to compare partitions with their other replicas.
     AntiEntropy,
+    /// Time to look for tombstones every primary may have held for the grace period.
+    Reap,
 }
 
 /// Deadlines in monotonic milliseconds, in firing order.
