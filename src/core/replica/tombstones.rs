@@ -261,3 +261,107 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     }
     end
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::core::clock::{ActorId, Timestamp};
+    use crate::core::object::{Context, Limits, Object, Op};
+    use crate::storage::MemoryStorage;
+
+    const GRACE_MS: u64 = 1_000;
+
+    fn replica() -> Replica {
+        let mut r = Replica::open(Arc::new(MemoryStorage::new()), 100, 64).unwrap();
+        r.set_tombstone_grace_ms(GRACE_MS);
+        r
+    }
+
+    fn object(op: Op, base: Option<&Object>, wall_ms: u64) -> Object {
+        let ts = Timestamp {
+            wall_ms,
+            logical: 0,
+        };
+        Object::apply(base, op, ActorId(1), ts, &Limits::default())
+            .unwrap()
+            .0
+    }
+
+    fn put(value: &str, base: Option<&Object>, wall_ms: u64) -> Object {
+        let context = base.map_or(Context::empty(), |b| match b.read() {
+            crate::core::object::ReadValue::Siblings { context, .. } => context,
+            _ => Context::empty(),
+        });
+        let op = Op::Put {
+            value: value.as_bytes().to_vec(),
+            context,
+        };
+        object(op, base, wall_ms)
+    }
+
+    fn delete(base: &Object, wall_ms: u64) -> Object {
+        let crate::core::object::ReadValue::Siblings { context, .. } = base.read() else {
+            panic!("siblings");
+        };
+        object(Op::Delete { context }, Some(base), wall_ms)
+    }
+
+    #[test]
+    fn a_hint_older_than_half_the_grace_period_is_never_read_merged_or_handed_off() {
+        let mut r = replica();
+        let primary = NodeId::from("n3");
+        let key = Key::new("b", "k");
+        let old = put("old", None, 1);
+        r.set_wall_ms(10_000);
+        r.merge(&key, &old, Some(&primary)).unwrap();
+        r.set_wall_ms(10_000 + GRACE_MS / 2 - 1);
+        assert_eq!(r.read(&key, Some(&primary)).unwrap(), Some(old.clone()));
+        r.set_wall_ms(10_000 + GRACE_MS / 2);
+        assert_eq!(r.read(&key, Some(&primary)).unwrap(), None, "expired");
+        assert!(r.hinted(&primary, 10).unwrap().is_empty());
+        assert_eq!(r.hints().for_primary(&primary), 0);
+        assert_eq!(r.hints_expired(), 1);
+        // an expired hint that is still on disk is replaced by a new one, not merged
+        let mut r = replica();
+        r.set_wall_ms(10_000);
+        r.merge(&key, &old, Some(&primary)).unwrap();
+        r.set_wall_ms(10_000 + GRACE_MS);
+        let new = put("new", None, 2);
+        assert_eq!(r.merge(&key, &new, Some(&primary)).unwrap(), new);
+        assert_eq!(r.hints().for_primary(&primary), 1, "counted once");
+        assert_eq!(r.hinted(&primary, 10).unwrap(), vec![(key.clone(), new)]);
+    }
+
+    #[test]
+    fn tombstones_come_due_after_the_grace_period_and_only_while_still_tombstones() {
+        let mut r = replica();
+        let (a, b) = (Key::new("b", "a"), Key::new("b", "b"));
+        r.set_wall_ms(50_000);
+        for key in [&a, &b] {
+            let v = put("v", None, 1);
+            r.merge(key, &v, None).unwrap();
+            r.merge(key, &delete(&v, 2), None).unwrap();
+        }
+        r.set_wall_ms(50_000 + GRACE_MS - 1);
+        assert!(r.tombstones_due(0, u64::MAX, 10).unwrap().is_empty());
+        // b is written again: its index entry goes, and a later delete restarts grace
+        let tomb_b = r.read(&b, None).unwrap().unwrap();
+        r.merge(&b, &put("back", Some(&tomb_b), 3), None).unwrap();
+        r.set_wall_ms(50_000 + GRACE_MS);
+        let due = r.tombstones_due(0, u64::MAX, 10).unwrap();
+        let tomb_a = r.read(&a, None).unwrap().unwrap();
+        assert_eq!(due, vec![(a.clone(), tomb_a.digest())]);
+        assert_eq!(r.tombstone_age_ms(&a, tomb_a.digest()).unwrap(), Some(GRACE_MS));
+        assert_eq!(r.tombstone_age_ms(&a, 7).unwrap(), None, "another digest");
+        assert_eq!(r.tombstone_age_ms(&b, 7).unwrap(), None, "not a tombstone");
+        // a reap with a stale digest keeps the key; the right digest removes it
+        assert!(!r.reap_if_unchanged(&a, 7).unwrap());
+        assert!(r.reap_if_unchanged(&a, tomb_a.digest()).unwrap());
+        assert_eq!(r.read(&a, None).unwrap(), None);
+        assert!(r.tombstones_due(0, u64::MAX, 10).unwrap().is_empty());
+        assert!(!r.reap_if_unchanged(&b, tomb_b.digest()).unwrap());
+        assert!(!r.read(&b, None).unwrap().unwrap().is_tombstone());
+    }
+}
