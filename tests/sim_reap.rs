@@ -149,13 +149,16 @@ fn assert_stays_deleted(world: &mut World) {
     for node in world.node_names() {
         let (found, _) = read(world, &node);
         assert!(!found, "the key came back in a read at {node}");
-        assert_ne!(stored_live(world, &node), Some(true), "{node} holds it live");
+        assert_ne!(
+            stored_live(world, &node),
+            Some(true),
+            "{node} holds it live"
+        );
     }
 }
 
 #[test]
-fn a_key_deleted_during_a_partition_is_reaped_and_stays_deleted_when_the_missing_nodes_return()
-{
+fn a_key_deleted_during_a_partition_is_reaped_and_stays_deleted_when_the_missing_nodes_return() {
     let mut w = world(7);
     let p = primaries(&w);
     let (p1, p3) = (p[0].clone(), p[2].clone());
@@ -190,7 +193,10 @@ fn a_key_deleted_during_a_partition_is_reaped_and_stays_deleted_when_the_missing
         .find(|n| **n != stale_holder)
         .cloned()
         .expect("two stand-ins");
-    assert!(hints_for(&w, &tomb_holder, &p3) > 0, "the delete used a stand-in");
+    assert!(
+        hints_for(&w, &tomb_holder, &p3) > 0,
+        "the delete used a stand-in"
+    );
     w.apply(Fault::Crash {
         node: tomb_holder.clone(),
         lose_disk: true,
@@ -200,7 +206,9 @@ fn a_key_deleted_during_a_partition_is_reaped_and_stays_deleted_when_the_missing
     // heal: p3 still holds v1; anti-entropy spreads the tombstone, then grace passes
     w.apply(Fault::Heal);
     assert_eq!(stored_live(&w, &p3), Some(true), "p3 missed the delete");
-    run_until_true(&mut w, "tombstone on p3", |w| stored_live(w, &p3) == Some(false));
+    run_until_true(&mut w, "tombstone on p3", |w| {
+        stored_live(w, &p3) == Some(false)
+    });
     assert_eq!(reaped(&w), 0, "nothing is reaped before the grace period");
     let rounds = run_until_true(&mut w, "reaped on all primaries", |w| {
         p.iter().all(|n| stored_live(w, n).is_none())

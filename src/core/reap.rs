@@ -120,7 +120,8 @@ impl Node {
                 continue;
             }
             let id = self.fresh_id();
-            let others: BTreeSet<NodeId> = primaries.iter().filter(|x| **x != me).cloned().collect();
+            let others: BTreeSet<NodeId> =
+                primaries.iter().filter(|x| **x != me).cloned().collect();
             for peer in &others {
                 self.send(
                     peer.clone(),

@@ -167,7 +167,9 @@ impl Replica {
         hint: Option<&NodeId>,
     ) -> Result<(Object, Applied), ReplicaError> {
         let own = match hint {
-            Some(_) => self.read(key, None)?.filter(|o| !keeps_no_stand_in_copy(o.policy())),
+            Some(_) => self
+                .read(key, None)?
+                .filter(|o| !keeps_no_stand_in_copy(o.policy())),
             None => None,
         };
         let mut op = Some(op);
@@ -324,8 +326,10 @@ impl Replica {
                     Ok(bytes) => {
                         if tracked {
                             digests = (current.as_ref().map(Object::digest), Some(obj.digest()));
-                            tombstones =
-                                (current.as_ref().map(Object::is_tombstone), obj.is_tombstone());
+                            tombstones = (
+                                current.as_ref().map(Object::is_tombstone),
+                                obj.is_tombstone(),
+                            );
                         }
                         result = Some(Ok((obj, extra)));
                         Rmw::Put(bytes)

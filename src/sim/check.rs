@@ -82,15 +82,14 @@ pub fn check_convergence(replicas: &BTreeMap<Key, Vec<ReplicaCopy>>) -> Vec<Stri
                 copies.len()
             ));
         }
-        let agree = |a: &(String, Option<ReadValue>, bool), b: &(String, Option<ReadValue>, bool)| {
+        let agree = |a: &(String, Option<ReadValue>, bool),
+                     b: &(String, Option<ReadValue>, bool)| {
             a.1 == b.1 || (a.1.is_none() && b.2) || (b.1.is_none() && a.2)
         };
-        let differing = seen.iter().enumerate().find_map(|(i, a)| {
-            seen[i + 1..]
-                .iter()
-                .find(|b| !agree(a, b))
-                .map(|b| (a, b))
-        });
+        let differing = seen
+            .iter()
+            .enumerate()
+            .find_map(|(i, a)| seen[i + 1..].iter().find(|b| !agree(a, b)).map(|b| (a, b)));
         if let Some(((first_node, first, _), (node, other, _))) = differing {
             violations.push(format!(
                 "{key}: replicas differ after repair: {first_node} holds {first:?}, {node} holds {other:?}"

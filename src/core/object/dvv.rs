@@ -184,12 +184,22 @@ mod tests {
             logical: 0,
         };
         let mut first = Dvv::new();
-        first.write(A, &Context::empty(), Some(b"old".to_vec()), dot_floor(t(1_000)));
+        first.write(
+            A,
+            &Context::empty(),
+            Some(b"old".to_vec()),
+            dot_floor(t(1_000)),
+        );
         let stale = first.context();
         first.write(A, &stale, None, dot_floor(t(1_001)));
         // reaped: the key is gone; a new write starts from nothing
         let mut second = Dvv::new();
-        let dot = second.write(A, &Context::empty(), Some(b"new".to_vec()), dot_floor(t(9_000)));
+        let dot = second.write(
+            A,
+            &Context::empty(),
+            Some(b"new".to_vec()),
+            dot_floor(t(9_000)),
+        );
         assert!(!stale.covers(&dot.actor, dot.counter));
         // a replica that has not reaped yet, or a client's old token, cannot erase it
         second.merge(&first);

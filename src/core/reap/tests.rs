@@ -162,7 +162,10 @@ impl Cluster {
     }
 
     fn reaped(&self) -> u64 {
-        self.nodes.values().map(|n| n.ae_stats().tombstones_reaped).sum()
+        self.nodes
+            .values()
+            .map(|n| n.ae_stats().tombstones_reaped)
+            .sum()
     }
 
     fn root(&self, name: &str) -> u64 {
@@ -241,18 +244,21 @@ fn context_of(reply: &ClientReply) -> Context {
 /// Writes "v" everywhere, then deletes it with n3 cut off from the delete.
 fn deleted_while_n3_missed_it(c: &mut Cluster) {
     let written = c.request("n1", 1, put("v", Context::empty(), 3), all);
-    assert!(matches!(written, ClientReply::Written { .. }), "{written:?}");
-    let before = c.request("n1", 2, get(), all);
-    let gone = c.request(
-        "n1",
-        3,
-        delete(context_of(&before), 2),
-        |_, to, m| to != &id("n3") || !matches!(m, PeerMessage::Replicate { .. }),
+    assert!(
+        matches!(written, ClientReply::Written { .. }),
+        "{written:?}"
     );
+    let before = c.request("n1", 2, get(), all);
+    let gone = c.request("n1", 3, delete(context_of(&before), 2), |_, to, m| {
+        to != &id("n3") || !matches!(m, PeerMessage::Replicate { .. })
+    });
     assert!(matches!(gone, ClientReply::Written { .. }), "{gone:?}");
     assert!(c.stored("n1").unwrap().is_tombstone());
     assert!(c.stored("n2").unwrap().is_tombstone());
-    assert!(!c.stored("n3").unwrap().is_tombstone(), "n3 missed the delete");
+    assert!(
+        !c.stored("n3").unwrap().is_tombstone(),
+        "n3 missed the delete"
+    );
 }
 
 #[test]
@@ -274,7 +280,10 @@ fn no_reap_before_every_primary_has_held_the_tombstone_for_the_grace_period() {
     // now anti-entropy brings the tombstone to n3: n1 and n2 are long past grace, n3
     // has only just received it
     c.tick_for(3 * TICK_MS, all);
-    assert!(c.stored("n3").unwrap().is_tombstone(), "anti-entropy spread it");
+    assert!(
+        c.stored("n3").unwrap().is_tombstone(),
+        "anti-entropy spread it"
+    );
     c.tick_for(GRACE_MS - 5 * TICK_MS, all);
     assert_eq!(c.reaped(), 0, "n3 has not held it for the grace period yet");
     assert!(c.stored("n3").is_some());
@@ -316,7 +325,10 @@ fn a_conditional_reap_keeps_a_key_rewritten_after_the_check() {
     c.hold_reaps = true;
     c.tick_for(GRACE_MS + 2 * TICK_MS, |_, _, m| !is_ae(m));
     let names = ["n1", "n2", "n3"];
-    let initiator: Vec<&str> = names.into_iter().filter(|n| c.stored(n).is_none()).collect();
+    let initiator: Vec<&str> = names
+        .into_iter()
+        .filter(|n| c.stored(n).is_none())
+        .collect();
     assert_eq!(initiator.len(), 1, "exactly the first primary reaped");
     assert_eq!(c.held.len(), 2, "one Reap for each other primary");
     // meanwhile a client rewrites the key through another primary, reaching it alone
@@ -330,18 +342,29 @@ fn a_conditional_reap_keeps_a_key_rewritten_after_the_check() {
     let rewritten = c.request(writer, 4, put("rewritten", context, 1), |_, _, m| {
         !matches!(m, PeerMessage::Replicate { .. }) && !is_ae(m)
     });
-    assert!(matches!(rewritten, ClientReply::Written { .. }), "{rewritten:?}");
+    assert!(
+        matches!(rewritten, ClientReply::Written { .. }),
+        "{rewritten:?}"
+    );
     // now the held Reap messages arrive: the third primary reaps, the writer keeps its
     // rewrite because its digest changed
     c.hold_reaps = false;
     c.wire = std::mem::take(&mut c.held);
     c.run(|_, _, m| !is_ae(m));
     assert_eq!(c.reaped(), 2);
-    assert!(!c.stored(writer).expect("the rewrite survives").is_tombstone());
+    assert!(
+        !c.stored(writer)
+            .expect("the rewrite survives")
+            .is_tombstone()
+    );
     // anti-entropy brings the rewrite to the replicas that reaped
     c.tick_for(6 * TICK_MS, all);
     for (i, n) in names.iter().enumerate() {
         let reply = c.request(n, 30 + i as u64, get(), all);
-        assert_eq!(read(&reply), (true, vec![b"rewritten".to_vec()]), "read at {n}");
+        assert_eq!(
+            read(&reply),
+            (true, vec![b"rewritten".to_vec()]),
+            "read at {n}"
+        );
     }
 }

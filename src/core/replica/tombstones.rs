@@ -74,7 +74,8 @@ impl Replica {
             }
             let data_key = &index_key[META_TOMBSTONE_PREFIX.len()..];
             let Ok(dk) = storage::decode_data_key(data_key) else {
-                self.storage.update(Space::Meta, &index_key, &mut |_| Rmw::Delete)?;
+                self.storage
+                    .update(Space::Meta, &index_key, &mut |_| Rmw::Delete)?;
                 continue;
             };
             let key = Key {
@@ -82,12 +83,14 @@ impl Replica {
                 key: dk.key,
             };
             let Some(bytes) = self.storage.get(Space::Data, data_key)? else {
-                self.storage.update(Space::Meta, &index_key, &mut |_| Rmw::Delete)?;
+                self.storage
+                    .update(Space::Meta, &index_key, &mut |_| Rmw::Delete)?;
                 continue;
             };
             let object = decode(&key, &bytes)?;
             if !object.is_tombstone() {
-                self.storage.update(Space::Meta, &index_key, &mut |_| Rmw::Delete)?;
+                self.storage
+                    .update(Space::Meta, &index_key, &mut |_| Rmw::Delete)?;
                 continue;
             }
             if self.age_ms(&index_key, &stamp)? >= self.tombstone_grace_ms {
@@ -125,22 +128,23 @@ impl Replica {
         let (_, data_key) = location(key, None)?;
         let mut reaped = false;
         let mut failure = None;
-        self.storage.update(Space::Data, &data_key, &mut |existing| {
-            let Some(bytes) = existing else {
-                return Rmw::Keep;
-            };
-            match decode(key, bytes) {
-                Ok(current) if current.is_tombstone() && current.digest() == digest => {
-                    reaped = true;
-                    Rmw::Delete
+        self.storage
+            .update(Space::Data, &data_key, &mut |existing| {
+                let Some(bytes) = existing else {
+                    return Rmw::Keep;
+                };
+                match decode(key, bytes) {
+                    Ok(current) if current.is_tombstone() && current.digest() == digest => {
+                        reaped = true;
+                        Rmw::Delete
+                    }
+                    Ok(_) => Rmw::Keep,
+                    Err(e) => {
+                        failure = Some(e);
+                        Rmw::Keep
+                    }
                 }
-                Ok(_) => Rmw::Keep,
-                Err(e) => {
-                    failure = Some(e);
-                    Rmw::Keep
-                }
-            }
-        })?;
+            })?;
         if let Some(e) = failure {
             return Err(e);
         }
@@ -207,12 +211,17 @@ impl Replica {
     }
 
     /// Drops an expired hint held for `primary` (whatever it holds) and its time.
-    pub(super) fn expire_hint(&mut self, primary: &NodeId, hint_key: &[u8]) -> Result<(), ReplicaError> {
+    pub(super) fn expire_hint(
+        &mut self,
+        primary: &NodeId,
+        hint_key: &[u8],
+    ) -> Result<(), ReplicaError> {
         let mut existed = false;
-        self.storage.update(Space::Hints, hint_key, &mut |existing| {
-            existed = existing.is_some();
-            Rmw::Delete
-        })?;
+        self.storage
+            .update(Space::Hints, hint_key, &mut |existing| {
+                existed = existing.is_some();
+                Rmw::Delete
+            })?;
         self.unstamp_hint(hint_key)?;
         if existed {
             self.hints.counted(primary.clone(), -1);
@@ -353,7 +362,10 @@ mod tests {
         let due = r.tombstones_due(0, u64::MAX, 10).unwrap();
         let tomb_a = r.read(&a, None).unwrap().unwrap();
         assert_eq!(due, vec![(a.clone(), tomb_a.digest())]);
-        assert_eq!(r.tombstone_age_ms(&a, tomb_a.digest()).unwrap(), Some(GRACE_MS));
+        assert_eq!(
+            r.tombstone_age_ms(&a, tomb_a.digest()).unwrap(),
+            Some(GRACE_MS)
+        );
         assert_eq!(r.tombstone_age_ms(&a, 7).unwrap(), None, "another digest");
         assert_eq!(r.tombstone_age_ms(&b, 7).unwrap(), None, "not a tombstone");
         // a reap with a stale digest keeps the key; the right digest removes it
