@@ -27,13 +27,20 @@
 //! What else could bring a reaped key back, and why it cannot:
 //! - a hint held by a stand-in from before the delete: hints expire after half the grace
 //!   period (`core/replica/tombstones.rs`), so one still in flight lands before a reap;
-//! - a stand-in's data-space copy: `siblings` and `lww` stand-ins keep none
-//!   ([`crate::core::replica::Replica::apply`]);
 //! - a reused dot in the key's second life: `siblings` dots are floored by the HLC
 //!   (`object/dvv.rs`), so an old context never covers a new write;
 //! - a node that left the ring and rejoins with its old data: not prevented here — it
 //!   must rejoin with an empty data directory once it has been out longer than the grace
 //!   period (see README, repair).
+//!
+//! One path stays open: a stand-in coordinator keeps a data-space copy of the keys it
+//! wrote for a down primary ([`crate::core::replica::Replica::apply`]), which no delete
+//! reaches. If the key is deleted and reaped and the same node later stands in again and
+//! coordinates a write to it, that old value comes back as a sibling of the new write.
+//! Dropping the copy is not the fix: the stand-in's next write would then claim (through
+//! its version vector) to have seen its own earlier dots and erase them at the primaries
+//! — the simulator sweep lost acknowledged writes that way. The fix is Riak's per-key
+//! actor epochs: a coordinator without a local copy of the key writes under a fresh actor.
 //!
 //! [`Object::is_tombstone`]: crate::core::object::Object::is_tombstone
 

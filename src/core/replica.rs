@@ -20,7 +20,7 @@ use crate::core::anti_entropy::{MerkleTrees, RebuildProgress};
 use crate::core::clock::{ActorId, Timestamp};
 use crate::core::hints::{self, Hints};
 use crate::core::message::Key;
-use crate::core::object::{Applied, Limits, Object, ObjectError, Op, Policy};
+use crate::core::object::{Applied, Limits, Object, ObjectError, Op};
 use crate::core::reap::TOMBSTONE_GRACE_MS_DEFAULT;
 use crate::core::ring::{NodeId, key_position};
 use crate::storage::{self, Rmw, SCAN_ROWS_MAX, Space, Storage, StorageError};
@@ -152,11 +152,9 @@ impl Replica {
     /// simulator: counter seed 14, lost acknowledged increments). The data-space copy
     /// is never dropped, so it remembers every write this actor made to the key.
     ///
-    /// Only CRDT policies need that memory. `siblings` dots are floored by the HLC (see
-    /// `object/dvv.rs`) and `lww` cells carry HLC stamps, so neither can reuse an old
-    /// write's identity; and for them a stand-in's data-space copy would be a stale copy
-    /// outside the primaries, which no delete reaches and which would bring a reaped key
-    /// back into the next write made through this stand-in.
+    /// That copy is reached by no delete, so for `siblings` and `lww` it can bring a
+    /// reaped key back into a later write made through this stand-in; see `core/reap.rs`
+    /// for why it is kept anyway.
     pub fn apply(
         &mut self,
         key: &Key,
@@ -167,9 +165,7 @@ impl Replica {
         hint: Option<&NodeId>,
     ) -> Result<(Object, Applied), ReplicaError> {
         let own = match hint {
-            Some(_) => self
-                .read(key, None)?
-                .filter(|o| !keeps_no_stand_in_copy(o.policy())),
+            Some(_) => self.read(key, None)?,
             None => None,
         };
         let mut op = Some(op);
@@ -187,7 +183,7 @@ impl Replica {
             };
             Object::apply(base.as_ref(), op, actor, ts, limits).map_err(ReplicaError::from)
         })?;
-        if hint.is_some() && !keeps_no_stand_in_copy(done.0.policy()) {
+        if hint.is_some() {
             self.merge(key, &done.0, None)?;
         }
         Ok(done)
@@ -388,11 +384,6 @@ pub fn location(key: &Key, hint: Option<&NodeId>) -> Result<(Space, Vec<u8>), St
         Some(primary) => (Space::Hints, hints::hint_key(primary, &data_key)),
         None => (Space::Data, data_key),
     })
-}
-
-/// True for policies whose stand-ins keep no data-space copy (see [`Replica::apply`]).
-fn keeps_no_stand_in_copy(policy: Policy) -> bool {
-    matches!(policy, Policy::Siblings | Policy::Lww)
 }
 
 fn decode(key: &Key, bytes: &[u8]) -> Result<Object, ReplicaError> {
