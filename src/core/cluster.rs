@@ -20,6 +20,7 @@ use crate::storage::{Rmw, Space};
 impl Node {
     /// A gossip datagram arrived from the node whose certificate names it `from`.
     pub fn handle_datagram(&mut self, now: Now, from: NodeId, data: &[u8]) {
+        self.replica.set_wall_ms(now.wall_ms);
         match self.gossip.handle_data(now.mono_ms, &from, data) {
             Ok(()) => {
                 // A valid packet is proof of life even before foca says so.

@@ -390,6 +390,9 @@ impl Node {
             | PeerMessage::AeBloom { .. }
             | PeerMessage::AeBloomReply { .. }
             | PeerMessage::AeBloomNext { .. }) => self.on_reconcile_message(from, msg),
+            msg @ (PeerMessage::ReapCheck { .. }
+            | PeerMessage::ReapConfirm { .. }
+            | PeerMessage::Reap { .. }) => self.on_reap_message(from, msg),
         }
     }
 

@@ -65,6 +65,8 @@ pub struct AeStats {
     pub bloom_exchanges: u64,
     /// Bloom rounds this node started (each sends a filter and asks for the peer's).
     pub bloom_rounds: u64,
+    /// Tombstones this replica removed after every primary confirmed them.
+    pub tombstones_reaped: u64,
 }
 
 /// Counts the bytes an encoder writes, without keeping them.

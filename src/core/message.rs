@@ -282,6 +282,26 @@ pub enum PeerMessage {
         root: u64,
         estimate: u64,
     },
+    /// Tombstone reaping: the partition's first primary asks another primary whether it
+    /// has held each of these tombstones (key, version digest) for the grace period.
+    ReapCheck {
+        round: u64,
+        partition: u32,
+        entries: Vec<(Key, u64)>,
+    },
+    /// Tombstone reaping: the keys of a `ReapCheck` the sender holds as the same
+    /// tombstone, and has for the grace period.
+    ReapConfirm {
+        round: u64,
+        partition: u32,
+        keys: Vec<Key>,
+    },
+    /// Tombstone reaping: every primary confirmed these; remove each key that is still
+    /// exactly this tombstone.
+    Reap {
+        partition: u32,
+        entries: Vec<(Key, u64)>,
+    },
 }
 
 /// One frame's body on the wire, client or peer.

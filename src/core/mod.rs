@@ -17,6 +17,7 @@ pub mod message;
 pub mod node;
 pub mod object;
 pub mod quorum;
+pub mod reap;
 pub mod reconcile;
 pub mod replica;
 pub mod ring;

@@ -28,6 +28,7 @@ use crate::core::hints::HINTS_MAX_DEFAULT;
 use crate::core::membership::Membership;
 use crate::core::message::{ClientReply, ClientRequest, PeerMessage};
 use crate::core::object::Limits;
+use crate::core::reap::{Reaper, TOMBSTONE_GRACE_MS_DEFAULT};
 use crate::core::replica::{Replica, ReplicaError};
 use crate::core::ring::{NodeId, PARTITIONS_DEFAULT, RingError, VNODES_DEFAULT};
 use crate::core::stats::{AeProgress, RequestWindows, STATS_WINDOW_MS_DEFAULT};
@@ -107,6 +108,9 @@ pub struct NodeConfig {
     pub inflight_max: usize,
     /// Length of one hot-key request-count window (`core::stats`).
     pub stats_window_ms: u64,
+    /// How long every primary must have held a tombstone before it is reaped; hints
+    /// expire after half of it (see `core/reap.rs`).
+    pub tombstone_grace_ms: u64,
     /// Seeds this node's RNG (ping nonces, and the actor id of a fresh data directory).
     pub rng_seed: u64,
 }
@@ -166,6 +170,8 @@ pub struct Node {
     pub(crate) traffic: RequestWindows,
     /// When each partition was last compared by anti-entropy.
     pub(crate) ae_progress: AeProgress,
+    /// Tombstone reaping rounds this node runs as a partition's first primary.
+    pub(crate) reaper: Reaper,
 }
 
 /// Counters for status output and tests.
@@ -205,6 +211,7 @@ impl NodeConfig {
             ae_path: AePath::Auto,
             inflight_max: INFLIGHT_MAX_DEFAULT,
             stats_window_ms: STATS_WINDOW_MS_DEFAULT,
+            tombstone_grace_ms: TOMBSTONE_GRACE_MS_DEFAULT,
             rng_seed: 0,
         }
     }
@@ -290,7 +297,9 @@ impl Node {
         let cluster_size = membership.len() as u32;
         let mut rng = ChaCha8Rng::seed_from_u64(config.rng_seed);
         let actor = load_or_create_actor(storage.as_ref(), &mut rng)?;
-        let replica = Replica::open(storage, config.hints_max, config.partitions)?;
+        let mut replica = Replica::open(storage, config.hints_max, config.partitions)?;
+        replica.set_tombstone_grace_ms(config.tombstone_grace_ms);
+        replica.set_wall_ms(now.wall_ms);
         let traffic = RequestWindows::new(config.stats_window_ms, now.mono_ms)
             .map_err(|e| NodeError::Config(e.to_string()))?;
         let ae_progress = AeProgress::new(config.partitions);
@@ -337,6 +346,7 @@ impl Node {
             transfer: TransferState::default(),
             traffic,
             ae_progress,
+            reaper: Reaper::default(),
         };
         node.persist_members();
         node.announce_all(now);
@@ -346,6 +356,10 @@ impl Node {
             node.timers.set(
                 now.mono_ms + node.config.anti_entropy_interval_ms,
                 Timer::AntiEntropy,
+            );
+            node.timers.set(
+                now.mono_ms + node.config.anti_entropy_interval_ms,
+                Timer::Reap,
             );
         }
         node.timers.set(now.mono_ms, Timer::MemberSync);
@@ -406,6 +420,7 @@ impl Node {
 
     /// A client request arrived; `req_id` is the driver's, echoed in `poll_reply`.
     pub fn handle_client(&mut self, now: Now, req_id: u64, request: ClientRequest) {
+        self.replica.set_wall_ms(now.wall_ms);
         self.start_request(
             now,
             crate::core::coordinator::Origin::Client(req_id),
@@ -415,6 +430,7 @@ impl Node {
 
     /// A peer message arrived from `from`.
     pub fn handle_message(&mut self, now: Now, from: NodeId, msg: PeerMessage) {
+        self.replica.set_wall_ms(now.wall_ms);
         if self.membership.heard_from(&from, now.mono_ms) {
             self.on_member_up(now, &from);
         }
@@ -424,6 +440,7 @@ impl Node {
 
     /// The driver could not deliver to `node` (connect or stream failure).
     pub fn handle_unreachable(&mut self, now: Now, node: NodeId) {
+        self.replica.set_wall_ms(now.wall_ms);
         self.membership.mark_down(&node);
         self.on_unreachable(now, &node);
     }
@@ -434,6 +451,7 @@ impl Node {
             tracing::debug!(node = %self.config.name, error = %e, "gossip timer");
         }
         self.drain_gossip(now);
+        self.replica.set_wall_ms(now.wall_ms);
         for timer in self.timers.expire(now.mono_ms) {
             match timer {
                 Timer::Request(id) => self.on_request_timeout(now, id),
@@ -443,6 +461,7 @@ impl Node {
                 Timer::TreeRebuild => self.on_rebuild_tick(now),
                 Timer::AntiEntropy => self.on_anti_entropy_tick(now),
                 Timer::StatsScan => self.on_stats_scan_tick(now),
+                Timer::Reap => self.on_reap_tick(now),
             }
         }
     }

@@ -5,6 +5,12 @@
 //! the hint store instead of the data space, so this node never serves it as its own and
 //! hands exactly it back when the primary returns. Stored bytes are decoded here, at the
 //! disk edge, and a corrupt record is an error naming the key, never a panic.
+//!
+//! Tombstone arrival times and hint creation times live next to the data, in the `Meta`
+//! space (see [`tombstones`]), so tombstones can be reaped and old hints expired without
+//! ever bringing a deleted key back.
+
+mod tombstones;
 
 use std::sync::Arc;
 
@@ -15,6 +21,7 @@ use crate::core::clock::{ActorId, Timestamp};
 use crate::core::hints::{self, Hints};
 use crate::core::message::Key;
 use crate::core::object::{Applied, Limits, Object, ObjectError, Op};
+use crate::core::reap::TOMBSTONE_GRACE_MS_DEFAULT;
 use crate::core::ring::{NodeId, key_position};
 use crate::core::stats::{DistinctKeys, ScanProgress};
 use crate::storage::{self, Rmw, SCAN_ROWS_MAX, Space, Storage, StorageError};
@@ -50,6 +57,12 @@ pub struct Replica {
     distinct: DistinctKeys,
     /// Merges that met an object of another policy (concurrent first writes).
     pub policy_conflicts: u64,
+    /// The node's wall clock at the current input: stamps tombstones and hints.
+    wall_ms: u64,
+    /// How long every primary must hold a tombstone before it is reaped; hints expire
+    /// after half of it.
+    tombstone_grace_ms: u64,
+    hints_expired: u64,
 }
 
 impl Replica {
@@ -67,6 +80,9 @@ impl Replica {
             trees: MerkleTrees::new(partitions),
             distinct: DistinctKeys::new(partitions),
             policy_conflicts: 0,
+            wall_ms: 0,
+            tombstone_grace_ms: TOMBSTONE_GRACE_MS_DEFAULT,
+            hints_expired: 0,
         })
     }
 
@@ -134,9 +150,11 @@ impl Replica {
     }
 
     /// This replica's copy of `key` (from the hint store when standing in for `hint`).
+    /// An expired hint reads as absent: it may predate a delete that was since reaped.
     pub fn read(&self, key: &Key, hint: Option<&NodeId>) -> Result<Option<Object>, ReplicaError> {
         let (space, raw) = location(key, hint)?;
         match self.storage.get(space, &raw)? {
+            Some(_) if hint.is_some() && self.hint_expired(&raw)? => Ok(None),
             Some(bytes) => decode(key, &bytes).map(Some),
             None => Ok(None),
         }
@@ -150,6 +168,10 @@ impl Replica {
     /// key, so the next write would reuse them and be lost on merge (found by the
     /// simulator: counter seed 14, lost acknowledged increments). The data-space copy
     /// is never dropped, so it remembers every write this actor made to the key.
+    ///
+    /// That copy is reached by no delete, so for `siblings` and `lww` it can bring a
+    /// reaped key back into a later write made through this stand-in; see `core/reap.rs`
+    /// for why it is kept anyway.
     pub fn apply(
         &mut self,
         key: &Key,
@@ -206,9 +228,10 @@ impl Replica {
         Ok(obj)
     }
 
-    /// Up to `limit` hints held for `primary`, as (key, object).
+    /// Up to `limit` hints held for `primary`, as (key, object). Expired hints met on
+    /// the way are dropped, never returned.
     pub fn hinted(
-        &self,
+        &mut self,
         primary: &NodeId,
         limit: usize,
     ) -> Result<Vec<(Key, Object)>, ReplicaError> {
@@ -226,6 +249,11 @@ impl Replica {
                 bucket: dk.bucket,
                 key: dk.key,
             };
+            if self.hint_expired(&raw)? {
+                tracing::info!(%primary, %key, ttl_ms = self.hint_ttl_ms(), "dropping an expired hint; anti-entropy repairs the primary instead");
+                self.expire_hint(primary, &raw)?;
+                continue;
+            }
             let obj = decode(&key, &bytes)?;
             out.push((key, obj));
         }
@@ -264,6 +292,7 @@ impl Replica {
         }
         if dropped {
             self.hints.counted(primary.clone(), -1);
+            self.unstamp_hint(&raw)?;
         }
         Ok(dropped)
     }
@@ -339,11 +368,19 @@ impl Replica {
     ) -> Result<(Object, T), ReplicaError> {
         let (space, raw) = location(key, hint)?;
         let hints_full = self.hints.is_full();
+        // An expired hint is replaced, not merged into: it may predate a reaped delete.
+        let hint_expired = hint.is_some()
+            && self.storage.get(space, &raw)?.is_some()
+            && self.hint_expired(&raw)?;
         let mut result: Option<Result<(Object, T), ReplicaError>> = None;
         let mut created = false;
+        let mut fresh = false;
         let tracked = space == Space::Data;
         let mut digests = (None, None);
+        let mut tombstones = (None, false);
         self.storage.update(space, &raw, &mut |existing| {
+            created = existing.is_none();
+            let existing = existing.filter(|_| !hint_expired);
             let current = match existing.map(|b| decode(key, b)).transpose() {
                 Ok(c) => c,
                 Err(e) => {
@@ -358,12 +395,16 @@ impl Replica {
                 }));
                 return Rmw::Keep;
             }
-            created = current.is_none();
+            fresh = current.is_none();
             match f(current.as_ref()) {
                 Ok((obj, extra)) => match rmp_serde::to_vec(&obj) {
                     Ok(bytes) => {
                         if tracked {
                             digests = (current.as_ref().map(Object::digest), Some(obj.digest()));
+                            tombstones = (
+                                current.as_ref().map(Object::is_tombstone),
+                                obj.is_tombstone(),
+                            );
                         }
                         result = Some(Ok((obj, extra)));
                         Rmw::Put(bytes)
@@ -399,6 +440,10 @@ impl Replica {
             let position = key_position(&key.bucket, &key.key);
             self.trees
                 .update(position, &raw, &key.bucket, &key.key, digests.0, digests.1);
+            self.index_tombstone(&raw, tombstones.0, tombstones.1);
+        }
+        if out.is_ok() && hint.is_some() && fresh {
+            self.stamp_hint(&raw)?;
         }
         if out.is_ok() && tracked && created {
             self.distinct.insert(key_position(&key.bucket, &key.key));

@@ -29,6 +29,8 @@ pub enum Timer {
     AntiEntropy,
     /// Time for the next step of the start-up distinct-key scan (`core::stats`).
     StatsScan,
+    /// Time to look for tombstones every primary may have held for the grace period.
+    Reap,
 }
 
 /// Deadlines in monotonic milliseconds, in firing order.

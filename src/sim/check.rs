@@ -59,14 +59,20 @@ struct KeyLedger {
 }
 
 /// Every primary of every key must hold an equal object (equal as a reader sees it;
-/// for `hll`, an equal estimate).
+/// for `hll`, an equal estimate). A tombstone and no copy at all are equal: a reaped key
+/// and a deleted one both read as not found, and reaping reaches replicas one by one.
 pub fn check_convergence(replicas: &BTreeMap<Key, Vec<ReplicaCopy>>) -> Vec<String> {
     let mut violations = Vec::new();
     for (key, copies) in replicas {
-        let mut seen: Vec<(String, Option<ReadValue>)> = Vec::new();
+        // (node, what a reader sees or None when absent, whether it reads as not found)
+        let mut seen: Vec<(String, Option<ReadValue>, bool)> = Vec::new();
         for (node, copy) in copies {
             match copy {
-                Ok(obj) => seen.push((node.to_string(), obj.as_ref().map(|o| o.read()))),
+                Ok(obj) => seen.push((
+                    node.to_string(),
+                    obj.as_ref().map(|o| o.read()),
+                    obj.as_ref().is_none_or(|o| o.is_tombstone()),
+                )),
                 Err(e) => violations.push(format!("{key}: replica {node} unreadable: {e}")),
             }
         }
@@ -76,9 +82,15 @@ pub fn check_convergence(replicas: &BTreeMap<Key, Vec<ReplicaCopy>>) -> Vec<Stri
                 copies.len()
             ));
         }
-        if let Some((first_node, first)) = seen.first()
-            && let Some((node, other)) = seen.iter().find(|(_, v)| v != first)
-        {
+        let agree = |a: &(String, Option<ReadValue>, bool),
+                     b: &(String, Option<ReadValue>, bool)| {
+            a.1 == b.1 || (a.1.is_none() && b.2) || (b.1.is_none() && a.2)
+        };
+        let differing = seen
+            .iter()
+            .enumerate()
+            .find_map(|(i, a)| seen[i + 1..].iter().find(|b| !agree(a, b)).map(|b| (a, b)));
+        if let Some(((first_node, first, _), (node, other, _))) = differing {
             violations.push(format!(
                 "{key}: replicas differ after repair: {first_node} holds {first:?}, {node} holds {other:?}"
             ));

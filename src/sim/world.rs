@@ -45,6 +45,8 @@ pub struct WorldConfig {
     pub client_delay_ms_max: u64,
     /// Pause between a client's operations, drawn from `0..=think_ms_max`.
     pub think_ms_max: u64,
+    /// Every node's tombstone grace period (hints expire after half of it).
+    pub tombstone_grace_ms: u64,
 }
 
 /// A fault or a change of the network, applied at a scheduled time.
@@ -181,6 +183,7 @@ impl WorldConfig {
             client_timeout_ms: 5_000,
             client_delay_ms_max: 3,
             think_ms_max: 40,
+            tombstone_grace_ms: crate::core::reap::TOMBSTONE_GRACE_MS_DEFAULT,
         }
     }
 }
@@ -414,6 +417,7 @@ impl World {
         let mut config = NodeConfig::new(name.0.clone());
         config.partitions = SIM_PARTITIONS;
         config.request_timeout_ms = self.config.request_timeout_ms;
+        config.tombstone_grace_ms = self.config.tombstone_grace_ms;
         config.rng_seed = self.rng.next_u64();
         let Some(sim) = self.nodes.get_mut(name) else {
             return Err(SimError::UnknownNode(name.clone()));

@@ -22,7 +22,7 @@ use thiserror::Error;
 
 pub use context::{CONTEXT_ACTORS_MAX, CONTEXT_TOKEN_BYTES_MAX, Context};
 pub use crdt::{Counter, SetObj};
-pub use dvv::{Dvv, Sibling};
+pub use dvv::{DOT_COUNTERS_PER_MS, Dvv, Sibling, dot_floor};
 pub use lww::LwwCell;
 pub use map::{Field, FieldRead, MapObj, MapOp};
 
@@ -234,11 +234,11 @@ impl Object {
         let mut applied = Applied::default();
         match (&mut obj, op) {
             (Object::Siblings(dvv), Op::Put { value, context }) => {
-                dvv.write(actor, &context, Some(value));
+                dvv.write(actor, &context, Some(value), dot_floor(ts));
                 applied.warning = check_siblings(dvv, limits)?;
             }
             (Object::Siblings(dvv), Op::Delete { context }) => {
-                dvv.write(actor, &context, None);
+                dvv.write(actor, &context, None, dot_floor(ts));
             }
             (Object::Lww(cell), Op::PutLww { value }) => {
                 *cell = LwwCell::new(ts, actor, Some(value));

@@ -1,0 +1,300 @@
+//! Tombstone reaping: removing deletes once no replica can bring the key back.
+//!
+//! A delete leaves a tombstone because a replica that missed the delete would otherwise
+//! hand its old value back through read repair or anti-entropy, and the merge could not
+//! tell "deleted" from "never written". Tombstones cost space forever unless reaped, and
+//! reaping one too early resurrects the key. The rule (DESIGN.md §4): a tombstone goes
+//! only when all N primaries hold that very tombstone (same version digest) and every one
+//! of them has held it for the grace period.
+//!
+//! The partition's first primary runs the rounds, and only while all N primaries are up
+//! — strict primaries, never fallbacks, so a primary that is down blocks the reap of its
+//! partitions however long it is away, and can never miss one. A round: scan this
+//! replica's tombstone index for the partition (bounded), ask the other N−1 primaries
+//! ([`PeerMessage::ReapCheck`]) which of those tombstones they hold with the same digest
+//! for the grace period; the keys every primary confirms go out in a
+//! [`PeerMessage::Reap`], and each primary removes a key only if it still holds exactly
+//! that tombstone — a write that lands meanwhile changes the digest and survives. A
+//! primary that lacks the tombstone says nothing about it; anti-entropy repairs it and a
+//! later round tries again.
+//!
+//! Which objects have tombstones: `siblings` objects whose every sibling is a delete, and
+//! `lww` cells whose winning write is a delete ([`Object::is_tombstone`]). CRDT deletes
+//! are not tombstones and are never reaped: a counter's delete is a reset snapshot that
+//! must outlive late increments, a set's or map's delete keeps the causal clock that lets
+//! it win over the adds it saw, and `hll` cannot be deleted.
+//!
+//! What else could bring a reaped key back, and why it cannot:
+//! - a hint held by a stand-in from before the delete: hints expire after half the grace
+//!   period (`core/replica/tombstones.rs`), so one still in flight lands before a reap;
+//! - a reused dot in the key's second life: `siblings` dots are floored by the HLC
+//!   (`object/dvv.rs`), so an old context never covers a new write;
+//! - a node that left the ring and rejoins with its old data: not prevented here — it
+//!   must rejoin with an empty data directory once it has been out longer than the grace
+//!   period (see README, repair).
+//!
+//! One path stays open: a stand-in coordinator keeps a data-space copy of the keys it
+//! wrote for a down primary ([`crate::core::replica::Replica::apply`]), which no delete
+//! reaches. If the key is deleted and reaped and the same node later stands in again and
+//! coordinates a write to it, that old value comes back as a sibling of the new write.
+//! Dropping the copy is not the fix: the stand-in's next write would then claim (through
+//! its version vector) to have seen its own earlier dots and erase them at the primaries
+//! — the simulator sweep lost acknowledged writes that way. The fix is Riak's per-key
+//! actor epochs: a coordinator without a local copy of the key writes under a fresh actor.
+//!
+//! [`Object::is_tombstone`]: crate::core::object::Object::is_tombstone
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::core::message::{Key, PeerMessage};
+use crate::core::node::{Node, Now};
+use crate::core::ring::{NodeId, key_position};
+use crate::core::timer::Timer;
+
+/// Default grace period: one hour. Hints live half of it, so a stand-in can hand off
+/// after a primary's half-hour restart or maintenance; a longer outage is repaired by
+/// anti-entropy instead. Tombstones are small, so keeping them an hour is cheap.
+pub const TOMBSTONE_GRACE_MS_DEFAULT: u64 = 60 * 60 * 1_000;
+/// Partitions one node looks at per reap tick (as their first primary).
+pub const REAP_PARTITIONS_PER_TICK: u32 = 64;
+/// Most tombstones one round checks and reaps.
+pub const REAP_BATCH_MAX: usize = 256;
+/// Most rounds one node has in flight.
+pub const REAP_ROUNDS_MAX: usize = 64;
+
+/// The reaping rounds a node runs as first primary, and where it looks next.
+#[derive(Debug, Default)]
+pub(crate) struct Reaper {
+    cursor: u32,
+    /// In-flight rounds by partition (one per partition at a time).
+    rounds: BTreeMap<u32, Round>,
+}
+
+#[derive(Debug)]
+struct Round {
+    id: u64,
+    /// The tombstones asked about, with their digests.
+    entries: BTreeMap<Key, u64>,
+    /// The primaries that have not answered yet.
+    awaiting: BTreeSet<NodeId>,
+    /// The primaries of the partition when the round started, this node included.
+    primaries: Vec<NodeId>,
+    /// Keys every primary that answered so far confirmed.
+    confirmed: BTreeSet<Key>,
+    deadline_ms: u64,
+}
+
+impl Node {
+    /// Starts reaping rounds for the next partitions this node is first primary of.
+    pub(crate) fn on_reap_tick(&mut self, now: Now) {
+        let interval = self.config.anti_entropy_interval_ms;
+        if interval == 0 {
+            return;
+        }
+        self.timers.set(now.mono_ms + interval, Timer::Reap);
+        // An unanswered round (a lost message, a primary that went down) is abandoned;
+        // a later round asks again.
+        self.reaper
+            .rounds
+            .retain(|_, r| r.deadline_ms > now.mono_ms);
+        let me = self.config.name.clone();
+        let n = self.config.n as usize;
+        let partitions = self.membership.ring().partitions();
+        for _ in 0..REAP_PARTITIONS_PER_TICK.min(partitions) {
+            if self.reaper.rounds.len() >= REAP_ROUNDS_MAX {
+                break;
+            }
+            let p = self.reaper.cursor % partitions;
+            self.reaper.cursor = self.reaper.cursor.wrapping_add(1);
+            if self.reaper.rounds.contains_key(&p) {
+                continue;
+            }
+            let Some(primaries) = self.all_primaries_up(p, n) else {
+                continue;
+            };
+            if primaries.first() != Some(&me) || primaries.len() < 2 {
+                continue;
+            }
+            let (start, end) = self.membership.ring().partition_range(p);
+            let due = match self.replica.tombstones_due(start, end, REAP_BATCH_MAX) {
+                Ok(due) => due,
+                Err(e) => {
+                    tracing::warn!(node = %me, partition = p, error = %e, "cannot scan tombstones to reap");
+                    continue;
+                }
+            };
+            if due.is_empty() {
+                continue;
+            }
+            let id = self.fresh_id();
+            let others: BTreeSet<NodeId> =
+                primaries.iter().filter(|x| **x != me).cloned().collect();
+            for peer in &others {
+                self.send(
+                    peer.clone(),
+                    PeerMessage::ReapCheck {
+                        round: id,
+                        partition: p,
+                        entries: due.clone(),
+                    },
+                );
+            }
+            self.reaper.rounds.insert(
+                p,
+                Round {
+                    id,
+                    confirmed: due.iter().map(|(k, _)| k.clone()).collect(),
+                    entries: due.into_iter().collect(),
+                    awaiting: others,
+                    primaries,
+                    deadline_ms: now.mono_ms + self.config.request_timeout_ms,
+                },
+            );
+        }
+    }
+
+    pub(crate) fn on_reap_message(&mut self, from: NodeId, msg: PeerMessage) {
+        match msg {
+            PeerMessage::ReapCheck {
+                round,
+                partition,
+                entries,
+            } => {
+                if !self.is_fellow_primary(partition, &from) {
+                    return;
+                }
+                let grace = self.replica.tombstone_grace_ms();
+                let mut keys = Vec::new();
+                for (key, digest) in entries.into_iter().take(REAP_BATCH_MAX) {
+                    if !self.in_partition(&key, partition) {
+                        continue;
+                    }
+                    match self.replica.tombstone_age_ms(&key, digest) {
+                        Ok(Some(age)) if age >= grace => keys.push(key),
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(node = %self.config.name, %key, error = %e, "cannot check a tombstone to reap")
+                        }
+                    }
+                }
+                self.send(
+                    from,
+                    PeerMessage::ReapConfirm {
+                        round,
+                        partition,
+                        keys,
+                    },
+                );
+            }
+            PeerMessage::ReapConfirm {
+                round,
+                partition,
+                keys,
+            } => self.on_reap_confirm(from, round, partition, keys),
+            PeerMessage::Reap { partition, entries } => {
+                if !self.is_fellow_primary(partition, &from) {
+                    return;
+                }
+                let entries: Vec<(Key, u64)> = entries
+                    .into_iter()
+                    .take(REAP_BATCH_MAX)
+                    .filter(|(k, _)| self.in_partition(k, partition))
+                    .collect();
+                self.reap_local(&entries);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_reap_confirm(&mut self, from: NodeId, round: u64, partition: u32, keys: Vec<Key>) {
+        let Some(r) = self.reaper.rounds.get_mut(&partition) else {
+            return;
+        };
+        if r.id != round || !r.awaiting.remove(&from) {
+            return;
+        }
+        let theirs: BTreeSet<Key> = keys.into_iter().take(REAP_BATCH_MAX).collect();
+        r.confirmed.retain(|k| theirs.contains(k));
+        if !r.awaiting.is_empty() {
+            return;
+        }
+        let Some(r) = self.reaper.rounds.remove(&partition) else {
+            return;
+        };
+        // The ring or liveness may have changed while the round ran: reap only if the
+        // primaries asked are still exactly the partition's primaries, all up.
+        let n = self.config.n as usize;
+        if self.all_primaries_up(partition, n).as_ref() != Some(&r.primaries) {
+            return;
+        }
+        let entries: Vec<(Key, u64)> = r
+            .confirmed
+            .iter()
+            .filter_map(|k| r.entries.get(k).map(|d| (k.clone(), *d)))
+            .collect();
+        if entries.is_empty() {
+            return;
+        }
+        let me = self.config.name.clone();
+        for peer in r.primaries.iter().filter(|x| **x != me) {
+            self.send(
+                peer.clone(),
+                PeerMessage::Reap {
+                    partition,
+                    entries: entries.clone(),
+                },
+            );
+        }
+        self.reap_local(&entries);
+    }
+
+    /// Removes each key that is still exactly the confirmed tombstone.
+    fn reap_local(&mut self, entries: &[(Key, u64)]) {
+        for (key, digest) in entries {
+            match self.replica.reap_if_unchanged(key, *digest) {
+                Ok(true) => self.ae.tombstones_reaped += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(node = %self.config.name, %key, error = %e, "cannot reap a tombstone")
+                }
+            }
+        }
+    }
+
+    /// The partition's N primaries when every one of them is up (self included).
+    fn all_primaries_up(&self, partition: u32, n: usize) -> Option<Vec<NodeId>> {
+        let primaries: Vec<NodeId> = self
+            .membership
+            .ring()
+            .primaries(partition, n)
+            .into_iter()
+            .cloned()
+            .collect();
+        let me = &self.config.name;
+        (primaries.len() == n
+            && primaries
+                .iter()
+                .all(|p| p == me || self.membership.is_up(p)))
+        .then_some(primaries)
+    }
+
+    /// True when both this node and `from` are primaries of `partition`.
+    fn is_fellow_primary(&self, partition: u32, from: &NodeId) -> bool {
+        let ring = self.membership.ring();
+        if partition >= ring.partitions() {
+            return false;
+        }
+        let primaries = ring.primaries(partition, self.config.n as usize);
+        primaries.contains(&from) && primaries.contains(&&self.config.name)
+    }
+
+    fn in_partition(&self, key: &Key, partition: u32) -> bool {
+        self.membership
+            .ring()
+            .partition_of(key_position(&key.bucket, &key.key))
+            == partition
+    }
+}
+
+#[cfg(test)]
+mod tests;
