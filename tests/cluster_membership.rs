@@ -13,6 +13,8 @@ use ringkv::core::ring::NodeId;
 const KEYS: usize = 1_000;
 /// Streaming budget in the join test: slow enough that reads run during the transfer.
 const THROTTLE_BYTES_PER_SEC: u64 = 24 * 1024;
+/// Upper bound on one partition's batch in these tests (~16 keys × 3 owners × ~100 B).
+const LAST_BATCH_BYTES_MAX: u64 = 16 * 1024;
 
 fn keys() -> Vec<Key> {
     (0..KEYS).map(|i| Key::new("m", format!("k{i}"))).collect()
@@ -93,6 +95,24 @@ async fn a_fourth_node_joins_takes_a_quarter_and_every_key_stays_readable() {
         misses.is_empty(),
         "reads failed during the join: {misses:?}"
     );
+    // The rate limit: a node waits bytes/rate after each batch, so its stream took at
+    // least (bytes sent - its last batch) / rate; the last batch is one partition's keys.
+    let elapsed = started.elapsed().as_secs_f64();
+    for i in 0..3 {
+        let status = cluster.client(i).await.status().await.expect("status");
+        let sent = status.transfers.bytes_sent;
+        let floor =
+            sent.saturating_sub(LAST_BATCH_BYTES_MAX) as f64 / THROTTLE_BYTES_PER_SEC as f64;
+        println!(
+            "n{} streamed {sent} bytes; rate-limit floor {floor:.2} s",
+            i + 1
+        );
+        assert!(
+            elapsed >= floor,
+            "n{} sent {sent} bytes in {elapsed:.2} s, faster than the limit",
+            i + 1
+        );
+    }
 
     let ring = cluster.client(0).await.ring().await.expect("ring");
     let n4_info = ring
@@ -177,5 +197,62 @@ async fn a_leaving_node_hands_its_data_over_and_every_key_stays_at_n_replicas() 
     // Leaving again is refused: three members remain for N=3.
     let refused = client.leave().await;
     assert!(refused.is_err(), "a leave below N members must be refused");
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standalone_node_joins_with_the_join_command() {
+    let mut cluster = TestCluster::start(3).await;
+    write_all(&cluster, 3).await;
+    // n4 starts alone (no peers, no seeds): a one-node cluster of its own.
+    let n4 = cluster.join_later().await;
+    let alone = cluster.client(n4).await.status().await.expect("status");
+    assert_eq!(alone.members.len(), 1, "{alone:?}");
+    let seed = cluster.addrs[0].to_string();
+    let text = cluster
+        .client(n4)
+        .await
+        .join(&seed)
+        .await
+        .expect("join accepted");
+    assert!(text.contains("joining"), "{text}");
+    eventually("every member lists n4 and n4 lists every member", || {
+        let c = &cluster;
+        async move {
+            for i in 0..4 {
+                let status = c.client(i).await.status().await.expect("status");
+                if status.members.len() != 4 {
+                    return false;
+                }
+            }
+            true
+        }
+    })
+    .await;
+    eventually("transfers to n4 finish", || {
+        let c = &cluster;
+        async move {
+            for i in 0..4 {
+                if c.client(i)
+                    .await
+                    .status()
+                    .await
+                    .expect("status")
+                    .transfers
+                    .pending
+                    > 0
+                {
+                    return false;
+                }
+            }
+            true
+        }
+    })
+    .await;
+    let client = cluster.client(n4).await;
+    for key in keys() {
+        let got = client.get(&key, QuorumOpts::default()).await.expect("read");
+        assert!(got.found, "{key} after the join");
+    }
     cluster.shutdown().await;
 }

@@ -11,6 +11,9 @@ use ringkv::core::ring::NodeId;
 use ringkv::sim::workload::{QuorumChoice, RmwProgram, keys_for};
 use ringkv::sim::{Fault, NetConfig, World, WorldConfig, check_convergence, check_history};
 
+/// Streaming budget in the ring-change runs: a few hundred keys take seconds to move.
+const TRANSFER_BYTES_PER_SEC: u64 = 2_048;
+
 fn n(s: &str) -> NodeId {
     NodeId::from(s)
 }
@@ -134,10 +137,23 @@ fn five_percent_loss_for_ten_minutes_marks_no_live_node_down() {
     assert_eq!(downs, 0, "gossip declared a live node down under 5% loss");
 }
 
-/// A write load on 4 nodes while a 5th joins (and, with `leave`, n2 leaves); every
-/// acknowledged write must survive and every replica converge.
-fn ring_change_under_load(seed: u64, policy: Policy, leave: bool) -> Vec<String> {
-    let mut world = World::new(seed, WorldConfig::new(4)).expect("4 nodes start");
+/// What happens besides the join in one ring-change run.
+#[derive(Clone, Copy, Debug)]
+enum Also {
+    Nothing,
+    /// n2 leaves while the join's transfers may still run.
+    Leave,
+    /// n1, which streams partitions to n5, crashes mid-transfer and restarts.
+    CrashDuringTransfer,
+}
+
+/// A write load on 4 nodes while a 5th joins (plus `also`); every acknowledged write must
+/// survive and every replica converge.
+fn ring_change_under_load(seed: u64, policy: Policy, also: Also) -> (Vec<String>, u64) {
+    let mut config = WorldConfig::new(4);
+    // Slow streaming, so the writes, the leave and the crash land mid-transfer.
+    config.transfer_bytes_per_sec = TRANSFER_BYTES_PER_SEC;
+    let mut world = World::new(seed, config).expect("4 nodes start");
     world.apply(Fault::Net(NetConfig {
         loss: 0.01,
         duplicate: 0.01,
@@ -160,9 +176,23 @@ fn ring_change_under_load(seed: u64, policy: Policy, leave: bool) -> Vec<String>
             seed: n("n1"),
         },
     );
-    if leave {
-        world.schedule(4_000, Fault::Leave(n("n2")));
+    let leave = matches!(also, Also::Leave);
+    match also {
+        Also::Nothing => {}
+        Also::Leave => world.schedule(4_000, Fault::Leave(n("n2"))),
+        Also::CrashDuringTransfer => {
+            world.schedule(
+                1_700,
+                Fault::Crash {
+                    node: n("n1"),
+                    lose_disk: false,
+                },
+            );
+            world.schedule(3_000, Fault::Restart(n("n1")));
+        }
     }
+    world.run_until(1_800);
+    let pending_mid_transfer = world.transfers_pending();
     world.run_until(8_000);
     let settled = world.settle();
     let finals: BTreeMap<_, ReadValue> = settled
@@ -187,27 +217,36 @@ fn ring_change_under_load(seed: u64, policy: Policy, leave: bool) -> Vec<String>
             world.transfers_pending()
         ));
     }
-    failures
+    (failures, pending_mid_transfer)
 }
 
 #[test]
-fn a_join_and_a_leave_under_writes_lose_no_acknowledged_write() {
+fn joins_leaves_and_crashes_mid_transfer_under_writes_lose_no_acknowledged_write() {
     let mut failed = Vec::new();
     let mut runs = 0;
+    let mut mid_transfer = 0;
     for policy in [Policy::Siblings, Policy::Counter, Policy::Set] {
         for seed in 0..6u64 {
-            for leave in [false, true] {
+            for also in [Also::Nothing, Also::Leave, Also::CrashDuringTransfer] {
                 runs += 1;
-                let failures = ring_change_under_load(seed, policy, leave);
+                let (failures, pending) = ring_change_under_load(seed, policy, also);
+                mid_transfer += u64::from(pending > 0);
                 if !failures.is_empty() {
                     failed.push(format!(
-                        "{policy} seed {seed} leave={leave}: {}",
+                        "{policy} seed {seed} {also:?}: {}",
                         failures.join("; ")
                     ));
                 }
             }
         }
     }
-    println!("{runs} ring-change runs, {} failed", failed.len());
+    println!(
+        "{runs} ring-change runs, {mid_transfer} with transfers still running 300 ms after the join, {} failed",
+        failed.len()
+    );
+    assert!(
+        mid_transfer * 2 > runs,
+        "the transfers finished too fast to test anything mid-way"
+    );
     assert!(failed.is_empty(), "{}", failed.join("\n"));
 }

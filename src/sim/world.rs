@@ -47,6 +47,8 @@ pub struct WorldConfig {
     pub think_ms_max: u64,
     /// Every node's tombstone grace period (hints expire after half of it).
     pub tombstone_grace_ms: u64,
+    /// Partition streaming budget of every node when the ring changes.
+    pub transfer_bytes_per_sec: u64,
 }
 
 /// A fault or a change of the network, applied at a scheduled time.
@@ -184,6 +186,7 @@ impl WorldConfig {
             client_delay_ms_max: 3,
             think_ms_max: 40,
             tombstone_grace_ms: crate::core::reap::TOMBSTONE_GRACE_MS_DEFAULT,
+            transfer_bytes_per_sec: crate::core::transfer::TRANSFER_BYTES_PER_SEC_DEFAULT,
         }
     }
 }
@@ -418,6 +421,7 @@ impl World {
         config.partitions = SIM_PARTITIONS;
         config.request_timeout_ms = self.config.request_timeout_ms;
         config.tombstone_grace_ms = self.config.tombstone_grace_ms;
+        config.transfer_bytes_per_sec = self.config.transfer_bytes_per_sec;
         config.rng_seed = self.rng.next_u64();
         let Some(sim) = self.nodes.get_mut(name) else {
             return Err(SimError::UnknownNode(name.clone()));

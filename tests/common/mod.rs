@@ -111,6 +111,27 @@ impl TestCluster {
         i
     }
 
+    /// Starts node n{K+1} alone: no static peers and no seeds, so it forms a cluster of
+    /// one until it is told to join (`ringkv join`); returns its index.
+    pub async fn join_later(&mut self) -> usize {
+        let i = self.nodes.len();
+        let name = format!("n{}", i + 1);
+        CertStore::open(&self.certs)
+            .expect("CA")
+            .issue(&name, Role::Node)
+            .expect("node cert");
+        let bound = bind_node("127.0.0.1:0".parse().unwrap(), &self.certs, &name).expect("bind");
+        let mut spec = MemberSpec::new(name.clone(), bound.addr().to_string());
+        spec.vnodes = 16;
+        self.addrs.push(bound.addr());
+        self.members.push(spec.clone());
+        let mut opts = self.options(i);
+        opts.members = vec![spec];
+        let handle = start_bound(bound, opts).await.expect("start");
+        self.nodes.push(Some(handle));
+        i
+    }
+
     /// Forgets node `i` in the test's own ring (after it has left the cluster).
     pub fn forget(&mut self, i: usize) {
         let name = NodeId::new(format!("n{}", i + 1));
