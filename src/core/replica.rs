@@ -121,24 +121,8 @@ impl Replica {
         end: u64,
         limit: usize,
     ) -> Result<Vec<(Key, u64)>, ReplicaError> {
-        let (from, to) = storage::position_range(start, end);
-        let rows =
-            self.storage
-                .scan(Space::Data, &from, to.as_deref(), limit.min(SCAN_ROWS_MAX))?;
-        let mut out = Vec::with_capacity(rows.len());
-        for (raw, bytes) in rows {
-            let Ok(dk) = storage::decode_data_key(&raw) else {
-                continue;
-            };
-            let key = Key {
-                bucket: dk.bucket,
-                key: dk.key,
-            };
-            if let Ok(obj) = decode(&key, &bytes) {
-                out.push((key, obj.digest()));
-            }
-        }
-        Ok(out)
+        let objects = self.objects_in(start, end, limit)?;
+        Ok(objects.into_iter().map(|(k, o)| (k, o.digest())).collect())
     }
 
     pub fn storage(&self) -> &Arc<dyn Storage> {
@@ -301,38 +285,11 @@ impl Replica {
     /// (nothing newer arrived since it was read); returns whether it was removed. Used
     /// once every owner has acknowledged a transferred copy.
     pub fn remove_if_digest(&mut self, key: &Key, digest: u64) -> Result<bool, ReplicaError> {
-        let (_, raw) = location(key, None)?;
-        let mut removed = false;
-        let mut failure = None;
-        self.storage.update(Space::Data, &raw, &mut |existing| {
-            let Some(bytes) = existing else {
-                return Rmw::Keep;
-            };
-            match decode(key, bytes) {
-                Ok(current) if current.digest() == digest => {
-                    removed = true;
-                    Rmw::Delete
-                }
-                Ok(_) => Rmw::Keep,
-                Err(e) => {
-                    failure = Some(e);
-                    Rmw::Keep
-                }
-            }
-        })?;
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        if removed {
-            let position = key_position(&key.bucket, &key.key);
-            self.trees
-                .update(position, &raw, &key.bucket, &key.key, Some(digest), None);
-        }
-        Ok(removed)
+        self.remove_if_unchanged(key, digest, false)
     }
 
-    /// Up to `limit` objects of this replica with positions in `[start, end]`, with
-    /// their version digests (a corrupt record is skipped; reads of it report it).
+    /// Up to `limit` objects of this replica with positions in `[start, end]` (a corrupt
+    /// record is skipped: reads of it report the corruption).
     pub fn objects_in(
         &self,
         start: u64,

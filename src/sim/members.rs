@@ -113,17 +113,11 @@ impl World {
         };
         let up = self.is_up(&to);
         match self.network.fate(from, &to, up, &mut self.rng) {
-            Fate::Deliver(delays) => {
-                self.stats.duplicated += delays.len().saturating_sub(1) as u64;
-                for delay in delays {
-                    let event = Event::Datagram {
-                        from: from.clone(),
-                        to: to.clone(),
-                        data: data.clone(),
-                    };
-                    self.push(self.now + delay, event);
-                }
-            }
+            Fate::Deliver(delays) => self.push_copies(&delays, || Event::Datagram {
+                from: from.clone(),
+                to: to.clone(),
+                data: data.clone(),
+            }),
             Fate::Lost | Fate::Unreachable(_) => self.stats.lost += 1,
         }
     }

@@ -537,20 +537,22 @@ impl World {
     fn transmit(&mut self, from: &NodeId, incarnation: u64, to: NodeId, msg: PeerMessage) {
         let up = self.is_up(&to);
         match self.network.fate(from, &to, up, &mut self.rng) {
-            Fate::Deliver(delays) => {
-                self.stats.duplicated += delays.len().saturating_sub(1) as u64;
-                for delay in delays {
-                    let event = Event::Deliver {
-                        from: from.clone(),
-                        from_incarnation: incarnation,
-                        to: to.clone(),
-                        msg: msg.clone(),
-                    };
-                    self.push(self.now + delay, event);
-                }
-            }
+            Fate::Deliver(delays) => self.push_copies(&delays, || Event::Deliver {
+                from: from.clone(),
+                from_incarnation: incarnation,
+                to: to.clone(),
+                msg: msg.clone(),
+            }),
             Fate::Lost => self.stats.lost += 1,
             Fate::Unreachable(after) => self.report_unreachable(from, incarnation, to, after),
+        }
+    }
+
+    /// Queues one copy of an event per delay (two delays: the network duplicated it).
+    pub(crate) fn push_copies(&mut self, delays: &[u64], event: impl Fn() -> Event) {
+        self.stats.duplicated += delays.len().saturating_sub(1) as u64;
+        for delay in delays {
+            self.push(self.now + delay, event());
         }
     }
 

@@ -92,28 +92,17 @@ impl TestCluster {
     /// Starts node n{K+1} with no static peers, joining through node `seed` (gossip
     /// announce, like `ringkv node --seed`); returns its index.
     pub async fn join(&mut self, seed: usize) -> usize {
-        let i = self.nodes.len();
-        let name = format!("n{}", i + 1);
-        CertStore::open(&self.certs)
-            .expect("CA")
-            .issue(&name, Role::Node)
-            .expect("node cert");
-        let bound = bind_node("127.0.0.1:0".parse().unwrap(), &self.certs, &name).expect("bind");
-        let mut spec = MemberSpec::new(name.clone(), bound.addr().to_string());
-        spec.vnodes = 16;
-        self.addrs.push(bound.addr());
-        self.members.push(spec.clone());
-        let mut opts = self.options(i);
-        opts.members = vec![spec];
-        opts.config.seeds = vec![self.addrs[seed].to_string()];
-        let handle = start_bound(bound, opts).await.expect("start");
-        self.nodes.push(Some(handle));
-        i
+        let seeds = vec![self.addrs[seed].to_string()];
+        self.start_extra(seeds).await
     }
 
     /// Starts node n{K+1} alone: no static peers and no seeds, so it forms a cluster of
     /// one until it is told to join (`ringkv join`); returns its index.
     pub async fn join_later(&mut self) -> usize {
+        self.start_extra(Vec::new()).await
+    }
+
+    async fn start_extra(&mut self, seeds: Vec<String>) -> usize {
         let i = self.nodes.len();
         let name = format!("n{}", i + 1);
         CertStore::open(&self.certs)
@@ -127,6 +116,7 @@ impl TestCluster {
         self.members.push(spec.clone());
         let mut opts = self.options(i);
         opts.members = vec![spec];
+        opts.config.seeds = seeds;
         let handle = start_bound(bound, opts).await.expect("start");
         self.nodes.push(Some(handle));
         i

@@ -125,6 +125,18 @@ impl Replica {
     /// of the Merkle tree and the index. Returns whether it was removed; anything else
     /// there (a write that landed since the check) is left alone.
     pub fn reap_if_unchanged(&mut self, key: &Key, digest: u64) -> Result<bool, ReplicaError> {
+        self.remove_if_unchanged(key, digest, true)
+    }
+
+    /// Removes the data-space copy of `key` if its version digest is still `digest` (and,
+    /// with `tombstones_only`, if it is a tombstone), updating the Merkle tree and the
+    /// tombstone index. Reaping and partition transfer both end this way.
+    pub(super) fn remove_if_unchanged(
+        &mut self,
+        key: &Key,
+        digest: u64,
+        tombstones_only: bool,
+    ) -> Result<bool, ReplicaError> {
         let (_, data_key) = location(key, None)?;
         let mut reaped = false;
         let mut failure = None;
@@ -134,7 +146,10 @@ impl Replica {
                     return Rmw::Keep;
                 };
                 match decode(key, bytes) {
-                    Ok(current) if current.is_tombstone() && current.digest() == digest => {
+                    Ok(current)
+                        if (!tombstones_only || current.is_tombstone())
+                            && current.digest() == digest =>
+                    {
                         reaped = true;
                         Rmw::Delete
                     }
