@@ -131,7 +131,7 @@ fn five_percent_loss_for_ten_minutes_marks_no_live_node_down() {
         }
     }
     println!(
-        "10 nodes, 5% loss, 600 s: {downs} false downs, {} datagrams lost",
+        "10 nodes, 5% loss, 600 s: {downs} false downs, {} messages and datagrams lost",
         world.stats().lost
     );
     assert_eq!(downs, 0, "gossip declared a live node down under 5% loss");
