@@ -60,7 +60,12 @@ pub enum Object {
 }
 
 /// The `hll` policy's state: a HyperLogLog sketch of the items added.
+///
+/// Always at the crate's standard precision: the sketch decoder accepts other precisions
+/// (statistics use smaller ones), so one arriving from a peer is refused at decode rather
+/// than silently skipped by a merge that cannot combine the two.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(try_from = "ringkv_sketches::Hll", into = "ringkv_sketches::Hll")]
 pub struct HllObj(pub ringkv_sketches::Hll);
 
 /// A write a coordinator applies to an object.
@@ -436,6 +441,27 @@ impl std::str::FromStr for Policy {
 
 /// Two sketches are equal when they estimate the same count and absorb each other: the
 /// representation (sparse or dense) may differ for equal registers.
+impl TryFrom<ringkv_sketches::Hll> for HllObj {
+    type Error = String;
+
+    fn try_from(hll: ringkv_sketches::Hll) -> Result<HllObj, String> {
+        let p = hll.precision();
+        if p != ringkv_sketches::HLL_PRECISION {
+            return Err(format!(
+                "an hll object has precision {p}, but the hll policy uses {}",
+                ringkv_sketches::HLL_PRECISION
+            ));
+        }
+        Ok(HllObj(hll))
+    }
+}
+
+impl From<HllObj> for ringkv_sketches::Hll {
+    fn from(obj: HllObj) -> ringkv_sketches::Hll {
+        obj.0
+    }
+}
+
 impl PartialEq for HllObj {
     fn eq(&self, other: &Self) -> bool {
         let (mut a, mut b) = (self.0.clone(), other.0.clone());

@@ -302,3 +302,17 @@ fn hll_objects_refuse_deletes_and_oversized_values_are_refused() {
         Err(ObjectError::TooLarge { .. })
     ));
 }
+
+#[test]
+fn an_hll_object_of_another_precision_is_refused_at_decode() {
+    let mut standard = HllObj::default();
+    standard.0.insert(b"a");
+    let bytes = rmp_serde::to_vec(&Object::Hll(standard.clone())).unwrap();
+    let back: Object = rmp_serde::from_slice(&bytes).unwrap();
+    assert_eq!(back, Object::Hll(standard));
+
+    let small = ringkv_sketches::Hll::with_precision(10).unwrap();
+    let foreign = rmp_serde::to_vec(&small).unwrap();
+    let err = rmp_serde::from_slice::<HllObj>(&foreign).unwrap_err();
+    assert!(err.to_string().contains("precision 10"), "{err}");
+}
