@@ -1,7 +1,8 @@
 //! The node driver: the thin async shell around one sans-IO core node.
 //!
-//! One task owns the [`Node`]. Everything that happens to it — client requests and peer
-//! messages from the QUIC server, delivery failures from senders, timer deadlines —
+//! One task owns the [`Node`]. Everything that happens to it — client requests from the
+//! QUIC server, peer messages from peer streams ([`super::peer_link`]), delivery
+//! failures from the per-peer links, gossip datagrams, timer deadlines —
 //! arrives on one bounded channel, is fed to the core in a batch, and then the driver
 //! calls `Storage::persist` once for the whole batch before it sends a single ack or
 //! reply. That is ringkv's group commit: writes that arrive together share one fsync, and
@@ -25,10 +26,10 @@ use crate::core::message::{
 };
 use crate::core::node::{MemberSpec, Node, NodeConfig, NodeError, Now};
 use crate::core::ring::NodeId;
+use crate::net::peer_link::{PeerLinks, accept_peer_streams};
 use crate::net::persist::{PersistTracker, persist_off_worker};
 use crate::net::{
-    ConnectionPool, FRAME_BYTES_MAX, Handler, Identity, NetError, PeerIdentity, Role, bind,
-    load_identity, serve,
+    ConnectionPool, Handler, Identity, NetError, PeerIdentity, Role, bind, load_identity, serve,
 };
 use crate::storage::{FjallStorage, Storage, StorageError, SyncMode};
 
@@ -36,13 +37,9 @@ use crate::storage::{FjallStorage, Storage, StorageError, SyncMode};
 pub const INPUT_QUEUE_MAX: usize = 65_536;
 /// Inputs fed to the core between two persists.
 pub const BATCH_MAX: usize = 1_024;
-/// How long a peer message may take to be accepted by its receiver.
-pub const PEER_SEND_TIMEOUT_MS: u64 = 2_000;
 /// How long the server waits for the core to answer a client request: the longest
 /// request timeout plus forwarding slack.
 pub const CLIENT_WAIT_MS: u64 = REQUEST_TIMEOUT_MS_MAX as u64 * 2 + 5_000;
-/// Peer messages being sent at once; the core waits for a slot (backpressure) beyond it.
-pub const SENDS_INFLIGHT_MAX: usize = 4_096;
 /// How long a clean shutdown waits for the core to persist and stop.
 pub const SHUTDOWN_WAIT_MS: u64 = 3_000;
 /// How long a clean shutdown lets closing connections drain; attempts still dialling a
@@ -110,7 +107,7 @@ pub struct NodeHandle {
 
 /// Something for the core to handle.
 #[derive(Debug)]
-enum Input {
+pub(crate) enum Input {
     Client {
         request: ClientRequest,
         reply: oneshot::Sender<ClientReply>,
@@ -134,13 +131,11 @@ struct Server {
     inputs: mpsc::Sender<Input>,
 }
 
-/// Sends peer messages and gossip datagrams; reports failures back to the core.
+/// Sends gossip datagrams (peer messages go through [`PeerLinks`]).
 #[derive(Clone, Debug)]
 struct Sender {
     me: NodeId,
     pool: ConnectionPool,
-    inputs: mpsc::Sender<Input>,
-    slots: Arc<tokio::sync::Semaphore>,
     datagram_slots: Arc<tokio::sync::Semaphore>,
 }
 
@@ -209,14 +204,14 @@ pub fn start_with_storage(
     let node = Node::new(config, members, storage.clone(), clock.now())?;
     let name = node.name().clone();
     let (tx, rx) = mpsc::channel(INPUT_QUEUE_MAX);
+    let pool = ConnectionPool::new(bound.endpoint.clone());
     let sender = Sender {
         me: name.clone(),
-        pool: ConnectionPool::new(bound.endpoint.clone()),
-        inputs: tx.clone(),
-        slots: Arc::new(tokio::sync::Semaphore::new(SENDS_INFLIGHT_MAX)),
+        pool: pool.clone(),
         datagram_slots: Arc::new(tokio::sync::Semaphore::new(DATAGRAMS_INFLIGHT_MAX)),
     };
-    let core = tokio::spawn(run_core(node, rx, sender, clock));
+    let links = PeerLinks::new(name.clone(), pool, tx.clone());
+    let core = tokio::spawn(run_core(node, rx, sender, links, clock));
     let server = tokio::spawn(serve(
         bound.endpoint.clone(),
         Arc::new(Server { inputs: tx.clone() }),
@@ -318,28 +313,18 @@ impl Handler for Server {
                     )),
                 }
             }
-            WireBody::Peer { from, msg } => {
-                if peer.role != Role::Node {
-                    tracing::warn!(%peer, "refused a peer message from a client certificate");
-                    return WireResponse::Refused(format!(
-                        "{peer} may not send peer messages: they need a node certificate signed by the cluster CA"
-                    ));
-                }
-                if from.as_str() != peer.name {
-                    tracing::warn!(%peer, claimed = %from, "refused a peer message under another node's name");
-                    return WireResponse::Refused(format!(
-                        "{peer} sent a message as '{from}'; a node may speak only for itself"
-                    ));
-                }
-                match self.inputs.send(Input::Peer { from, msg }).await {
-                    Ok(()) => WireResponse::PeerAccepted,
-                    Err(_) => WireResponse::Refused("the node is shutting down".into()),
-                }
+            WireBody::Peer { from, .. } => {
+                tracing::warn!(%peer, claimed = %from, "refused a peer message on a request stream");
+                WireResponse::Refused(format!(
+                    "{peer} sent a peer message on a request stream; peer messages travel on peer streams, which need a node certificate and a node of the same ringkv version"
+                ))
             }
         }
     }
 
     fn connected(&self, peer: &PeerIdentity, conn: &quinn::Connection) {
+        // Peer streams check the role themselves, so a client's attempt gets a log line.
+        accept_peer_streams(peer.clone(), conn.clone(), self.inputs.clone());
         // Gossip rides QUIC datagrams on the same authenticated connection; only node
         // certificates may gossip, and the core checks each packet's claimed sender.
         if peer.role != Role::Node {
@@ -374,34 +359,6 @@ impl Handler for Server {
 }
 
 impl Sender {
-    /// Sends one message on its own stream, in the background. Waits for a slot when
-    /// [`SENDS_INFLIGHT_MAX`] sends are under way, so a slow peer slows the node down
-    /// instead of piling up tasks.
-    async fn send(&self, to: NodeId, addr: SocketAddr, msg: PeerMessage) {
-        let Ok(slot) = self.slots.clone().acquire_owned().await else {
-            return;
-        };
-        let this = self.clone();
-        tokio::spawn(async move {
-            let _slot = slot;
-            let wire = WireRequest::new(WireBody::Peer {
-                from: this.me.clone(),
-                msg,
-            });
-            let result: Result<WireResponse, NetError> = this
-                .pool
-                .request(addr, &wire, PEER_SEND_TIMEOUT_MS, FRAME_BYTES_MAX)
-                .await;
-            let failed = match result {
-                Ok(WireResponse::PeerAccepted) => return,
-                Ok(other) => format!("refused: {other:?}"),
-                Err(e) => e.to_string(),
-            };
-            tracing::debug!(node = %this.me, %to, %addr, error = %failed, "peer unreachable");
-            let _ = this.inputs.try_send(Input::Unreachable(to));
-        });
-    }
-
     /// Sends one gossip datagram in the background, or drops it when too many are under
     /// way (SWIM tolerates loss; a stuck dial must not stall the core).
     fn send_datagram(&self, addr: SocketAddr, data: Vec<u8>) {
@@ -420,13 +377,6 @@ impl Sender {
                 tracing::trace!(node = %me, %addr, error = %e, "gossip datagram not sent");
             }
         });
-    }
-
-    /// Waits (bounded) until every peer message under way has been sent.
-    async fn drain(&self, wait_ms: u64) {
-        let all = SENDS_INFLIGHT_MAX as u32;
-        let _ = tokio::time::timeout(Duration::from_millis(wait_ms), self.slots.acquire_many(all))
-            .await;
     }
 }
 
@@ -463,6 +413,7 @@ async fn run_core(
     mut node: Node,
     mut rx: mpsc::Receiver<Input>,
     sender: Sender,
+    mut links: PeerLinks,
     clock: Clock,
 ) -> Result<(), DriverError> {
     let mut waiting: HashMap<u64, oneshot::Sender<ClientReply>> = HashMap::new();
@@ -517,7 +468,12 @@ async fn run_core(
         while let Some((to, msg)) = node.poll_transmit() {
             let member_addr = node.membership().get(&to).map(|m| m.addr.clone());
             match member_addr.and_then(|a| addrs.resolve(&a)) {
-                Some(addr) => sender.send(to, addr, msg).await,
+                Some(addr) => {
+                    if !links.send(to.clone(), addr, msg).await {
+                        tracing::debug!(node = %node.name(), %to, "peer queue full or closed; message dropped");
+                        node.handle_unreachable(now, to);
+                    }
+                }
                 None => {
                     tracing::debug!(node = %node.name(), %to, "no usable address for member; message dropped");
                     node.handle_unreachable(now, to);
@@ -539,7 +495,7 @@ async fn run_core(
             return Ok(());
         }
         if node.has_left() {
-            sender.drain(LEAVE_DRAIN_MS).await;
+            links.close(LEAVE_DRAIN_MS).await;
             tracing::info!(node = %node.name(), "node left the cluster and stopped");
             return Ok(());
         }
