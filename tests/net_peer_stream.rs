@@ -90,7 +90,9 @@ async fn many_messages_to_one_peer_arrive_in_order_on_one_stream() {
 
     // n1 → n2: every pong, in order, on the one stream n1's link keeps open to n2.
     let incoming = within("n1 dialling back", n2.accept()).await.unwrap();
-    let back = within("n1's handshake", incoming).await.unwrap();
+    let back = within("n1's handshake", incoming.accept().unwrap())
+        .await
+        .unwrap();
     let mut recv = within("n1's peer stream", back.accept_uni()).await.unwrap();
     let mut reader = FrameReader::new(FRAME_BYTES_MAX);
     let header = within("the header", reader.next(&mut recv))
