@@ -9,11 +9,10 @@
 //! nothing is acknowledged before it is durable. If persisting fails the node stops
 //! (fail-stop, like Cassandra's `disk_failure_policy: stop`) rather than ack lost writes.
 
-use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rand::RngCore;
 use thiserror::Error;
@@ -24,10 +23,11 @@ use crate::core::message::{
     ClientReply, ClientRequest, PROTOCOL_VERSION, PeerMessage, REQUEST_TIMEOUT_MS_MAX, WireBody,
     WireRequest, WireResponse,
 };
-use crate::core::node::{MemberSpec, Node, NodeConfig, NodeError, Now};
+use crate::core::node::{MemberSpec, Node, NodeConfig, NodeError};
 use crate::core::ring::NodeId;
+use crate::net::core_loop::{Clock, CoreLoop};
 use crate::net::peer_link::{PeerLinks, accept_peer_streams};
-use crate::net::persist::{PersistTracker, persist_off_worker};
+use crate::net::persist::PersistTracker;
 use crate::net::{
     ConnectionPool, Handler, Identity, NetError, PeerIdentity, Role, bind, load_identity, serve,
 };
@@ -133,7 +133,7 @@ struct Server {
 
 /// Sends gossip datagrams (peer messages go through [`PeerLinks`]).
 #[derive(Clone, Debug)]
-struct Sender {
+pub(crate) struct Sender {
     me: NodeId,
     pool: ConnectionPool,
     datagram_slots: Arc<tokio::sync::Semaphore>,
@@ -199,7 +199,8 @@ pub fn start_with_storage(
     // The OS RNG seeds the core once; a fresh data directory gets a random actor.
     config.rng_seed = rand::rng().next_u64();
     // Batches that wrote nothing (reads, forwards, acks, pings) then skip the fsync.
-    let storage: Arc<dyn Storage> = Arc::new(PersistTracker::new(storage));
+    let tracker = Arc::new(PersistTracker::new(storage));
+    let storage: Arc<dyn Storage> = tracker.clone();
     let clock = Clock::new();
     let node = Node::new(config, members, storage.clone(), clock.now())?;
     let name = node.name().clone();
@@ -211,7 +212,7 @@ pub fn start_with_storage(
         datagram_slots: Arc::new(tokio::sync::Semaphore::new(DATAGRAMS_INFLIGHT_MAX)),
     };
     let links = PeerLinks::new(name.clone(), pool, tx.clone());
-    let core = tokio::spawn(run_core(node, rx, sender, links, clock));
+    let core = tokio::spawn(CoreLoop::new(node, rx, sender, links, clock, tracker).run());
     let server = tokio::spawn(serve(
         bound.endpoint.clone(),
         Arc::new(Server { inputs: tx.clone() }),
@@ -361,7 +362,7 @@ impl Handler for Server {
 impl Sender {
     /// Sends one gossip datagram in the background, or drops it when too many are under
     /// way (SWIM tolerates loss; a stuck dial must not stall the core).
-    fn send_datagram(&self, addr: SocketAddr, data: Vec<u8>) {
+    pub(crate) fn send_datagram(&self, addr: SocketAddr, data: Vec<u8>) {
         let Ok(slot) = self.datagram_slots.clone().try_acquire_owned() else {
             return;
         };
@@ -377,147 +378,6 @@ impl Sender {
                 tracing::trace!(node = %me, %addr, error = %e, "gossip datagram not sent");
             }
         });
-    }
-}
-
-/// The driver's clocks, read once per batch.
-#[derive(Clone, Copy, Debug)]
-struct Clock {
-    start: Instant,
-}
-
-impl Clock {
-    fn new() -> Clock {
-        Clock {
-            start: Instant::now(),
-        }
-    }
-
-    fn now(&self) -> Now {
-        let wall_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        Now {
-            mono_ms: self.start.elapsed().as_millis() as u64,
-            wall_ms,
-        }
-    }
-
-    fn instant_of(&self, mono_ms: u64) -> tokio::time::Instant {
-        tokio::time::Instant::from_std(self.start + Duration::from_millis(mono_ms))
-    }
-}
-
-async fn run_core(
-    mut node: Node,
-    mut rx: mpsc::Receiver<Input>,
-    sender: Sender,
-    mut links: PeerLinks,
-    clock: Clock,
-) -> Result<(), DriverError> {
-    let mut waiting: HashMap<u64, oneshot::Sender<ClientReply>> = HashMap::new();
-    let mut addrs = AddrCache::default();
-    let mut next_req: u64 = 1;
-    let mut batch = Vec::with_capacity(BATCH_MAX);
-    loop {
-        let deadline = node.poll_timeout().map(|d| clock.instant_of(d));
-        let first = match deadline {
-            Some(at) => tokio::select! {
-                input = rx.recv() => Some(input),
-                _ = tokio::time::sleep_until(at) => None,
-            },
-            None => Some(rx.recv().await),
-        };
-        match first {
-            Some(Some(input)) => batch.push(input),
-            Some(None) => return Ok(()),
-            None => {}
-        }
-        while batch.len() < BATCH_MAX {
-            match rx.try_recv() {
-                Ok(input) => batch.push(input),
-                Err(_) => break,
-            }
-        }
-        let now = clock.now();
-        let mut stop = false;
-        for input in batch.drain(..) {
-            match input {
-                Input::Client { request, reply } => {
-                    let id = next_req;
-                    next_req += 1;
-                    waiting.insert(id, reply);
-                    node.handle_client(now, id, request);
-                }
-                Input::Peer { from, msg } => node.handle_message(now, from, msg),
-                Input::Unreachable(peer) => node.handle_unreachable(now, peer),
-                Input::Datagram { from, data } => node.handle_datagram(now, from, &data),
-                Input::Shutdown => stop = true,
-            }
-        }
-        node.handle_timeout(now);
-        // Group commit: one persist for the whole batch, before any output leaves.
-        if let Err(source) = persist_off_worker(node.storage().as_ref()) {
-            tracing::error!(node = %node.name(), error = %source, "persist failed; stopping the node");
-            return Err(DriverError::Persist {
-                node: node.name().clone(),
-                source,
-            });
-        }
-        while let Some((to, msg)) = node.poll_transmit() {
-            let member_addr = node.membership().get(&to).map(|m| m.addr.clone());
-            match member_addr.and_then(|a| addrs.resolve(&a)) {
-                Some(addr) => {
-                    if !links.send(to.clone(), addr, msg).await {
-                        tracing::debug!(node = %node.name(), %to, "peer queue full or closed; message dropped");
-                        node.handle_unreachable(now, to);
-                    }
-                }
-                None => {
-                    tracing::debug!(node = %node.name(), %to, "no usable address for member; message dropped");
-                    node.handle_unreachable(now, to);
-                }
-            }
-        }
-        while let Some((addr, data)) = node.poll_datagram() {
-            if let Some(addr) = addrs.resolve(&addr) {
-                sender.send_datagram(addr, data);
-            }
-        }
-        while let Some((id, reply)) = node.poll_reply() {
-            if let Some(tx) = waiting.remove(&id) {
-                let _ = tx.send(reply);
-            }
-        }
-        if stop {
-            tracing::info!(node = %node.name(), "node stopped");
-            return Ok(());
-        }
-        if node.has_left() {
-            links.close(LEAVE_DRAIN_MS).await;
-            tracing::info!(node = %node.name(), "node left the cluster and stopped");
-            return Ok(());
-        }
-    }
-}
-
-/// Member addresses resolved once each (they are `IP:port` strings in practice).
-#[derive(Debug, Default)]
-struct AddrCache {
-    resolved: HashMap<String, Option<SocketAddr>>,
-}
-
-impl AddrCache {
-    fn resolve(&mut self, addr: &str) -> Option<SocketAddr> {
-        if let Some(known) = self.resolved.get(addr) {
-            return *known;
-        }
-        let found = addr.to_socket_addrs().ok().and_then(|mut a| a.next());
-        if self.resolved.len() < crate::core::ring::MEMBERS_MAX * 4 {
-            self.resolved.insert(addr.to_string(), found);
-        }
-        found
     }
 }
 

@@ -11,10 +11,13 @@
 //! - [`endpoint`]: binding, the per-address connection pool and one-stream requests;
 //! - [`serve`]: the accept loop that hands typed requests to a [`Handler`];
 //! - [`peer_link`]: node-to-node messages on one long-lived stream per peer, batched;
-//! - [`persist`]: the node driver's group-commit persist, kept off runtime workers and
+//! - [`core_loop`]: the node's core task, with the group-commit fsync overlapped with
+//!   the next batches;
+//! - [`persist`]: the node driver's group-commit persist, run off runtime workers and
 //!   skipped after batches that wrote nothing.
 
 pub mod certs;
+pub mod core_loop;
 pub mod driver;
 pub mod endpoint;
 pub mod error;
