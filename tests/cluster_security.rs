@@ -6,11 +6,17 @@ use std::time::Duration;
 
 use common::TestCluster;
 use ringkv::client::Client;
-use ringkv::core::message::{Key, PeerMessage, WireBody, WireRequest, WireResponse};
+use ringkv::core::message::{
+    Key, PeerMessage, PeerStreamHeader, QuorumOpts, WireBody, WireRequest, WireResponse,
+};
 use ringkv::core::object::{Object, Policy};
 use ringkv::core::ring::NodeId;
+use ringkv::net::peer_link::{
+    STREAM_CODE_BAD_HEADER, STREAM_CODE_BAD_PEER_FRAME, STREAM_CODE_NOT_A_NODE,
+};
 use ringkv::net::{
-    CertStore, ConnectionPool, FRAME_BYTES_MAX, Role, bind_client, encode_frame, load_identity,
+    CertStore, ConnectionPool, FRAME_BYTES_MAX, Role, bind_client, encode_frame, encode_frame_into,
+    load_identity,
 };
 
 const STEP_MS: u64 = 5_000;
@@ -29,56 +35,168 @@ async fn a_certificate_from_another_ca_is_refused() {
     store.issue("client", Role::Client).unwrap();
     let result = within(Client::connect(cluster.addrs[0], other.path(), "client")).await;
     assert!(result.is_err(), "a foreign CA's client must not connect");
-    // and a node certificate of another CA cannot join as a peer either
+    // and a node certificate of another CA cannot open a peer stream either
     store.issue("n1", Role::Node).unwrap();
     let identity = load_identity(other.path(), "n1").unwrap();
     let endpoint = bind_client("127.0.0.1:0".parse().unwrap(), &identity).unwrap();
     let pool = ConnectionPool::new(endpoint).with_connect_timeout_ms(STEP_MS);
-    let ping = WireRequest::new(WireBody::Peer {
-        from: NodeId::from("n1"),
-        msg: PeerMessage::Ping { nonce: 1 },
-    });
-    let sent: Result<WireResponse, _> = pool
-        .request(cluster.addrs[1], &ping, STEP_MS, FRAME_BYTES_MAX)
-        .await;
-    assert!(sent.is_err(), "a foreign CA's node must be refused");
+    let key = Key::new("b", "foreign");
+    let outcome = async {
+        let conn = pool
+            .get(cluster.addrs[1])
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut send = open_peer_stream(&conn, "n1").await?;
+        send.write_all(&replicate_frame(&key))
+            .await
+            .map_err(|e| e.to_string())?;
+        send.stopped().await.map_err(|e| e.to_string())
+    };
+    let outcome = within(outcome).await;
+    assert!(
+        outcome.is_err(),
+        "a foreign CA's node must be refused: {outcome:?}"
+    );
+    assert!(cluster.local(1, &key).is_none(), "nothing was written");
     cluster.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_certificate_cannot_send_peer_messages() {
+async fn a_client_certificate_cannot_open_a_peer_stream() {
     let cluster = TestCluster::start(3).await;
     let identity = load_identity(&cluster.certs, "client").unwrap();
     let endpoint = bind_client("127.0.0.1:0".parse().unwrap(), &identity).unwrap();
     let pool = ConnectionPool::new(endpoint);
+    let conn = within(pool.get(cluster.addrs[0])).await.unwrap();
     let key = Key::new("b", "forged");
+    let mut send = within(open_peer_stream(&conn, "n2")).await.unwrap();
+    within(send.write_all(&replicate_frame(&key)))
+        .await
+        .unwrap();
+    // Not finished: the only way this resolves is the node stopping the stream.
+    let stopped = within(send.stopped()).await.unwrap();
+    assert_eq!(
+        stopped,
+        Some(quinn::VarInt::from_u32(STREAM_CODE_NOT_A_NODE)),
+        "a client's peer stream is stopped as not a node"
+    );
+    assert!(cluster.local(0, &key).is_none(), "nothing was written");
+    // the old path, a peer message on a request stream, is refused as well
     let forged = WireRequest::new(WireBody::Peer {
         from: NodeId::from("n2"),
-        msg: PeerMessage::Replicate {
-            id: 1,
-            key: key.clone(),
-            object: Object::empty(Policy::Counter),
-            hint: None,
-        },
+        msg: replicate(&key),
     });
     let reply: WireResponse =
         within(pool.request(cluster.addrs[0], &forged, STEP_MS, FRAME_BYTES_MAX))
             .await
             .unwrap();
-    match reply {
-        WireResponse::Refused(text) => assert!(text.contains("node certificate"), "{text}"),
-        other => panic!("a client certificate's peer message was accepted: {other:?}"),
-    }
-    assert!(cluster.local(0, &key).is_none(), "nothing was written");
-    // a node may not speak for another node either
-    let n3 = load_identity(&cluster.certs, "n3").unwrap();
-    let pool3 = ConnectionPool::new(bind_client("127.0.0.1:0".parse().unwrap(), &n3).unwrap());
-    let reply: WireResponse =
-        within(pool3.request(cluster.addrs[0], &forged, STEP_MS, FRAME_BYTES_MAX))
-            .await
-            .unwrap();
     assert!(matches!(reply, WireResponse::Refused(_)), "{reply:?}");
+    // and the connection still serves the client API
+    let client = cluster.client(0).await;
+    assert_eq!(within(client.status()).await.unwrap().members.len(), 3);
     cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cannot_send_under_another_nodes_name() {
+    let cluster = TestCluster::start(3).await;
+    let n3 = load_identity(&cluster.certs, "n3").unwrap();
+    let pool = ConnectionPool::new(bind_client("127.0.0.1:0".parse().unwrap(), &n3).unwrap());
+    let conn = within(pool.get(cluster.addrs[0])).await.unwrap();
+    let key = Key::new("b", "impostor");
+    let mut send = within(open_peer_stream(&conn, "n2")).await.unwrap();
+    within(send.write_all(&replicate_frame(&key)))
+        .await
+        .unwrap();
+    let stopped = within(send.stopped()).await.unwrap();
+    assert_eq!(
+        stopped,
+        Some(quinn::VarInt::from_u32(STREAM_CODE_BAD_HEADER)),
+        "n3 speaking as n2 is stopped at the header"
+    );
+    assert!(cluster.local(0, &key).is_none(), "nothing was written");
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_on_a_peer_stream_closes_that_stream_and_the_node_keeps_serving() {
+    let cluster = TestCluster::start(3).await;
+    let n3 = load_identity(&cluster.certs, "n3").unwrap();
+    let pool = ConnectionPool::new(bind_client("127.0.0.1:0".parse().unwrap(), &n3).unwrap());
+    let conn = within(pool.get(cluster.addrs[0])).await.unwrap();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("not msgpack", {
+            let mut f = 7u32.to_be_bytes().to_vec();
+            f.extend([0xc1, 0xc1, 0xc1, 0xc1, 0xc1, 0xc1, 0xc1]);
+            f
+        }),
+        (
+            "a prefix over the frame limit",
+            u32::MAX.to_be_bytes().to_vec(),
+        ),
+        ("an unknown message", {
+            #[derive(serde::Serialize)]
+            enum Future {
+                Teleport { to: String },
+            }
+            encode_frame(&Future::Teleport { to: "mars".into() }, FRAME_BYTES_MAX).unwrap()
+        }),
+    ];
+    for (what, bytes) in cases {
+        let mut send = within(open_peer_stream(&conn, "n3")).await.unwrap();
+        within(send.write_all(&bytes)).await.unwrap();
+        let stopped = within(send.stopped()).await.unwrap();
+        assert_eq!(
+            stopped,
+            Some(quinn::VarInt::from_u32(STREAM_CODE_BAD_PEER_FRAME)),
+            "{what}: the stream is stopped"
+        );
+    }
+    assert!(
+        conn.close_reason().is_none(),
+        "only the stream closed, not the connection"
+    );
+    // the node keeps serving: a replicated write goes through its own peer streams
+    let client = cluster.client(0).await;
+    let key = Key::new("b", "after-garbage");
+    within(client.put_lww(&key, b"v".to_vec(), QuorumOpts::default()))
+        .await
+        .expect("the node still serves writes");
+    let got = within(client.get(&key, QuorumOpts::default()))
+        .await
+        .expect("and reads");
+    assert!(got.found, "the write is readable");
+    cluster.shutdown().await;
+}
+
+/// Opens a peer stream on `conn` and writes its header, claiming to be `from`.
+async fn open_peer_stream(
+    conn: &quinn::Connection,
+    from: &str,
+) -> Result<quinn::SendStream, String> {
+    let mut send = conn.open_uni().await.map_err(|e| e.to_string())?;
+    let mut header = Vec::new();
+    encode_frame_into(
+        &mut header,
+        &PeerStreamHeader::new(NodeId::from(from)),
+        FRAME_BYTES_MAX,
+    )
+    .map_err(|e| e.to_string())?;
+    send.write_all(&header).await.map_err(|e| e.to_string())?;
+    Ok(send)
+}
+
+fn replicate(key: &Key) -> PeerMessage {
+    PeerMessage::Replicate {
+        id: 1,
+        key: key.clone(),
+        object: Object::empty(Policy::Counter),
+        hint: None,
+    }
+}
+
+fn replicate_frame(key: &Key) -> Vec<u8> {
+    encode_frame(&replicate(key), FRAME_BYTES_MAX).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -314,14 +314,30 @@ pub struct WireRequest {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum WireBody {
     Client(ClientRequest),
-    Peer { from: NodeId, msg: PeerMessage },
+    /// A peer message on a request stream: refused since peer messages travel on peer
+    /// streams (see [`PeerStreamHeader`]); kept so the variants keep their numbers.
+    Peer {
+        from: NodeId,
+        msg: PeerMessage,
+    },
+}
+
+/// The first frame of a peer stream: a long-lived QUIC unidirectional stream from one
+/// node to another that carries many [`PeerMessage`] frames and gets no response frames
+/// (the messages' own acks, such as `ReplicateAck`, are the application-level answer).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PeerStreamHeader {
+    pub version: u16,
+    /// The sending node; must match the name in its certificate.
+    pub from: NodeId,
 }
 
 /// The answer on the same stream.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum WireResponse {
     Client(ClientReply),
-    /// The peer message was queued for the receiving node's core.
+    /// No longer sent (peer messages get no response frame on peer streams); kept so
+    /// the variants keep their numbers.
     PeerAccepted,
     /// The frame was refused; the text says why and what to do.
     Refused(String),
@@ -410,6 +426,15 @@ impl ClientReply {
             | ReadValue::Set { context, .. }
             | ReadValue::Map { context, .. } => Some(context),
             _ => None,
+        }
+    }
+}
+
+impl PeerStreamHeader {
+    pub fn new(from: NodeId) -> PeerStreamHeader {
+        PeerStreamHeader {
+            version: PROTOCOL_VERSION,
+            from,
         }
     }
 }

@@ -1,18 +1,18 @@
 //! The node driver: the thin async shell around one sans-IO core node.
 //!
-//! One task owns the [`Node`]. Everything that happens to it — client requests and peer
-//! messages from the QUIC server, delivery failures from senders, timer deadlines —
+//! One task owns the [`Node`]. Everything that happens to it — client requests from the
+//! QUIC server, peer messages from peer streams ([`super::peer_link`]), delivery
+//! failures from the per-peer links, gossip datagrams, timer deadlines —
 //! arrives on one bounded channel, is fed to the core in a batch, and then the driver
 //! calls `Storage::persist` once for the whole batch before it sends a single ack or
 //! reply. That is ringkv's group commit: writes that arrive together share one fsync, and
 //! nothing is acknowledged before it is durable. If persisting fails the node stops
 //! (fail-stop, like Cassandra's `disk_failure_policy: stop`) rather than ack lost writes.
 
-use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rand::RngCore;
 use thiserror::Error;
@@ -23,12 +23,13 @@ use crate::core::message::{
     ClientReply, ClientRequest, PROTOCOL_VERSION, PeerMessage, REQUEST_TIMEOUT_MS_MAX, WireBody,
     WireRequest, WireResponse,
 };
-use crate::core::node::{MemberSpec, Node, NodeConfig, NodeError, Now};
+use crate::core::node::{MemberSpec, Node, NodeConfig, NodeError};
 use crate::core::ring::NodeId;
-use crate::net::persist::{PersistTracker, persist_off_worker};
+use crate::net::core_loop::{Clock, CoreLoop};
+use crate::net::peer_link::{PeerLinks, accept_peer_streams};
+use crate::net::persist::PersistTracker;
 use crate::net::{
-    ConnectionPool, FRAME_BYTES_MAX, Handler, Identity, NetError, PeerIdentity, Role, bind,
-    load_identity, serve,
+    ConnectionPool, Handler, Identity, NetError, PeerIdentity, Role, bind, load_identity, serve,
 };
 use crate::storage::{FjallStorage, Storage, StorageError, SyncMode};
 
@@ -36,13 +37,9 @@ use crate::storage::{FjallStorage, Storage, StorageError, SyncMode};
 pub const INPUT_QUEUE_MAX: usize = 65_536;
 /// Inputs fed to the core between two persists.
 pub const BATCH_MAX: usize = 1_024;
-/// How long a peer message may take to be accepted by its receiver.
-pub const PEER_SEND_TIMEOUT_MS: u64 = 2_000;
 /// How long the server waits for the core to answer a client request: the longest
 /// request timeout plus forwarding slack.
 pub const CLIENT_WAIT_MS: u64 = REQUEST_TIMEOUT_MS_MAX as u64 * 2 + 5_000;
-/// Peer messages being sent at once; the core waits for a slot (backpressure) beyond it.
-pub const SENDS_INFLIGHT_MAX: usize = 4_096;
 /// How long a clean shutdown waits for the core to persist and stop.
 pub const SHUTDOWN_WAIT_MS: u64 = 3_000;
 /// How long a clean shutdown lets closing connections drain; attempts still dialling a
@@ -110,7 +107,7 @@ pub struct NodeHandle {
 
 /// Something for the core to handle.
 #[derive(Debug)]
-enum Input {
+pub(crate) enum Input {
     Client {
         request: ClientRequest,
         reply: oneshot::Sender<ClientReply>,
@@ -134,13 +131,11 @@ struct Server {
     inputs: mpsc::Sender<Input>,
 }
 
-/// Sends peer messages and gossip datagrams; reports failures back to the core.
+/// Sends gossip datagrams (peer messages go through [`PeerLinks`]).
 #[derive(Clone, Debug)]
-struct Sender {
+pub(crate) struct Sender {
     me: NodeId,
     pool: ConnectionPool,
-    inputs: mpsc::Sender<Input>,
-    slots: Arc<tokio::sync::Semaphore>,
     datagram_slots: Arc<tokio::sync::Semaphore>,
 }
 
@@ -204,19 +199,20 @@ pub fn start_with_storage(
     // The OS RNG seeds the core once; a fresh data directory gets a random actor.
     config.rng_seed = rand::rng().next_u64();
     // Batches that wrote nothing (reads, forwards, acks, pings) then skip the fsync.
-    let storage: Arc<dyn Storage> = Arc::new(PersistTracker::new(storage));
+    let tracker = Arc::new(PersistTracker::new(storage));
+    let storage: Arc<dyn Storage> = tracker.clone();
     let clock = Clock::new();
     let node = Node::new(config, members, storage.clone(), clock.now())?;
     let name = node.name().clone();
     let (tx, rx) = mpsc::channel(INPUT_QUEUE_MAX);
+    let pool = ConnectionPool::new(bound.endpoint.clone());
     let sender = Sender {
         me: name.clone(),
-        pool: ConnectionPool::new(bound.endpoint.clone()),
-        inputs: tx.clone(),
-        slots: Arc::new(tokio::sync::Semaphore::new(SENDS_INFLIGHT_MAX)),
+        pool: pool.clone(),
         datagram_slots: Arc::new(tokio::sync::Semaphore::new(DATAGRAMS_INFLIGHT_MAX)),
     };
-    let core = tokio::spawn(run_core(node, rx, sender, clock));
+    let links = PeerLinks::new(name.clone(), pool, tx.clone());
+    let core = tokio::spawn(CoreLoop::new(node, rx, sender, links, clock, tracker).run());
     let server = tokio::spawn(serve(
         bound.endpoint.clone(),
         Arc::new(Server { inputs: tx.clone() }),
@@ -318,28 +314,18 @@ impl Handler for Server {
                     )),
                 }
             }
-            WireBody::Peer { from, msg } => {
-                if peer.role != Role::Node {
-                    tracing::warn!(%peer, "refused a peer message from a client certificate");
-                    return WireResponse::Refused(format!(
-                        "{peer} may not send peer messages: they need a node certificate signed by the cluster CA"
-                    ));
-                }
-                if from.as_str() != peer.name {
-                    tracing::warn!(%peer, claimed = %from, "refused a peer message under another node's name");
-                    return WireResponse::Refused(format!(
-                        "{peer} sent a message as '{from}'; a node may speak only for itself"
-                    ));
-                }
-                match self.inputs.send(Input::Peer { from, msg }).await {
-                    Ok(()) => WireResponse::PeerAccepted,
-                    Err(_) => WireResponse::Refused("the node is shutting down".into()),
-                }
+            WireBody::Peer { from, .. } => {
+                tracing::warn!(%peer, claimed = %from, "refused a peer message on a request stream");
+                WireResponse::Refused(format!(
+                    "{peer} sent a peer message on a request stream; peer messages travel on peer streams, which need a node certificate and a node of the same ringkv version"
+                ))
             }
         }
     }
 
     fn connected(&self, peer: &PeerIdentity, conn: &quinn::Connection) {
+        // Peer streams check the role themselves, so a client's attempt gets a log line.
+        accept_peer_streams(peer.clone(), conn.clone(), self.inputs.clone());
         // Gossip rides QUIC datagrams on the same authenticated connection; only node
         // certificates may gossip, and the core checks each packet's claimed sender.
         if peer.role != Role::Node {
@@ -374,37 +360,9 @@ impl Handler for Server {
 }
 
 impl Sender {
-    /// Sends one message on its own stream, in the background. Waits for a slot when
-    /// [`SENDS_INFLIGHT_MAX`] sends are under way, so a slow peer slows the node down
-    /// instead of piling up tasks.
-    async fn send(&self, to: NodeId, addr: SocketAddr, msg: PeerMessage) {
-        let Ok(slot) = self.slots.clone().acquire_owned().await else {
-            return;
-        };
-        let this = self.clone();
-        tokio::spawn(async move {
-            let _slot = slot;
-            let wire = WireRequest::new(WireBody::Peer {
-                from: this.me.clone(),
-                msg,
-            });
-            let result: Result<WireResponse, NetError> = this
-                .pool
-                .request(addr, &wire, PEER_SEND_TIMEOUT_MS, FRAME_BYTES_MAX)
-                .await;
-            let failed = match result {
-                Ok(WireResponse::PeerAccepted) => return,
-                Ok(other) => format!("refused: {other:?}"),
-                Err(e) => e.to_string(),
-            };
-            tracing::debug!(node = %this.me, %to, %addr, error = %failed, "peer unreachable");
-            let _ = this.inputs.try_send(Input::Unreachable(to));
-        });
-    }
-
     /// Sends one gossip datagram in the background, or drops it when too many are under
     /// way (SWIM tolerates loss; a stuck dial must not stall the core).
-    fn send_datagram(&self, addr: SocketAddr, data: Vec<u8>) {
+    pub(crate) fn send_datagram(&self, addr: SocketAddr, data: Vec<u8>) {
         let Ok(slot) = self.datagram_slots.clone().try_acquire_owned() else {
             return;
         };
@@ -420,148 +378,6 @@ impl Sender {
                 tracing::trace!(node = %me, %addr, error = %e, "gossip datagram not sent");
             }
         });
-    }
-
-    /// Waits (bounded) until every peer message under way has been sent.
-    async fn drain(&self, wait_ms: u64) {
-        let all = SENDS_INFLIGHT_MAX as u32;
-        let _ = tokio::time::timeout(Duration::from_millis(wait_ms), self.slots.acquire_many(all))
-            .await;
-    }
-}
-
-/// The driver's clocks, read once per batch.
-#[derive(Clone, Copy, Debug)]
-struct Clock {
-    start: Instant,
-}
-
-impl Clock {
-    fn new() -> Clock {
-        Clock {
-            start: Instant::now(),
-        }
-    }
-
-    fn now(&self) -> Now {
-        let wall_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        Now {
-            mono_ms: self.start.elapsed().as_millis() as u64,
-            wall_ms,
-        }
-    }
-
-    fn instant_of(&self, mono_ms: u64) -> tokio::time::Instant {
-        tokio::time::Instant::from_std(self.start + Duration::from_millis(mono_ms))
-    }
-}
-
-async fn run_core(
-    mut node: Node,
-    mut rx: mpsc::Receiver<Input>,
-    sender: Sender,
-    clock: Clock,
-) -> Result<(), DriverError> {
-    let mut waiting: HashMap<u64, oneshot::Sender<ClientReply>> = HashMap::new();
-    let mut addrs = AddrCache::default();
-    let mut next_req: u64 = 1;
-    let mut batch = Vec::with_capacity(BATCH_MAX);
-    loop {
-        let deadline = node.poll_timeout().map(|d| clock.instant_of(d));
-        let first = match deadline {
-            Some(at) => tokio::select! {
-                input = rx.recv() => Some(input),
-                _ = tokio::time::sleep_until(at) => None,
-            },
-            None => Some(rx.recv().await),
-        };
-        match first {
-            Some(Some(input)) => batch.push(input),
-            Some(None) => return Ok(()),
-            None => {}
-        }
-        while batch.len() < BATCH_MAX {
-            match rx.try_recv() {
-                Ok(input) => batch.push(input),
-                Err(_) => break,
-            }
-        }
-        let now = clock.now();
-        let mut stop = false;
-        for input in batch.drain(..) {
-            match input {
-                Input::Client { request, reply } => {
-                    let id = next_req;
-                    next_req += 1;
-                    waiting.insert(id, reply);
-                    node.handle_client(now, id, request);
-                }
-                Input::Peer { from, msg } => node.handle_message(now, from, msg),
-                Input::Unreachable(peer) => node.handle_unreachable(now, peer),
-                Input::Datagram { from, data } => node.handle_datagram(now, from, &data),
-                Input::Shutdown => stop = true,
-            }
-        }
-        node.handle_timeout(now);
-        // Group commit: one persist for the whole batch, before any output leaves.
-        if let Err(source) = persist_off_worker(node.storage().as_ref()) {
-            tracing::error!(node = %node.name(), error = %source, "persist failed; stopping the node");
-            return Err(DriverError::Persist {
-                node: node.name().clone(),
-                source,
-            });
-        }
-        while let Some((to, msg)) = node.poll_transmit() {
-            let member_addr = node.membership().get(&to).map(|m| m.addr.clone());
-            match member_addr.and_then(|a| addrs.resolve(&a)) {
-                Some(addr) => sender.send(to, addr, msg).await,
-                None => {
-                    tracing::debug!(node = %node.name(), %to, "no usable address for member; message dropped");
-                    node.handle_unreachable(now, to);
-                }
-            }
-        }
-        while let Some((addr, data)) = node.poll_datagram() {
-            if let Some(addr) = addrs.resolve(&addr) {
-                sender.send_datagram(addr, data);
-            }
-        }
-        while let Some((id, reply)) = node.poll_reply() {
-            if let Some(tx) = waiting.remove(&id) {
-                let _ = tx.send(reply);
-            }
-        }
-        if stop {
-            tracing::info!(node = %node.name(), "node stopped");
-            return Ok(());
-        }
-        if node.has_left() {
-            sender.drain(LEAVE_DRAIN_MS).await;
-            tracing::info!(node = %node.name(), "node left the cluster and stopped");
-            return Ok(());
-        }
-    }
-}
-
-/// Member addresses resolved once each (they are `IP:port` strings in practice).
-#[derive(Debug, Default)]
-struct AddrCache {
-    resolved: HashMap<String, Option<SocketAddr>>,
-}
-
-impl AddrCache {
-    fn resolve(&mut self, addr: &str) -> Option<SocketAddr> {
-        if let Some(known) = self.resolved.get(addr) {
-            return *known;
-        }
-        let found = addr.to_socket_addrs().ok().and_then(|mut a| a.next());
-        if self.resolved.len() < crate::core::ring::MEMBERS_MAX * 4 {
-            self.resolved.insert(addr.to_string(), found);
-        }
-        found
     }
 }
 

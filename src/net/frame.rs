@@ -23,26 +23,58 @@ pub const FRAME_BYTES_MAX: usize = 16 * 1024 * 1024;
 pub const FRAME_HEADER_BYTES: usize = 4;
 /// Body bytes reserved up front; beyond this the buffer grows as data arrives.
 pub const FRAME_PREALLOC_BYTES_MAX: usize = 64 * 1024;
+/// Most bytes a [`FrameReader`] asks the stream for at once beyond the frame it needs.
+pub const FRAME_READ_CHUNK_BYTES: usize = 64 * 1024;
 /// Deepest msgpack nesting a frame may hold; bounds the decoder's recursion.
 pub const FRAME_NESTING_DEPTH_MAX: usize = 128;
 
+/// Reads many frames off one long-lived stream through one reused buffer.
+///
+/// A peer stream carries frames back to back and QUIC hands them over in chunks that
+/// may hold several frames or part of one; the reader slices bodies out of its buffer
+/// instead of allocating one per frame.
+#[derive(Debug)]
+pub struct FrameReader {
+    buf: Vec<u8>,
+    start: usize,
+    max: usize,
+}
+
 /// Encodes `msg` as one frame (prefix + body); refuses a body over `max` bytes.
 pub fn encode_frame<T: Serialize + ?Sized>(msg: &T, max: usize) -> Result<Vec<u8>, NetError> {
-    let mut buf = vec![0u8; FRAME_HEADER_BYTES];
-    rmp_serde::encode::write_named(&mut buf, msg).map_err(|e| NetError::FrameEncode {
-        reason: e.to_string(),
-    })?;
-    let body_len = buf.len() - FRAME_HEADER_BYTES;
-    let too_large = || NetError::FrameTooLarge {
-        len: body_len as u64,
-        max,
-    };
-    if body_len > max {
-        return Err(too_large());
-    }
-    let prefix = u32::try_from(body_len).map_err(|_| too_large())?;
-    buf[..FRAME_HEADER_BYTES].copy_from_slice(&prefix.to_be_bytes());
+    let mut buf = Vec::new();
+    encode_frame_into(&mut buf, msg, max)?;
     Ok(buf)
+}
+
+/// Appends `msg` as one frame to `buf`, so a sender can batch many frames into one
+/// reused buffer; on error `buf` is left as it was.
+pub fn encode_frame_into<T: Serialize + ?Sized>(
+    buf: &mut Vec<u8>,
+    msg: &T,
+    max: usize,
+) -> Result<(), NetError> {
+    let start = buf.len();
+    buf.extend_from_slice(&[0u8; FRAME_HEADER_BYTES]);
+    if let Err(e) = rmp_serde::encode::write_named(buf, msg) {
+        buf.truncate(start);
+        return Err(NetError::FrameEncode {
+            reason: e.to_string(),
+        });
+    }
+    let body_len = buf.len() - start - FRAME_HEADER_BYTES;
+    let prefix = match u32::try_from(body_len) {
+        Ok(prefix) if body_len <= max => prefix,
+        _ => {
+            buf.truncate(start);
+            return Err(NetError::FrameTooLarge {
+                len: body_len as u64,
+                max,
+            });
+        }
+    };
+    buf[start..start + FRAME_HEADER_BYTES].copy_from_slice(&prefix.to_be_bytes());
+    Ok(())
 }
 
 /// Decodes exactly one frame from `bytes` (prefix + body, nothing after it).
@@ -136,6 +168,60 @@ pub async fn read_frame_body(
         }
     }
     Ok(body)
+}
+
+impl FrameReader {
+    /// A reader that refuses frames whose body is over `max` bytes.
+    pub fn new(max: usize) -> FrameReader {
+        FrameReader {
+            buf: Vec::new(),
+            start: 0,
+            max,
+        }
+    }
+
+    /// The next frame's body, or `None` when the stream finished cleanly between frames.
+    ///
+    /// A prefix over the limit is refused before its body is read; a stream that ends
+    /// inside a frame is [`NetError::FrameTruncated`].
+    pub async fn next(&mut self, recv: &mut quinn::RecvStream) -> Result<Option<&[u8]>, NetError> {
+        let body = loop {
+            let avail = &self.buf[self.start..];
+            let wanted = match avail.split_first_chunk::<FRAME_HEADER_BYTES>() {
+                Some((header, rest)) => {
+                    let len = body_len(*header, self.max)?;
+                    if rest.len() >= len {
+                        let from = self.start + FRAME_HEADER_BYTES;
+                        self.start = from + len;
+                        break from..from + len;
+                    }
+                    len - rest.len()
+                }
+                None => FRAME_HEADER_BYTES - avail.len(),
+            };
+            // Keep only the unread tail before reading more, so the buffer stays within
+            // one frame plus one read.
+            if self.start > 0 {
+                self.buf.drain(..self.start);
+                self.start = 0;
+            }
+            match recv
+                .read_chunk(wanted.max(FRAME_READ_CHUNK_BYTES), true)
+                .await
+            {
+                Ok(Some(chunk)) => self.buf.extend_from_slice(&chunk.bytes),
+                Ok(None) if self.buf.is_empty() => return Ok(None),
+                Ok(None) => {
+                    return Err(NetError::FrameTruncated {
+                        expected: (self.buf.len() + wanted) as u64,
+                        got: self.buf.len() as u64,
+                    });
+                }
+                Err(source) => return Err(NetError::StreamRead { source }),
+            }
+        };
+        Ok(Some(&self.buf[body]))
+    }
 }
 
 fn body_len(header: [u8; FRAME_HEADER_BYTES], max: usize) -> Result<usize, NetError> {

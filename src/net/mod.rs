@@ -10,15 +10,20 @@
 //! - [`frame`]: u32-length-prefixed msgpack frames with a hard size limit;
 //! - [`endpoint`]: binding, the per-address connection pool and one-stream requests;
 //! - [`serve`]: the accept loop that hands typed requests to a [`Handler`];
-//! - [`persist`]: the node driver's group-commit persist, kept off runtime workers and
+//! - [`peer_link`]: node-to-node messages on one long-lived stream per peer, batched;
+//! - [`core_loop`]: the node's core task, with the group-commit fsync overlapped with
+//!   the next batches;
+//! - [`persist`]: the node driver's group-commit persist, run off runtime workers and
 //!   skipped after batches that wrote nothing.
 
 pub mod certs;
+pub mod core_loop;
 pub mod driver;
 pub mod endpoint;
 pub mod error;
 pub mod frame;
 pub mod identity;
+pub mod peer_link;
 pub mod persist;
 pub mod serve;
 pub mod tls;
@@ -26,7 +31,10 @@ pub mod tls;
 pub use certs::{CertStore, Identity, issue, load_identity};
 pub use endpoint::{ConnectionPool, bind, bind_client, connect, request};
 pub use error::NetError;
-pub use frame::{FRAME_BYTES_MAX, decode_frame, encode_frame, read_frame, write_frame};
+pub use frame::{
+    FRAME_BYTES_MAX, FrameReader, decode_frame, encode_frame, encode_frame_into, read_frame,
+    write_frame,
+};
 pub use identity::{PeerIdentity, Role, peer_identity};
 pub use serve::{Handler, serve};
 pub use tls::{ALPN, SERVER_NAME, client_config, server_config};

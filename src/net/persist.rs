@@ -1,13 +1,12 @@
-//! How the node driver runs its group-commit persist, so the fsync costs no more than it
-//! must.
+//! How the node driver knows whether its group-commit persist is needed at all.
 //!
-//! The driver persists once per batch of inputs before it lets any output go (DESIGN.md
-//! §7). Two things made that dearer than the sync itself: the fsync ran on a runtime
-//! worker, stalling every other task queued there; and it ran after every batch, also
-//! after batches that wrote nothing (reads, forwarded requests, acks, pings). An fsync
-//! of an unchanged file is not free: on ext4 it still flushes the device cache, which
-//! costs about as much as syncing a small write. [`persist_off_worker`] fixes the first,
-//! [`PersistTracker`] the second; neither changes what is durable when.
+//! The driver persists before it lets the outputs of a batch go (DESIGN.md §7). An fsync
+//! after batches that wrote nothing (reads, forwarded requests, acks, pings) is not
+//! free: on ext4 it still flushes the device cache, which costs about as much as syncing
+//! a small write. [`PersistTracker`] skips it, and tells the driver
+//! ([`PersistTracker::is_dirty`]) when outputs need not wait for a persist at all. The
+//! persist itself runs on a blocking thread, overlapped with the next batches
+//! ([`super::core_loop`]); neither changes what is durable when.
 
 use std::fmt;
 use std::sync::Arc;
@@ -36,6 +35,11 @@ impl PersistTracker {
             inner,
             dirty: AtomicBool::new(true),
         }
+    }
+
+    /// True when something was written since the last persist started.
+    pub fn is_dirty(&self) -> bool {
+        self.dirty.load(Ordering::Acquire)
     }
 
     fn mark_dirty(&self) {
@@ -120,24 +124,6 @@ impl Storage for PersistTracker {
         let result = self.inner.delete(space, key);
         self.mark_dirty();
         result
-    }
-}
-
-/// Runs `storage.persist()` (an fsync) without stalling the runtime worker it runs on.
-///
-/// On a worker of the multi-thread runtime, a plain call would hold that worker for the
-/// whole sync, and with it every task queued there: QUIC connection drivers, the server,
-/// other nodes of the same process. `block_in_place` hands the worker's queue to another
-/// thread first, so they keep running and new inputs gather for the next batch, while
-/// this task still does nothing else until the sync is done (so an abort cannot land
-/// mid-persist and outputs still leave only after it). A current-thread runtime has no
-/// other worker to hand over to, so there it is a plain call.
-pub fn persist_off_worker(storage: &dyn Storage) -> Result<(), StorageError> {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
-            tokio::task::block_in_place(|| storage.persist())
-        }
-        _ => storage.persist(),
     }
 }
 
@@ -252,24 +238,17 @@ mod tests {
     }
 
     #[test]
-    fn persist_off_worker_syncs_on_both_runtime_flavours() -> Result<(), Box<dyn std::error::Error>>
-    {
-        for multi in [false, true] {
-            let rt = if multi {
-                tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(1)
-                    .build()?
-            } else {
-                tokio::runtime::Builder::new_current_thread().build()?
-            };
-            let (inner, tracker) = tracked();
-            let tracker = Arc::new(tracker);
-            let task = tracker.clone();
-            rt.block_on(
-                async move { tokio::spawn(async move { persist_off_worker(&*task) }).await },
-            )??;
-            assert_eq!(persists(&inner), 1, "multi-thread runtime: {multi}");
-        }
+    fn is_dirty_follows_writes_and_persists() -> Result<(), StorageError> {
+        let (_, tracker) = tracked();
+        assert!(tracker.is_dirty(), "a new tracker starts dirty");
+        tracker.persist()?;
+        assert!(!tracker.is_dirty());
+        tracker.update(Space::Data, b"k", &mut |_| Rmw::Keep)?;
+        assert!(!tracker.is_dirty(), "a kept key is no write");
+        tracker.put(Space::Data, b"k", b"v".to_vec())?;
+        assert!(tracker.is_dirty());
+        tracker.persist()?;
+        assert!(!tracker.is_dirty());
         Ok(())
     }
 }

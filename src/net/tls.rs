@@ -40,8 +40,11 @@ pub fn transport_config() -> quinn::TransportConfig {
     ))));
     transport.keep_alive_interval(Some(Duration::from_millis(KEEP_ALIVE_INTERVAL_MS)));
     transport.max_concurrent_bidi_streams(quinn::VarInt::from_u32(BIDI_STREAMS_CONCURRENT_MAX));
-    // Requests use bidirectional streams only.
-    transport.max_concurrent_uni_streams(quinn::VarInt::from_u32(0));
+    // Requests use bidirectional streams; node-to-node messages use a few long-lived
+    // unidirectional peer streams (refused on client connections by the node driver).
+    transport.max_concurrent_uni_streams(quinn::VarInt::from_u32(
+        super::peer_link::PEER_STREAMS_CONCURRENT_MAX,
+    ));
     transport
 }
 

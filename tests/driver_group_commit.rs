@@ -1,0 +1,166 @@
+//! The node driver's group commit with the persist overlapped with the next batches:
+//! a reply still leaves only after a persist that covers its write.
+//!
+//! One real node on a storage whose persist can be held shut: while it is held, an
+//! acknowledged put must not come back; once it opens, the put completes.
+
+use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use ringkv::client::Client;
+use ringkv::core::message::{Key, QuorumOpts};
+use ringkv::core::node::{MemberSpec, NodeConfig};
+use ringkv::net::driver::{bind_node, start_with_storage};
+use ringkv::net::{CertStore, Role};
+use ringkv::storage::{
+    BatchOp, KeyValue, MemoryStorage, Rmw, Space, Storage, StorageError, SyncMode,
+};
+
+/// Longest any step waits.
+const STEP_MS: u64 = 10_000;
+/// How long the put is given to (wrongly) come back while persists are held.
+const HELD_MS: u64 = 300;
+
+/// Memory storage whose persists block while the gate is shut, and say when one starts.
+struct GatedStorage {
+    inner: MemoryStorage,
+    shut: Mutex<bool>,
+    opened: Condvar,
+    started: Mutex<Option<std_mpsc::Sender<()>>>,
+}
+
+impl GatedStorage {
+    fn set_shut(&self, shut: bool) {
+        *self.shut.lock().unwrap() = shut;
+        self.opened.notify_all();
+    }
+}
+
+impl std::fmt::Debug for GatedStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GatedStorage")
+    }
+}
+
+impl Storage for GatedStorage {
+    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        self.inner.get(space, key)
+    }
+
+    fn update(
+        &self,
+        space: Space,
+        key: &[u8],
+        f: &mut dyn FnMut(Option<&[u8]>) -> Rmw,
+    ) -> Result<(), StorageError> {
+        self.inner.update(space, key, f)
+    }
+
+    fn scan(
+        &self,
+        space: Space,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<KeyValue>, StorageError> {
+        self.inner.scan(space, start, end, limit)
+    }
+
+    fn batch(&self, ops: Vec<BatchOp>) -> Result<(), StorageError> {
+        self.inner.batch(ops)
+    }
+
+    fn persist(&self) -> Result<(), StorageError> {
+        let mut shut = self.shut.lock().unwrap();
+        if *shut {
+            if let Some(tx) = self.started.lock().unwrap().as_ref() {
+                let _ = tx.send(());
+            }
+            // Bounded: a test that never opens the gate fails on its own timeouts.
+            let (guard, _) = self
+                .opened
+                .wait_timeout_while(shut, Duration::from_millis(STEP_MS * 2), |s| *s)
+                .unwrap();
+            shut = guard;
+        }
+        drop(shut);
+        self.inner.persist()
+    }
+
+    fn sync_mode(&self) -> SyncMode {
+        self.inner.sync_mode()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_waits_for_the_persist_that_covers_its_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let store = CertStore::init(&certs).unwrap();
+    store.issue("n1", Role::Node).unwrap();
+    store.issue("client", Role::Client).unwrap();
+    let bound = bind_node("127.0.0.1:0".parse().unwrap(), &certs, "n1").unwrap();
+    let addr = bound.addr();
+    let (started_tx, started_rx) = std_mpsc::channel();
+    let storage = Arc::new(GatedStorage {
+        inner: MemoryStorage::with_sync_mode(SyncMode::Group),
+        shut: Mutex::new(false),
+        opened: Condvar::new(),
+        started: Mutex::new(Some(started_tx)),
+    });
+    let mut config = NodeConfig::new("n1");
+    config.partitions = 64;
+    let node = start_with_storage(
+        bound,
+        config,
+        vec![MemberSpec::new("n1", addr.to_string())],
+        storage.clone(),
+    )
+    .unwrap();
+    let client = Client::connect(addr, &certs, "client").await.unwrap();
+    let opts = QuorumOpts {
+        n: Some(1),
+        w: Some(1),
+        r: Some(1),
+        ..QuorumOpts::default()
+    };
+    let key = Key::new("b", "k");
+    // A put while persists flow normally: it completes.
+    tokio::time::timeout(
+        Duration::from_millis(STEP_MS),
+        client.put_lww(&key, b"1".to_vec(), opts),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+
+    storage.set_shut(true);
+    let put = {
+        let client = client.clone();
+        let key = key.clone();
+        tokio::spawn(async move { client.put_lww(&key, b"2".to_vec(), opts).await })
+    };
+    // The put's write starts a persist, which now blocks.
+    tokio::task::spawn_blocking(move || {
+        started_rx
+            .recv_timeout(Duration::from_millis(STEP_MS))
+            .expect("a persist started after the put")
+    })
+    .await
+    .unwrap();
+    let mut put = put;
+    let early = tokio::time::timeout(Duration::from_millis(HELD_MS), &mut put).await;
+    assert!(
+        early.is_err(),
+        "the put was acknowledged before its write was persisted: {early:?}"
+    );
+
+    storage.set_shut(false);
+    tokio::time::timeout(Duration::from_millis(STEP_MS), put)
+        .await
+        .expect("the put completes once the persist does")
+        .unwrap()
+        .expect("the put succeeds");
+    node.shutdown().await.unwrap();
+}
