@@ -19,8 +19,9 @@ use crate::core::object::{Context, Object, ObjectError, Op, ReadValue};
 use crate::core::ring::NodeId;
 pub use crate::core::stats::StatsInfo;
 
-/// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The protocol version this build speaks. 2: gossip membership, batched peer streams and
+/// the short-hash anti-entropy messages (a version-1 node cannot talk to a version-2 one).
+pub const PROTOCOL_VERSION: u16 = 2;
 /// Largest N a request may ask for.
 pub const REPLICAS_MAX: u8 = 9;
 /// Longest request timeout a client may ask for.
