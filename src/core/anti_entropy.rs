@@ -180,10 +180,14 @@ impl MerkleTrees {
     /// Scans up to [`REBUILD_ROWS_PER_STEP`] rows into the fresh trees; when the scan
     /// ends they replace the live ones. `digest` decodes a stored value into its version
     /// digest (None skips a record that does not decode; it is reported elsewhere).
+    ///
+    /// `seen` gets the ring position of every stored key scanned, so other start-up
+    /// sketches (distinct keys) fill from this one scan instead of reading the data again.
     pub fn rebuild_step(
         &mut self,
         storage: &dyn Storage,
         digest: &dyn Fn(&[u8]) -> Option<u64>,
+        seen: &mut dyn FnMut(u64),
     ) -> Result<RebuildProgress, StorageError> {
         let Some(mut r) = self.rebuild.take() else {
             return Ok(RebuildProgress::Done(0));
@@ -197,7 +201,11 @@ impl MerkleTrees {
         let done = rows.len() < REBUILD_ROWS_PER_STEP;
         for (raw, value) in &rows {
             r.rows += 1;
-            if let (Ok(dk), Some(d)) = (decode_data_key(raw), digest(value)) {
+            let Ok(dk) = decode_data_key(raw) else {
+                continue;
+            };
+            seen(dk.position);
+            if let Some(d) = digest(value) {
                 let leaf = self.leaf_of(dk.position);
                 r.leaves[leaf] ^= entry_hash(&dk.bucket, &dk.key, d);
             }
@@ -250,7 +258,9 @@ mod tests {
 
     fn rebuilt(storage: &MemoryStorage) -> MerkleTrees {
         let mut t = MerkleTrees::new(16);
-        while let RebuildProgress::Scanned(_) = t.rebuild_step(storage, &digest_of).unwrap() {}
+        while let RebuildProgress::Scanned(_) =
+            t.rebuild_step(storage, &digest_of, &mut |_| {}).unwrap()
+        {}
         t
     }
 
@@ -299,7 +309,9 @@ mod tests {
         // a restart: fresh trees rebuilding while writes keep arriving between steps
         let mut t = MerkleTrees::new(16);
         let mut i = 0u64;
-        while let RebuildProgress::Scanned(_) = t.rebuild_step(&storage, &digest_of).unwrap() {
+        while let RebuildProgress::Scanned(_) =
+            t.rebuild_step(&storage, &digest_of, &mut |_| {}).unwrap()
+        {
             for _ in 0..300 {
                 put(
                     &storage,

@@ -529,7 +529,9 @@ mod tests {
     fn trees_with(keys: &[(&str, u64)]) -> MerkleTrees {
         let storage = MemoryStorage::new();
         let mut t = MerkleTrees::new(1);
-        while let Ok(RebuildProgress::Scanned(_)) = t.rebuild_step(&storage, &|_| Some(0)) {}
+        while let Ok(RebuildProgress::Scanned(_)) =
+            t.rebuild_step(&storage, &|_| Some(0), &mut |_| {})
+        {}
         for (k, d) in keys {
             let pos = key_position(b"b", k.as_bytes());
             let dk = encode_data_key(pos, b"b", k.as_bytes()).unwrap();

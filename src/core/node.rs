@@ -351,7 +351,6 @@ impl Node {
         node.persist_members();
         node.announce_all(now);
         node.timers.set(now.mono_ms, Timer::TreeRebuild);
-        node.timers.set(now.mono_ms, Timer::StatsScan);
         if node.config.anti_entropy_interval_ms > 0 {
             node.timers.set(
                 now.mono_ms + node.config.anti_entropy_interval_ms,
@@ -460,7 +459,6 @@ impl Node {
                 Timer::Handoff => self.on_handoff_tick(now),
                 Timer::TreeRebuild => self.on_rebuild_tick(now),
                 Timer::AntiEntropy => self.on_anti_entropy_tick(now),
-                Timer::StatsScan => self.on_stats_scan_tick(now),
                 Timer::Reap => self.on_reap_tick(now),
             }
         }

@@ -23,7 +23,7 @@ use crate::core::message::Key;
 use crate::core::object::{Applied, Limits, Object, ObjectError, Op};
 use crate::core::reap::TOMBSTONE_GRACE_MS_DEFAULT;
 use crate::core::ring::{NodeId, key_position};
-use crate::core::stats::{DistinctKeys, ScanProgress};
+use crate::core::stats::DistinctKeys;
 use crate::storage::{self, Rmw, SCAN_ROWS_MAX, Space, Storage, StorageError};
 
 /// Errors from replica operations.
@@ -98,19 +98,19 @@ impl Replica {
         &mut self.distinct
     }
 
-    /// One bounded step of the start-up distinct-key scan.
-    pub fn scan_distinct_step(&mut self) -> Result<ScanProgress, StorageError> {
-        self.distinct.scan_step(self.storage.as_ref())
-    }
-
-    /// One bounded step of the start-up tree rebuild.
+    /// One bounded step of the start-up tree rebuild (which also fills the distinct-key
+    /// sketches).
     pub fn rebuild_trees_step(&mut self) -> Result<RebuildProgress, ReplicaError> {
         let digest = |bytes: &[u8]| {
             rmp_serde::from_slice::<Object>(bytes)
                 .ok()
                 .map(|o| o.digest())
         };
-        Ok(self.trees.rebuild_step(self.storage.as_ref(), &digest)?)
+        // The same scan counts the stored keys for the distinct-key sketches.
+        let distinct = &mut self.distinct;
+        Ok(self
+            .trees
+            .rebuild_step(self.storage.as_ref(), &digest, &mut |p| distinct.insert(p))?)
     }
 
     /// This replica's keys and version digests with positions in `[start, end]`, at most

@@ -15,9 +15,10 @@
 //!   the nodes' sketches counts each key once however many replicas hold it. The sketches
 //!   count keys *ever stored since the last start-up scan*: deletes write tombstones and
 //!   reaping removes them, but an HLL cannot forget, so neither shrinks the figure until
-//!   the next restart rebuilds it from storage. That start-up scan runs in bounded steps on
-//!   its own timer; writes during it are counted by [`crate::core::replica::Replica`]
-//!   directly, and counting a key twice is harmless (HLL inserts are idempotent).
+//!   the next restart rebuilds it from storage. There is no scan of its own: the start-up
+//!   Merkle tree rebuild (bounded steps) reports every stored key to it; writes during it
+//!   are counted by [`crate::core::replica::Replica`] directly, and counting a key twice
+//!   is harmless (HLL inserts are idempotent).
 //! - [`RequestWindows`]: count-min request counts of the keys this node *coordinated*
 //!   (every client get and write is coordinated by exactly one node, so summing the nodes'
 //!   sketches counts each request once), in a current and a previous window of
@@ -42,7 +43,6 @@ use thiserror::Error;
 
 use crate::core::message::Key;
 use crate::core::ring::NodeId;
-use crate::storage::{SCAN_ROWS_MAX, Space, Storage, StorageError, decode_data_key};
 
 pub use cluster::{ClusterStats, HotKey, NodeAnswer, Unanswered};
 pub use progress::AeProgress;
@@ -64,8 +64,6 @@ pub const HOT_KEYS_EPSILON: f64 = 0.001;
 pub const HOT_KEYS_DELTA: f64 = 0.01;
 /// Count-min hash seed, the same on every node so their sketches merge (ASCII "ringkvcm").
 pub const HOT_KEYS_SEED: u64 = u64::from_be_bytes(*b"ringkvcm");
-/// Rows one step of the start-up distinct-key scan reads, bounding how long it holds the node.
-pub const STATS_SCAN_ROWS_PER_STEP: usize = 1_024;
 
 const _: () = assert!(
     PARTITION_HLL_PRECISION >= HLL_PRECISION_MIN && PARTITION_HLL_PRECISION <= HLL_PRECISION_MAX
@@ -100,37 +98,22 @@ pub enum StatsError {
 }
 
 /// Distinct keys stored by one node: one accurate sketch for the node, one small sketch
-/// per partition that holds keys, and the start-up scan that fills them.
+/// per partition that holds keys (filled at start by the Merkle tree rebuild's scan).
 #[derive(Clone, Debug)]
 pub struct DistinctKeys {
     node: Hll,
     /// Index = partition; `None` until the partition's first key.
     partitions: Vec<Option<Hll>>,
     partition_bits: u32,
-    /// Next storage key of the start-up scan; `None` once it finished.
-    scan_next: Option<Vec<u8>>,
-    scanned_rows: u64,
-}
-
-/// Progress of one start-up scan step.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ScanProgress {
-    /// More rows remain; call again. Rows scanned so far.
-    Scanned(u64),
-    /// Every stored key has been counted. Rows scanned in all.
-    Done(u64),
 }
 
 impl DistinctKeys {
-    /// Empty sketches for a ring of `partitions` (a power of two), with the start-up scan
-    /// still to run.
+    /// Empty sketches for a ring of `partitions` (a power of two).
     pub fn new(partitions: u32) -> DistinctKeys {
         DistinctKeys {
             node: Hll::new(),
             partitions: vec![None; partitions as usize],
             partition_bits: partitions.trailing_zeros(),
-            scan_next: Some(Vec::new()),
-            scanned_rows: 0,
         }
     }
 
@@ -142,42 +125,6 @@ impl DistinctKeys {
         if let Some(slot) = self.partitions.get_mut(partition) {
             slot.get_or_insert_with(partition_sketch).insert(&item);
         }
-    }
-
-    /// Counts up to [`STATS_SCAN_ROWS_PER_STEP`] stored keys, resuming where the last step
-    /// stopped. Rows whose key does not decode are skipped (reads of them report it).
-    pub fn scan_step(&mut self, storage: &dyn Storage) -> Result<ScanProgress, StorageError> {
-        let Some(next) = self.scan_next.take() else {
-            return Ok(ScanProgress::Done(self.scanned_rows));
-        };
-        let limit = STATS_SCAN_ROWS_PER_STEP.min(SCAN_ROWS_MAX);
-        let rows = match storage.scan(Space::Data, &next, None, limit) {
-            Ok(rows) => rows,
-            Err(e) => {
-                // Keep the cursor so a retry resumes here.
-                self.scan_next = Some(next);
-                return Err(e);
-            }
-        };
-        for (raw, _) in &rows {
-            self.scanned_rows += 1;
-            if let Ok(data_key) = decode_data_key(raw) {
-                self.insert(data_key.position);
-            }
-        }
-        if rows.len() < limit {
-            return Ok(ScanProgress::Done(self.scanned_rows));
-        }
-        let mut resume = rows.last().map(|(raw, _)| raw.clone()).unwrap_or(next);
-        // The smallest key after the last one read.
-        resume.push(0);
-        self.scan_next = Some(resume);
-        Ok(ScanProgress::Scanned(self.scanned_rows))
-    }
-
-    /// Whether the start-up scan has counted every stored key.
-    pub fn is_scanned(&self) -> bool {
-        self.scan_next.is_none()
     }
 
     /// The node-wide sketch (precision [`ringkv_sketches::HLL_PRECISION`]).
@@ -237,7 +184,6 @@ impl DistinctKeys {
                     })?;
             }
         }
-        // The scan state stays ours: it describes this node's storage, not the other's.
         self.node = merged.node;
         self.partitions = merged.partitions;
         Ok(())

@@ -27,8 +27,6 @@ pub enum Timer {
     TreeRebuild,
     /// Time to compare partitions with their other replicas.
     AntiEntropy,
-    /// Time for the next step of the start-up distinct-key scan (`core::stats`).
-    StatsScan,
     /// Time to look for tombstones every primary may have held for the grace period.
     Reap,
 }

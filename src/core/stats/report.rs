@@ -14,11 +14,7 @@ use ringkv_sketches::{Hll, TopK};
 use crate::core::message::PeerMessage;
 use crate::core::node::{Node, Now};
 use crate::core::ring::NodeId;
-use crate::core::stats::{HotKey, PARTITION_HLL_PRECISION, ScanProgress, StatsError};
-use crate::core::timer::Timer;
-
-/// Delay before a failed start-up scan step is retried.
-pub const STATS_SCAN_RETRY_MS: u64 = 1_000;
+use crate::core::stats::{HotKey, PARTITION_HLL_PRECISION, StatsError};
 
 /// One node's statistics, as `ClientReply::Stats` carries them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -147,9 +143,10 @@ impl Node {
             rmp_serde::to_vec(self.traffic.current()).map_err(|e| encode("current window", e))?;
         let hot_previous =
             rmp_serde::to_vec(self.traffic.previous()).map_err(|e| encode("previous window", e))?;
+        // The start-up tree rebuild is the scan that fills the distinct-key sketches.
+        let scan_complete = self.replica.trees().is_ready();
         let distinct = self.replica.distinct_mut();
         let distinct_keys = distinct.estimate();
-        let scan_complete = distinct.is_scanned();
         let distinct_sketch =
             rmp_serde::to_vec(distinct.node_sketch()).map_err(|e| encode("distinct keys", e))?;
         let estimates = distinct.partition_estimates();
@@ -217,23 +214,6 @@ impl Node {
             hot_previous,
             ae,
         })
-    }
-
-    /// One step of the start-up distinct-key scan; reschedules itself until done.
-    pub(crate) fn on_stats_scan_tick(&mut self, now: Now) {
-        match self.replica.scan_distinct_step() {
-            Ok(ScanProgress::Scanned(_)) => {
-                self.timers.set(now.mono_ms, Timer::StatsScan);
-            }
-            Ok(ScanProgress::Done(rows)) => {
-                tracing::debug!(node = %self.config.name, rows, "distinct-key scan done");
-            }
-            Err(e) => {
-                tracing::warn!(node = %self.config.name, error = %e, "distinct-key scan step failed; retrying");
-                self.timers
-                    .set(now.mono_ms + STATS_SCAN_RETRY_MS, Timer::StatsScan);
-            }
-        }
     }
 
     /// Anti-entropy bookkeeping on a received message: each root in an `AeRoots` is a

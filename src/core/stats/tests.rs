@@ -5,8 +5,10 @@ use std::sync::Arc;
 use ringkv_sketches::{CountMin, TopK};
 
 use super::*;
+use crate::core::anti_entropy::{REBUILD_ROWS_PER_STEP, RebuildProgress};
+use crate::core::replica::Replica;
 use crate::core::ring::key_position;
-use crate::storage::{MemoryStorage, Rmw, encode_data_key};
+use crate::storage::{MemoryStorage, Rmw, Space, Storage, encode_data_key};
 
 const WINDOW_MS: u64 = 1_000;
 
@@ -112,7 +114,7 @@ fn distinct_keys_count_each_key_once_and_merge_as_a_union() {
 #[test]
 fn the_startup_scan_counts_stored_keys_in_bounded_steps() {
     let storage = Arc::new(MemoryStorage::new());
-    let total = 2 * STATS_SCAN_ROWS_PER_STEP as u64 + 17;
+    let total = 2 * REBUILD_ROWS_PER_STEP as u64 + 17;
     for i in 0..total {
         let k = key(i);
         let raw =
@@ -121,28 +123,30 @@ fn the_startup_scan_counts_stored_keys_in_bounded_steps() {
             .update(Space::Data, &raw, &mut |_| Rmw::Put(b"v".to_vec()))
             .expect("memory write");
     }
-    let mut distinct = DistinctKeys::new(16);
-    assert!(!distinct.is_scanned());
+    // The Merkle tree rebuild is the one start-up scan; it fills the distinct keys too.
+    let mut replica = Replica::open(storage, 16, 16).expect("replica opens");
+    assert!(!replica.trees().is_ready());
     let mut steps = 0;
     loop {
         steps += 1;
         assert!(steps <= 10, "the scan does not finish");
-        match distinct.scan_step(storage.as_ref()).expect("memory scan") {
-            ScanProgress::Scanned(rows) => {
-                assert_eq!(rows, steps * STATS_SCAN_ROWS_PER_STEP as u64)
+        match replica.rebuild_trees_step().expect("memory scan") {
+            RebuildProgress::Scanned(rows) => {
+                assert_eq!(rows, steps * REBUILD_ROWS_PER_STEP as u64)
             }
-            ScanProgress::Done(rows) => {
+            RebuildProgress::Done(rows) => {
                 assert_eq!(rows, total);
                 break;
             }
         }
     }
     assert_eq!(steps, 3);
-    assert!(distinct.is_scanned());
+    assert!(replica.trees().is_ready());
     assert_eq!(
-        distinct.scan_step(storage.as_ref()).expect("done"),
-        ScanProgress::Done(total)
+        replica.rebuild_trees_step().expect("done"),
+        RebuildProgress::Done(0)
     );
+    let distinct = replica.distinct_mut();
     let estimate = distinct.estimate();
     assert!(
         estimate.abs_diff(total) <= total / 50,
