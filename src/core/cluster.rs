@@ -41,11 +41,6 @@ impl Node {
         self.gossip.poll_datagram()
     }
 
-    /// foca's view of `node`, if it has met it.
-    pub fn gossip_state(&self, node: &NodeId) -> Option<GossipState> {
-        self.gossip.state_of(node)
-    }
-
     /// True once this node has handed everything over and left; the driver stops it.
     pub fn has_left(&self) -> bool {
         self.left

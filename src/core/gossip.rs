@@ -216,10 +216,6 @@ impl Gossip {
         self.foca.identity()
     }
 
-    pub fn probe_period_ms(&self) -> u64 {
-        self.probe_period_ms
-    }
-
     /// Asks the member listening at `addr` to let us in (join through a seed).
     pub fn announce(&mut self, now_ms: u64, addr: &str) -> Result<(), GossipError> {
         let result = {
@@ -336,11 +332,6 @@ impl Gossip {
                 foca::State::Suspect => GossipState::Suspect,
                 foca::State::Down => GossipState::Down,
             })
-    }
-
-    /// Members foca currently considers active (alive or suspect), us excluded.
-    pub fn active_members(&self) -> usize {
-        self.foca.num_members()
     }
 
     fn split(&mut self, now_ms: u64) -> (&mut FocaInstance, Io<'_>) {
