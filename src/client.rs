@@ -6,24 +6,27 @@
 //! contexts cross this API as opaque tokens (DESIGN.md §4): a caller passes back exactly
 //! the string a read returned and never looks inside it.
 //!
-//! A [`Client`] is cheap to clone; clones share one pooled connection, which is reopened
-//! lazily if the node restarts. Any node can take any request: the node forwards it to
+//! A [`Client`] is cheap to clone; clones share one pooled connection and one session on
+//! it (many requests in flight on one stream: `client/session.rs`), both reopened lazily if
+//! the node restarts. Any node can take any request: the node forwards it to
 //! the key's coordinator (DESIGN.md §5).
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
 use tokio::time::Instant;
 
 use crate::core::message::{
-    ClientReply, ClientRequest, Key, QuorumOpts, RequestError, RingInfo, StatusInfo, WireBody,
-    WireRequest, WireResponse,
+    ClientReply, ClientRequest, Key, QuorumOpts, RequestError, RingInfo, StatusInfo, WireResponse,
 };
 use crate::core::object::{Context, FieldRead, MapOp, ObjectError, Op, Policy, ReadValue};
-use crate::net::{ConnectionPool, FRAME_BYTES_MAX, Identity, NetError, bind_client, load_identity};
+use crate::net::{ConnectionPool, Identity, NetError, bind_client, load_identity};
+
+use self::session::{CallError, SessionSlot};
 
 /// Deadline for one call (connecting, sending and the node's answer) unless the request's
 /// own quorum timeout needs longer.
@@ -39,6 +42,7 @@ pub const RECONNECTS_MAX: usize = 1;
 #[derive(Debug, Clone)]
 pub struct Client {
     pool: ConnectionPool,
+    session: Arc<SessionSlot>,
     addr: SocketAddr,
     timeout_ms: u64,
 }
@@ -172,6 +176,7 @@ impl Client {
             bind_client(local, identity).map_err(|e| ClientError::Endpoint(Box::new(e)))?;
         Ok(Client {
             pool: ConnectionPool::new(endpoint),
+            session: Arc::new(SessionSlot::default()),
             addr,
             timeout_ms: CLIENT_TIMEOUT_MS,
         })
@@ -193,8 +198,7 @@ impl Client {
     pub async fn call(&self, request: ClientRequest) -> Result<ClientReply, ClientError> {
         let name = request_name(&request);
         let timeout_ms = call_timeout_ms(self.timeout_ms, &request);
-        let wire = WireRequest::new(WireBody::Client(request));
-        match self.exchange(&wire, timeout_ms).await? {
+        match self.exchange(request, timeout_ms).await? {
             WireResponse::Client(ClientReply::Error(e)) => Err(ClientError::Request(e)),
             WireResponse::Client(reply) => Ok(reply),
             WireResponse::Refused(reason) => Err(ClientError::Refused {
@@ -479,36 +483,50 @@ impl Client {
         }
     }
 
+    /// Sends `request` on the client's session and waits for its answer until the
+    /// deadline; a request that was not sent (the session had ended, or the pooled
+    /// connection was found dead while opening one) is resent once on a fresh session:
+    /// nothing reached the node, so even a counter add is safe to resend.
     async fn exchange(
         &self,
-        wire: &WireRequest,
+        request: ClientRequest,
         timeout_ms: u64,
     ) -> Result<WireResponse, ClientError> {
         let deadline = Instant::now() + Duration::from_millis(timeout_ms);
+        let net = |source: NetError| ClientError::Net {
+            addr: self.addr,
+            source: Box::new(source),
+        };
+        let mut request = request;
         let mut reconnects = 0;
         loop {
-            let attempt = self
-                .pool
-                .request(self.addr, wire, timeout_ms, FRAME_BYTES_MAX);
-            let result = tokio::time::timeout_at(deadline, attempt)
-                .await
-                .unwrap_or(Err(NetError::Timeout {
-                    what: "request to",
-                    addr: self.addr,
-                    timeout_ms,
-                }));
-            match result {
-                Ok(response) => return Ok(response),
-                // Opening the stream failed, so nothing was sent: resending is safe even
-                // for a counter add. The pool has already evicted the dead connection.
-                Err(NetError::ConnectionLost { .. }) if reconnects < RECONNECTS_MAX => {
-                    reconnects += 1;
+            let attempt = async {
+                match self.session.get(&self.pool, self.addr).await {
+                    Ok(session) => session.call(request).await,
+                    Err(reason @ NetError::ConnectionLost { .. }) => Err(CallError::NotSent {
+                        request: Box::new(request),
+                        reason,
+                    }),
+                    Err(e) => Err(CallError::Failed(e)),
                 }
-                Err(source) => {
-                    return Err(ClientError::Net {
+            };
+            match tokio::time::timeout_at(deadline, attempt).await {
+                Ok(Ok(response)) => return Ok(response),
+                Ok(Err(CallError::NotSent {
+                    request: unsent, ..
+                })) if reconnects < RECONNECTS_MAX => {
+                    reconnects += 1;
+                    request = *unsent;
+                }
+                Ok(Err(CallError::NotSent { reason, .. } | CallError::Failed(reason))) => {
+                    return Err(net(reason));
+                }
+                Err(_) => {
+                    return Err(net(NetError::Timeout {
+                        what: "request to",
                         addr: self.addr,
-                        source: Box::new(source),
-                    });
+                        timeout_ms,
+                    }));
                 }
             }
         }
@@ -649,6 +667,7 @@ fn reply_kind(reply: &ClientReply) -> &'static str {
     }
 }
 
+mod session;
 mod stats;
 
 #[cfg(test)]

@@ -15,12 +15,16 @@ use ringkv::client::{Client, ClientError};
 use ringkv::core::clock::{ActorId, Timestamp};
 use ringkv::core::message::{
     ClientReply, ClientRequest, Key, MemberStatus, QuorumFailure, QuorumOpts, RequestError,
-    RingInfo, RingNode, StatusInfo, WireBody, WireRequest, WireResponse,
+    RingInfo, RingNode, SessionRequest, SessionResponse, StatusInfo, WireBody, WireRequest,
+    WireResponse,
 };
 use ringkv::core::object::{Context, Limits, Object, ObjectError, Op};
 use ringkv::core::ring::NodeId;
 use ringkv::net::certs::CertStore;
-use ringkv::net::{Handler, NetError, PeerIdentity, Role, bind, load_identity, serve};
+use ringkv::net::{
+    FRAME_BYTES_MAX, FrameReader, Handler, NetError, PeerIdentity, Role, bind, decode_body,
+    encode_frame_into, load_identity, serve,
+};
 
 /// Bucket whose reads the fake node refuses at the frame level.
 const REFUSED_BUCKET: &[u8] = b"refuse";
@@ -169,6 +173,40 @@ impl Handler for FakeNode {
 
     fn connected(&self, _peer: &PeerIdentity, _conn: &quinn::Connection) {
         self.connections.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn opens_session(&self, req: &WireRequest) -> bool {
+        matches!(req.body, WireBody::Session)
+    }
+
+    /// Answers a session's requests one by one, in order (the real node answers out of
+    /// order; the client matches answers by id either way).
+    async fn serve_session(
+        &self,
+        _peer: PeerIdentity,
+        _remote: SocketAddr,
+        _req: WireRequest,
+        mut send: quinn::SendStream,
+        mut recv: quinn::RecvStream,
+    ) {
+        let mut reader = FrameReader::new(FRAME_BYTES_MAX);
+        while let Ok(Some(body)) = reader.next(&mut recv).await {
+            let Ok(SessionRequest { id, request }) = decode_body::<SessionRequest>(body) else {
+                return;
+            };
+            let response = self.answer(WireBody::Client(request));
+            let mut frame = Vec::new();
+            encode_frame_into(
+                &mut frame,
+                &SessionResponse { id, response },
+                FRAME_BYTES_MAX,
+            )
+            .expect("answer encodes");
+            if send.write_all(&frame).await.is_err() {
+                return;
+            }
+        }
+        let _ = send.finish();
     }
 }
 

@@ -21,7 +21,11 @@ pub use crate::core::stats::StatsInfo;
 
 /// The protocol version this build speaks. 2: gossip membership, batched peer streams and
 /// the short-hash anti-entropy messages (a version-1 node cannot talk to a version-2 one).
-pub const PROTOCOL_VERSION: u16 = 2;
+/// 3: client sessions ([`WireBody::Session`]), many requests on one long-lived stream.
+pub const PROTOCOL_VERSION: u16 = 3;
+/// The session response id that answers no request (see [`SessionResponse`]); clients
+/// number their requests from 1.
+pub const SESSION_ID_NONE: u64 = 0;
 /// Largest N a request may ask for.
 pub const REPLICAS_MAX: u8 = 9;
 /// Longest request timeout a client may ask for.
@@ -321,6 +325,27 @@ pub enum WireBody {
         from: NodeId,
         msg: PeerMessage,
     },
+    /// Opens a client session on this stream: the stream stays open, the client sends
+    /// [`SessionRequest`] frames and the node answers each with a [`SessionResponse`]
+    /// frame carrying the same id, in whatever order the answers are ready.
+    Session,
+}
+
+/// One request on a client session; `id` is the client's, unique among its requests in
+/// flight on the session.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionRequest {
+    pub id: u64,
+    pub request: ClientRequest,
+}
+
+/// The answer to the session request with the same `id`. Id [`SESSION_ID_NONE`] answers
+/// no request: a `Refused` with it refuses the whole session (another protocol version,
+/// a malformed frame), and the node then ends the stream.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionResponse {
+    pub id: u64,
+    pub response: WireResponse,
 }
 
 /// The first frame of a peer stream: a long-lived QUIC unidirectional stream from one

@@ -20,7 +20,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::core::message::{ClientReply, PeerMessage};
@@ -29,6 +29,7 @@ use crate::core::ring::{MEMBERS_MAX, NodeId};
 use crate::net::driver::{BATCH_MAX, DriverError, Input, LEAVE_DRAIN_MS, Sender};
 use crate::net::peer_link::PeerLinks;
 use crate::net::persist::PersistTracker;
+use crate::net::session::ReplyTo;
 use crate::storage::{Storage, StorageError};
 
 /// Outputs waiting for a persist at most (messages plus replies); beyond it the core
@@ -49,7 +50,7 @@ pub(crate) struct CoreLoop {
     links: PeerLinks,
     clock: Clock,
     tracker: Arc<PersistTracker>,
-    waiting: HashMap<u64, oneshot::Sender<ClientReply>>,
+    waiting: HashMap<u64, ReplyTo>,
     addrs: AddrCache,
     next_req: u64,
     /// Outputs of batches handled since the running persist started.
@@ -63,7 +64,7 @@ pub(crate) struct CoreLoop {
 #[derive(Debug, Default)]
 struct Outputs {
     transmits: Vec<(NodeId, PeerMessage)>,
-    replies: Vec<(oneshot::Sender<ClientReply>, ClientReply)>,
+    replies: Vec<(ReplyTo, ClientReply)>,
 }
 
 /// Member addresses resolved once each (they are `IP:port` strings in practice).
@@ -281,8 +282,8 @@ impl CoreLoop {
                 }
             }
         }
-        for (tx, reply) in outputs.replies {
-            let _ = tx.send(reply);
+        for (to, reply) in outputs.replies {
+            to.send(reply);
         }
         // Unreachable peers may have failed requests: their replies wait like any other.
         self.collect();

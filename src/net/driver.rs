@@ -20,14 +20,15 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::core::message::{
-    ClientReply, ClientRequest, PROTOCOL_VERSION, PeerMessage, REQUEST_TIMEOUT_MS_MAX, WireBody,
-    WireRequest, WireResponse,
+    ClientRequest, PROTOCOL_VERSION, PeerMessage, REQUEST_TIMEOUT_MS_MAX, WireBody, WireRequest,
+    WireResponse,
 };
 use crate::core::node::{MemberSpec, Node, NodeConfig, NodeError};
 use crate::core::ring::NodeId;
 use crate::net::core_loop::{Clock, CoreLoop};
 use crate::net::peer_link::{PeerLinks, accept_peer_streams};
 use crate::net::persist::PersistTracker;
+use crate::net::session::{ReplyTo, serve_session};
 use crate::net::{
     ConnectionPool, Handler, Identity, NetError, PeerIdentity, Role, bind, load_identity, serve,
 };
@@ -110,7 +111,7 @@ pub struct NodeHandle {
 pub(crate) enum Input {
     Client {
         request: ClientRequest,
-        reply: oneshot::Sender<ClientReply>,
+        reply: ReplyTo,
     },
     Peer {
         from: NodeId,
@@ -298,7 +299,10 @@ impl Handler for Server {
         match req.body {
             WireBody::Client(request) => {
                 let (tx, rx) = oneshot::channel();
-                let input = Input::Client { request, reply: tx };
+                let input = Input::Client {
+                    request,
+                    reply: ReplyTo::Stream(tx),
+                };
                 if self.inputs.send(input).await.is_err() {
                     return WireResponse::Refused(
                         "the node is shutting down; retry on another node".into(),
@@ -314,6 +318,9 @@ impl Handler for Server {
                     )),
                 }
             }
+            WireBody::Session => WireResponse::Refused(
+                "a session was asked for by a frame that is not a stream's first; open a new stream for it".into(),
+            ),
             WireBody::Peer { from, .. } => {
                 tracing::warn!(%peer, claimed = %from, "refused a peer message on a request stream");
                 WireResponse::Refused(format!(
@@ -321,6 +328,21 @@ impl Handler for Server {
                 ))
             }
         }
+    }
+
+    fn opens_session(&self, req: &WireRequest) -> bool {
+        matches!(req.body, WireBody::Session)
+    }
+
+    async fn serve_session(
+        &self,
+        peer: PeerIdentity,
+        remote: SocketAddr,
+        req: WireRequest,
+        send: quinn::SendStream,
+        recv: quinn::RecvStream,
+    ) {
+        serve_session(self.inputs.clone(), peer, remote, req.version, send, recv).await;
     }
 
     fn connected(&self, peer: &PeerIdentity, conn: &quinn::Connection) {

@@ -181,6 +181,13 @@ pub enum NetError {
         source: Box<NetError>,
     },
 
+    /// A client session ended before the answer came (stream or connection failed, the
+    /// node stopped, or it sent something unreadable).
+    #[error(
+        "the session with node {addr} ended before the answer came ({reason}); the request may or may not have been applied, so check before resending one that is not idempotent"
+    )]
+    SessionEnded { addr: SocketAddr, reason: String },
+
     /// The peer's certificate does not carry a ringkv identity.
     #[error("peer {addr} has no usable ringkv identity: {reason}")]
     NoPeerIdentity { addr: SocketAddr, reason: String },

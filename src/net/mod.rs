@@ -11,6 +11,7 @@
 //! - [`endpoint`]: binding, the per-address connection pool and one-stream requests;
 //! - [`serve`]: the accept loop that hands typed requests to a [`Handler`];
 //! - [`peer_link`]: node-to-node messages on one long-lived stream per peer, batched;
+//! - [`session`]: the node's half of client sessions, many requests on one stream;
 //! - [`core_loop`]: the node's core task, with the group-commit fsync overlapped with
 //!   the next batches;
 //! - [`persist`]: the node driver's group-commit persist, run off runtime workers and
@@ -26,14 +27,15 @@ pub mod identity;
 pub mod peer_link;
 pub mod persist;
 pub mod serve;
+pub mod session;
 pub mod tls;
 
 pub use certs::{CertStore, Identity, issue, load_identity};
 pub use endpoint::{ConnectionPool, bind, bind_client, connect, request};
 pub use error::NetError;
 pub use frame::{
-    FRAME_BYTES_MAX, FrameReader, decode_frame, encode_frame, encode_frame_into, read_frame,
-    write_frame,
+    FRAME_BYTES_MAX, FrameReader, decode_body, decode_frame, encode_frame, encode_frame_into,
+    read_frame, write_frame,
 };
 pub use identity::{PeerIdentity, Role, peer_identity};
 pub use serve::{Handler, serve};

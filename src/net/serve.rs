@@ -1,4 +1,5 @@
-//! The accept loop: connections in, one typed request per stream, one response out.
+//! The accept loop: connections in, one typed request per stream, one response out — or,
+//! when a stream's first request opens a session, many requests and responses on it.
 //!
 //! This is where untrusted bytes meet the node, so it is written to survive anything a
 //! peer sends: every connection must carry a CA-signed ringkv identity, every stream is
@@ -42,6 +43,8 @@ pub const STREAM_CODE_BAD_REQUEST: u32 = 0x11;
 pub const STREAM_CODE_RESPONSE_UNENCODABLE: u32 = 0x12;
 /// Stream reset code: the peer did not take the response within the write deadline.
 pub const STREAM_CODE_RESPONSE_TIMEOUT: u32 = 0x13;
+/// Stream reset code: a session was asked of a protocol that has none.
+pub const STREAM_CODE_NO_SESSIONS: u32 = 0x18;
 
 /// What a server does with the requests of one protocol.
 ///
@@ -72,6 +75,29 @@ pub trait Handler: Send + Sync + 'static {
     /// Limit on request and response frames for this protocol.
     fn frame_bytes_max(&self) -> usize {
         FRAME_BYTES_MAX
+    }
+
+    /// True when `req`, a stream's first frame, opens a session: the stream then stays
+    /// open and [`Handler::serve_session`] serves it, instead of one response.
+    fn opens_session(&self, _req: &Self::Request) -> bool {
+        false
+    }
+
+    /// Serves a stream whose first frame opened a session, until either side ends it;
+    /// the stream holds one of its connection's stream slots meanwhile. A protocol
+    /// without sessions keeps this default, which refuses the stream.
+    fn serve_session(
+        &self,
+        peer: PeerIdentity,
+        _remote: SocketAddr,
+        _req: Self::Request,
+        mut send: quinn::SendStream,
+        mut recv: quinn::RecvStream,
+    ) -> impl Future<Output = ()> + Send {
+        debug!(%peer, "refusing a session: this protocol has none");
+        let _ = recv.stop(quinn::VarInt::from_u32(STREAM_CODE_NO_SESSIONS));
+        let _ = send.reset(quinn::VarInt::from_u32(STREAM_CODE_NO_SESSIONS));
+        std::future::ready(())
     }
 }
 
@@ -171,6 +197,10 @@ async fn serve_stream<H: Handler>(
         timeout_ms: REQUEST_READ_TIMEOUT_MS,
     }));
     let response = match read {
+        Ok(req) if handler.opens_session(&req) => {
+            handler.serve_session(peer, remote, req, send, recv).await;
+            return;
+        }
         Ok(req) => Some(handler.handle(peer.clone(), req).await),
         Err(NetError::StreamRead { source }) => {
             // The peer reset the stream or the connection went away: nobody to answer.
