@@ -32,6 +32,8 @@ const REFUSED_BUCKET: &[u8] = b"refuse";
 const NO_QUORUM_BUCKET: &[u8] = b"noquorum";
 /// Per-call deadline for the unreachable-node test: loopback answers in microseconds.
 const SHORT_TIMEOUT_MS: u64 = 500;
+/// Calls made at once by clones of one client.
+const CONCURRENT_CALLS: usize = 100;
 
 /// One replica in memory; every write goes through `Object::apply` with actor 1.
 #[derive(Debug, Default)]
@@ -40,6 +42,7 @@ struct FakeNode {
     requests: Mutex<Vec<ClientRequest>>,
     clock_ms: AtomicU64,
     connections: AtomicU64,
+    sessions: AtomicU64,
 }
 
 struct Cluster {
@@ -189,6 +192,7 @@ impl Handler for FakeNode {
         mut send: quinn::SendStream,
         mut recv: quinn::RecvStream,
     ) {
+        self.sessions.fetch_add(1, Ordering::SeqCst);
         let mut reader = FrameReader::new(FRAME_BYTES_MAX);
         while let Ok(Some(body)) = reader.next(&mut recv).await {
             let Ok(SessionRequest { id, request }) = decode_body::<SessionRequest>(body) else {
@@ -409,7 +413,7 @@ async fn node_errors_arrive_as_typed_errors_with_their_sentences() {
 }
 
 #[tokio::test]
-async fn clones_share_one_connection() {
+async fn clones_share_one_connection_and_one_session() {
     let cluster = Cluster::start().await;
     let client = cluster.client().await;
     let clone = client.clone();
@@ -422,7 +426,23 @@ async fn clones_share_one_connection() {
     a.unwrap();
     b.unwrap();
     assert_eq!(client.counter_get(&key, opts).await.unwrap(), 2);
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..CONCURRENT_CALLS {
+        let client = client.clone();
+        let key = key.clone();
+        calls.spawn(async move { client.counter_add(&key, 1, opts).await });
+    }
+    while let Some(done) = calls.join_next().await {
+        done.unwrap().unwrap();
+    }
+    let total = 2 + CONCURRENT_CALLS as i64;
+    assert_eq!(clone.counter_get(&key, opts).await.unwrap(), total);
     assert_eq!(cluster.node.connections.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        cluster.node.sessions.load(Ordering::SeqCst),
+        1,
+        "every call of every clone went on one session stream"
+    );
 }
 
 #[tokio::test]
