@@ -1,8 +1,10 @@
 //! The node driver's group commit with the persist overlapped with the next batches:
-//! a reply still leaves only after a persist that covers its write.
+//! a reply still leaves only after a persist that covers its write, while replication
+//! leaves at once; and the actor id survives a clean stop but not a crash.
 //!
-//! One real node on a storage whose persist can be held shut: while it is held, an
-//! acknowledged put must not come back; once it opens, the put completes.
+//! Real nodes on a storage whose persist can be held shut: while it is held, an
+//! acknowledged put must not come back (even when the other replicas have persisted it);
+//! once it opens, the put completes.
 
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Condvar, Mutex};
@@ -10,8 +12,10 @@ use std::time::Duration;
 
 use ringkv::client::Client;
 use ringkv::core::message::{Key, QuorumOpts};
-use ringkv::core::node::{MemberSpec, NodeConfig};
-use ringkv::net::driver::{bind_node, start_with_storage};
+use ringkv::core::node::{META_ACTOR_KEY, MemberSpec, NodeConfig};
+use ringkv::core::object::{Object, ReadValue};
+use ringkv::core::replica::location;
+use ringkv::net::driver::{NodeHandle, bind_node, start_with_storage};
 use ringkv::net::{CertStore, Role};
 use ringkv::storage::{
     BatchOp, KeyValue, MemoryStorage, Rmw, Space, Storage, StorageError, SyncMode,
@@ -163,4 +167,147 @@ async fn a_reply_waits_for_the_persist_that_covers_its_write() {
         .unwrap()
         .expect("the put succeeds");
     node.shutdown().await.unwrap();
+}
+
+/// Starts n1 (on `gated`) and, with `others`, n2 and n3 on plain memory storage.
+fn start_cluster(
+    certs: &std::path::Path,
+    gated: Arc<GatedStorage>,
+    others: &[Arc<MemoryStorage>],
+) -> (Vec<NodeHandle>, std::net::SocketAddr) {
+    let count = 1 + others.len();
+    let bound: Vec<_> = (1..=count)
+        .map(|i| bind_node("127.0.0.1:0".parse().unwrap(), certs, &format!("n{i}")).unwrap())
+        .collect();
+    let members: Vec<MemberSpec> = bound
+        .iter()
+        .enumerate()
+        .map(|(i, b)| MemberSpec::new(format!("n{}", i + 1), b.addr().to_string()))
+        .collect();
+    let addr = bound[0].addr();
+    let mut nodes = Vec::new();
+    for (i, b) in bound.into_iter().enumerate() {
+        let mut config = NodeConfig::new(format!("n{}", i + 1));
+        config.partitions = 64;
+        let storage: Arc<dyn Storage> = if i == 0 {
+            gated.clone()
+        } else {
+            others[i - 1].clone()
+        };
+        nodes.push(start_with_storage(b, config, members.clone(), storage).unwrap());
+    }
+    (nodes, addr)
+}
+
+fn gated_storage() -> (Arc<GatedStorage>, std_mpsc::Receiver<()>) {
+    let (started_tx, started_rx) = std_mpsc::channel();
+    let storage = Arc::new(GatedStorage {
+        inner: MemoryStorage::with_sync_mode(SyncMode::Group),
+        shut: Mutex::new(false),
+        opened: Condvar::new(),
+        started: Mutex::new(Some(started_tx)),
+    });
+    (storage, started_rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_leaves_before_the_coordinators_persist_but_the_reply_waits_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let store = CertStore::init(&certs).unwrap();
+    for name in ["n1", "n2", "n3"] {
+        store.issue(name, Role::Node).unwrap();
+    }
+    store.issue("client", Role::Client).unwrap();
+    let (gated, started_rx) = gated_storage();
+    let others = [
+        Arc::new(MemoryStorage::with_sync_mode(SyncMode::Group)),
+        Arc::new(MemoryStorage::with_sync_mode(SyncMode::Group)),
+    ];
+    let (nodes, addr) = start_cluster(&certs, gated.clone(), &others);
+    let client = Client::connect(addr, &certs, "client").await.unwrap();
+    let opts = QuorumOpts {
+        n: Some(3),
+        w: Some(2),
+        r: Some(2),
+        ..QuorumOpts::default()
+    };
+    let key = Key::new("b", "k");
+    tokio::time::timeout(
+        Duration::from_millis(STEP_MS),
+        client.put_lww(&key, b"1".to_vec(), opts),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+
+    // Drain the persists n1 started so far; the next one is the held put's.
+    while started_rx.try_recv().is_ok() {}
+    gated.set_shut(true);
+    let put = {
+        let client = client.clone();
+        let key = key.clone();
+        tokio::spawn(async move { client.put_lww(&key, b"2".to_vec(), opts).await })
+    };
+    // With n1's persist held, the other two replicas still get the write and persist it:
+    // replication did not wait for the coordinator's fsync.
+    let (space, raw) = location(&key, None).unwrap();
+    let holds_2 = |s: &Arc<MemoryStorage>| {
+        let Some(bytes) = s.get(space, &raw).unwrap() else {
+            return false;
+        };
+        let object: Object = rmp_serde::from_slice(&bytes).unwrap();
+        matches!(object.read(), ReadValue::Lww { value: Some(v), .. } if v.as_slice() == b"2")
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(STEP_MS);
+    while !others.iter().all(holds_2) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "n2 and n3 got the write while n1's persist was held"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut put = put;
+    let early = tokio::time::timeout(Duration::from_millis(HELD_MS), &mut put).await;
+    assert!(
+        early.is_err(),
+        "W=2 was met by n2 and n3, but the coordinator's reply must still wait for its own persist: {early:?}"
+    );
+    gated.set_shut(false);
+    tokio::time::timeout(Duration::from_millis(STEP_MS), put)
+        .await
+        .expect("the put completes once the persist does")
+        .unwrap()
+        .expect("the put succeeds");
+    for node in nodes {
+        node.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_actor_id_survives_a_clean_stop_and_is_renewed_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let store = CertStore::init(&certs).unwrap();
+    store.issue("n1", Role::Node).unwrap();
+    let (gated, _started) = gated_storage();
+    let actor = |s: &GatedStorage| s.get(Space::Meta, META_ACTOR_KEY).unwrap();
+
+    let (nodes, _) = start_cluster(&certs, gated.clone(), &[]);
+    let first = actor(&gated).expect("an actor id is stored at start");
+    for node in nodes {
+        node.shutdown().await.unwrap();
+    }
+    let (nodes, _) = start_cluster(&certs, gated.clone(), &[]);
+    assert_eq!(actor(&gated), Some(first.clone()), "a clean stop keeps the actor");
+
+    for node in nodes {
+        node.kill().await;
+    }
+    let (nodes, _) = start_cluster(&certs, gated.clone(), &[]);
+    let third = actor(&gated).expect("an actor id is stored at start");
+    assert_ne!(third, first, "a crash makes a fresh actor");
+    for node in nodes {
+        node.shutdown().await.unwrap();
+    }
 }

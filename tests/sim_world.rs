@@ -66,7 +66,7 @@ fn the_same_seed_renders_the_same_history_and_another_seed_does_not() {
 }
 
 #[test]
-fn a_crash_keeps_persisted_writes_and_a_disk_loss_makes_a_new_actor() {
+fn a_crash_keeps_persisted_writes_and_takes_a_fresh_actor_as_does_a_disk_loss() {
     let mut world = World::new(3, WorldConfig::new(3)).expect("a 3-node world starts");
     let key = Key::new("b", "k");
     let node = world.primaries(&key, 1).remove(0);
@@ -81,11 +81,10 @@ fn a_crash_keeps_persisted_writes_and_a_disk_loss_makes_a_new_actor() {
     assert!(!world.is_up(&node));
     world.apply(Fault::Restart(node.clone()));
     let running = world.node(&node).expect("restarted");
-    assert_eq!(
-        running.actor(),
-        actor,
-        "the data directory keeps the actor id"
-    );
+    // The driver sends replication before its persist, so a crash may leave dots of the
+    // old actor on other replicas that this disk never stored: a crash is a new epoch.
+    assert_ne!(running.actor(), actor, "a crash is not a clean stop");
+    let actor = running.actor();
     assert!(
         matches!(running.replica().read(&key, None), Ok(Some(_))),
         "the acked write survived"

@@ -38,6 +38,10 @@ use crate::storage::{Rmw, Space, Storage, StorageError};
 
 /// Key of the actor id in the `Meta` space.
 pub const META_ACTOR_KEY: &[u8] = b"actor_id";
+/// Key of the clean-stop marker in the `Meta` space: stored by the last persist of a
+/// clean stop ([`Node::mark_clean_stop`]) and removed at start, so its absence at start
+/// means the node crashed (or failed to persist) and takes a fresh actor id.
+pub const META_CLEAN_STOP_KEY: &[u8] = b"clean_stop";
 /// Most requests one node coordinates or forwards at once.
 pub const INFLIGHT_MAX_DEFAULT: usize = 16_384;
 /// Default time a coordinator waits for W acks or R replies.
@@ -228,8 +232,9 @@ impl MemberSpec {
 }
 
 impl Node {
-    /// Opens a node over `storage`. The actor id is read from the data directory, or
-    /// drawn from the seeded RNG and stored when the directory is new.
+    /// Opens a node over `storage`. The actor id is read from the data directory after a
+    /// clean stop, or drawn from the seeded RNG and stored when the directory is new or
+    /// the node crashed.
     pub fn new(
         config: NodeConfig,
         members: Vec<MemberSpec>,
@@ -376,6 +381,18 @@ impl Node {
 
     pub fn actor(&self) -> ActorId {
         self.actor
+    }
+
+    /// Records a clean stop, for the driver to call just before its last persist: the
+    /// next start then keeps this actor id (see `load_or_create_actor`). Nothing may be
+    /// handled after it.
+    pub fn mark_clean_stop(&mut self) -> Result<(), NodeError> {
+        self.replica
+            .storage()
+            .update(Space::Meta, META_CLEAN_STOP_KEY, &mut |_| {
+                Rmw::Put(vec![1])
+            })?;
+        Ok(())
     }
 
     pub fn config(&self) -> &NodeConfig {
@@ -563,18 +580,34 @@ fn load_members(storage: &dyn Storage) -> Result<Vec<MemberMeta>, NodeError> {
     }
 }
 
+/// The node's actor id: the stored one after a clean stop, a fresh one after a crash or
+/// on a new data directory.
+///
+/// Why a crash renews it: the driver sends `Replicate` messages before the persist that
+/// covers them (`net/core_loop.rs`), so dots and counter entries of the old actor may
+/// live on other replicas while this disk lost them; under the same actor the node would
+/// issue them again for other values, and replicas would take the new write for one they
+/// already hold. A fresh actor never reuses them. Clocks then grow by one actor per
+/// unclean restart, not per restart.
 fn load_or_create_actor(storage: &dyn Storage, rng: &mut ChaCha8Rng) -> Result<ActorId, NodeError> {
+    let clean = storage.get(Space::Meta, META_CLEAN_STOP_KEY)?.is_some();
     if let Some(bytes) = storage.get(Space::Meta, META_ACTOR_KEY)? {
         let raw: [u8; 8] = bytes
             .as_slice()
             .try_into()
             .map_err(|_| NodeError::BadActor(bytes.len()))?;
-        return Ok(ActorId(u64::from_be_bytes(raw)));
+        if clean {
+            // The marker must not outlive this run: a crash later is not a clean stop.
+            storage.update(Space::Meta, META_CLEAN_STOP_KEY, &mut |_| Rmw::Delete)?;
+            storage.persist()?;
+            return Ok(ActorId(u64::from_be_bytes(raw)));
+        }
     }
     let actor = ActorId::random(rng);
     storage.update(Space::Meta, META_ACTOR_KEY, &mut |_| {
         Rmw::Put(actor.0.to_be_bytes().to_vec())
     })?;
+    storage.update(Space::Meta, META_CLEAN_STOP_KEY, &mut |_| Rmw::Delete)?;
     storage.persist()?;
     Ok(actor)
 }

@@ -53,6 +53,8 @@ pub(crate) struct CoreLoop {
     waiting: HashMap<u64, ReplyTo>,
     addrs: AddrCache,
     next_req: u64,
+    /// Messages that may leave before the persist (see [`leaves_before_persist`]).
+    early: Vec<(NodeId, PeerMessage)>,
     /// Outputs of batches handled since the running persist started.
     pending: Outputs,
     /// The running persist and the outputs it releases.
@@ -115,6 +117,7 @@ impl CoreLoop {
             waiting: HashMap::new(),
             addrs: AddrCache::default(),
             next_req: 1,
+            early: Vec::new(),
             pending: Outputs::default(),
             sync: None,
             in_flight: Outputs::default(),
@@ -147,6 +150,10 @@ impl CoreLoop {
                         }
                     }
                     if self.handle_batch(&mut batch) {
+                        if let Err(e) = self.node.mark_clean_stop() {
+                            // The next start then takes a fresh actor id, which is safe.
+                            tracing::warn!(node = %self.node.name(), error = %e, "cannot record the clean stop");
+                        }
                         self.flush().await?;
                         tracing::info!(node = %self.node.name(), "node stopped");
                         return Ok(());
@@ -158,6 +165,7 @@ impl CoreLoop {
                     self.collect();
                 }
             }
+            self.send_early().await;
             self.start_persist().await;
             if self.node.has_left() {
                 self.flush().await?;
@@ -196,7 +204,11 @@ impl CoreLoop {
     /// datagrams carry no stored state and leave at once.
     fn collect(&mut self) {
         while let Some(out) = self.node.poll_transmit() {
-            self.pending.transmits.push(out);
+            if leaves_before_persist(&out.1) {
+                self.early.push(out);
+            } else {
+                self.pending.transmits.push(out);
+            }
         }
         while let Some((id, reply)) = self.node.poll_reply() {
             if let Some(tx) = self.waiting.remove(&id) {
@@ -242,7 +254,21 @@ impl CoreLoop {
         self.check(done)?;
         let outputs = std::mem::take(&mut self.pending);
         self.dispatch(outputs).await;
+        self.send_early().await;
         Ok(())
+    }
+
+    /// Sends the messages that need not wait for a persist.
+    async fn send_early(&mut self) {
+        if self.early.is_empty() {
+            return;
+        }
+        let transmits = std::mem::take(&mut self.early);
+        self.dispatch(Outputs {
+            transmits,
+            replies: Vec::new(),
+        })
+        .await;
     }
 
     /// Fail-stop on a failed persist.
@@ -311,6 +337,21 @@ impl AddrCache {
         }
         found
     }
+}
+
+/// True for messages that promise nothing about this node's disk, so they may leave
+/// before the persist that covers the batch: a `Replicate` asks its receiver to merge and
+/// persist an object (the receiver's ack is the promise, and this node's own reply still
+/// waits for its persist), and `Read` and `Forward` are bare requests. Sending the
+/// coordinator's replication at once puts its fsync and the replicas' side by side
+/// instead of in series. Acks, replies and everything else wait. If this node crashes
+/// before its persist, the replicas may hold writes it lost; it restarts under a fresh
+/// actor id (`core/node.rs`, `load_or_create_actor`), so it never issues those dots again.
+fn leaves_before_persist(msg: &PeerMessage) -> bool {
+    matches!(
+        msg,
+        PeerMessage::Replicate { .. } | PeerMessage::Read { .. } | PeerMessage::Forward { .. }
+    )
 }
 
 async fn wait_sync(
