@@ -299,7 +299,11 @@ async fn the_actor_id_survives_a_clean_stop_and_is_renewed_after_a_crash() {
         node.shutdown().await.unwrap();
     }
     let (nodes, _) = start_cluster(&certs, gated.clone(), &[]);
-    assert_eq!(actor(&gated), Some(first.clone()), "a clean stop keeps the actor");
+    assert_eq!(
+        actor(&gated),
+        Some(first.clone()),
+        "a clean stop keeps the actor"
+    );
 
     for node in nodes {
         node.kill().await;

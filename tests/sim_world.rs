@@ -187,3 +187,59 @@ fn a_late_reply_after_a_client_timeout_is_not_recorded_twice() {
         OpOutcome::Ok(ClientReply::Written { .. })
     ));
 }
+
+#[test]
+fn a_crash_between_replication_and_its_persist_never_reuses_a_dot() {
+    // Persists come 1 s after the input that needed them, as the driver's group commit
+    // does in small: replication leaves at once, the coordinator's ack waits.
+    let mut config = WorldConfig::new(3);
+    config.persist_delay_ms = 1_000;
+    let mut world = World::new(21, config).expect("a 3-node world starts");
+    let key = Key::new("set", "s");
+    let coordinator = world.primaries(&key, 1).remove(0);
+    let add = |member: &str| ClientRequest::Write {
+        key: key.clone(),
+        op: Op::SetAdd {
+            members: vec![member.to_string()],
+        },
+        opts: QuorumOpts {
+            n: Some(3),
+            w: Some(2),
+            ..QuorumOpts::default()
+        },
+    };
+    // m1 reaches the other two replicas; the coordinator dies before its persist.
+    let first = world.submit(coordinator.clone(), add("m1"));
+    world.run_until(world.now() + 200);
+    assert_eq!(
+        world.history().get(first).map(|o| o.outcome.clone()),
+        Some(OpOutcome::Pending),
+        "the coordinator's reply waits for its persist"
+    );
+    world.apply(Fault::Crash {
+        node: coordinator.clone(),
+        lose_disk: false,
+    });
+    assert!(
+        world.stats().unpersisted_lost > 0,
+        "the crash dropped the coordinator's unpersisted write"
+    );
+    world.apply(Fault::Restart(coordinator.clone()));
+    // m2 through the same coordinator before anti-entropy repairs it: under its old actor
+    // it would issue m1's dot again, and the replicas would take m2 for m1 and drop it.
+    let second = world.submit(coordinator.clone(), add("m2"));
+    assert!(settle_op(&mut world, second).is_ok(), "m2 is acknowledged");
+    world.settle();
+    for node in world.primaries(&key, 3) {
+        let copy = world
+            .node(&node)
+            .and_then(|n| n.replica().read(&key, None).ok().flatten());
+        match copy.map(|o| o.read()) {
+            Some(ReadValue::Set { members, .. }) => assert!(
+                members.contains(&"m2".to_string()),
+                "{node} kept the acknowledged m2: {members:?}"
+            ),
+            other => panic!("{node}: expected a set, got {other:?}"),
+        }
+    }
+}

@@ -456,6 +456,22 @@ impl ClientReply {
     }
 }
 
+impl PeerMessage {
+    /// True for messages that promise nothing about the sender's disk, so a driver may
+    /// send them before the persist that covers the batch that produced them: a
+    /// `Replicate` asks its receiver to merge and persist an object (the receiver's ack
+    /// is the promise), and `Read` and `Forward` are bare requests. Acks, replies and
+    /// everything else wait for the persist. A node that crashes before persisting what
+    /// it replicated restarts under a fresh actor id (`core/node.rs`), so it never issues
+    /// the dots it lost again.
+    pub fn may_precede_persist(&self) -> bool {
+        matches!(
+            self,
+            PeerMessage::Replicate { .. } | PeerMessage::Read { .. } | PeerMessage::Forward { .. }
+        )
+    }
+}
+
 impl PeerStreamHeader {
     pub fn new(from: NodeId) -> PeerStreamHeader {
         PeerStreamHeader {

@@ -389,9 +389,7 @@ impl Node {
     pub fn mark_clean_stop(&mut self) -> Result<(), NodeError> {
         self.replica
             .storage()
-            .update(Space::Meta, META_CLEAN_STOP_KEY, &mut |_| {
-                Rmw::Put(vec![1])
-            })?;
+            .update(Space::Meta, META_CLEAN_STOP_KEY, &mut |_| Rmw::Put(vec![1]))?;
         Ok(())
     }
 

@@ -53,7 +53,9 @@ pub(crate) struct CoreLoop {
     waiting: HashMap<u64, ReplyTo>,
     addrs: AddrCache,
     next_req: u64,
-    /// Messages that may leave before the persist (see [`leaves_before_persist`]).
+    /// Messages that may leave before the persist ([`PeerMessage::may_precede_persist`]):
+    /// sending the coordinator's replication at once puts its fsync and the replicas'
+    /// side by side instead of in series.
     early: Vec<(NodeId, PeerMessage)>,
     /// Outputs of batches handled since the running persist started.
     pending: Outputs,
@@ -204,7 +206,7 @@ impl CoreLoop {
     /// datagrams carry no stored state and leave at once.
     fn collect(&mut self) {
         while let Some(out) = self.node.poll_transmit() {
-            if leaves_before_persist(&out.1) {
+            if out.1.may_precede_persist() {
                 self.early.push(out);
             } else {
                 self.pending.transmits.push(out);
@@ -337,21 +339,6 @@ impl AddrCache {
         }
         found
     }
-}
-
-/// True for messages that promise nothing about this node's disk, so they may leave
-/// before the persist that covers the batch: a `Replicate` asks its receiver to merge and
-/// persist an object (the receiver's ack is the promise, and this node's own reply still
-/// waits for its persist), and `Read` and `Forward` are bare requests. Sending the
-/// coordinator's replication at once puts its fsync and the replicas' side by side
-/// instead of in series. Acks, replies and everything else wait. If this node crashes
-/// before its persist, the replicas may hold writes it lost; it restarts under a fresh
-/// actor id (`core/node.rs`, `load_or_create_actor`), so it never issues those dots again.
-fn leaves_before_persist(msg: &PeerMessage) -> bool {
-    matches!(
-        msg,
-        PeerMessage::Replicate { .. } | PeerMessage::Read { .. } | PeerMessage::Forward { .. }
-    )
 }
 
 async fn wait_sync(

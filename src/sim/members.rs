@@ -75,6 +75,8 @@ impl World {
                 members: vec![MemberSpec::new(name.0.clone(), addr.clone())],
                 seeds: vec![seed_addr],
                 left: false,
+                held: Vec::new(),
+                persist_at: None,
             },
         );
         self.addrs.insert(addr, name.clone());

@@ -7,7 +7,7 @@
 //!
 //! - [`network`]: delay, loss, duplication and partitions;
 //! - [`world`]: nodes over memory storage, crash and restart, the event queue (its
-//!   clients' side lives in `client.rs`);
+//!   clients' side lives in `client.rs`, deferred persists in `persist.rs`);
 //! - [`workload`]: the client programs (also driven against real clusters by [`remote`]);
 //! - [`history`]: what every client asked and heard, with virtual times;
 //! - [`settle`]: heal, repair and read back every replica;
@@ -19,6 +19,7 @@ mod client;
 pub mod history;
 mod members;
 pub mod network;
+mod persist;
 pub mod remote;
 pub mod scenario;
 pub mod settle;

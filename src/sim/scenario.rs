@@ -52,7 +52,9 @@ impl SeedRun {
 
 /// Runs one seed of the sweep for `policy`.
 pub fn run_seed(seed: u64, policy: Policy) -> Result<SeedRun, SimError> {
-    let mut world = World::new(seed, WorldConfig::new(SWEEP_NODES))?;
+    let mut config = WorldConfig::new(SWEEP_NODES);
+    config.persist_delay_ms = persist_delay_ms(seed);
+    let mut world = World::new(seed, config)?;
     let bucket = policy.name();
     for client in 0..SWEEP_CLIENTS {
         let program = RmwProgram::new(
@@ -95,6 +97,17 @@ pub fn run_seed(seed: u64, policy: Policy) -> Result<SeedRun, SimError> {
         stats: world.stats().clone(),
         failures,
     })
+}
+
+/// Half the seeds persist after every input; the other half defer persists by 10–40 ms,
+/// as the driver's overlapped group commit does, so crashes land between a node's
+/// replication and its persist.
+pub fn persist_delay_ms(seed: u64) -> u64 {
+    if seed % 2 == 0 {
+        0
+    } else {
+        10 + (seed / 2) % 31
+    }
 }
 
 /// Draws the network's behaviour, partitions and crashes for one run.

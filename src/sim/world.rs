@@ -14,12 +14,13 @@ use std::sync::Arc;
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::core::message::{ClientReply, PeerMessage};
+use crate::core::message::PeerMessage;
 use crate::core::node::{MemberSpec, Node, NodeConfig, Now};
 use crate::core::ring::{NodeId, Ring};
 use crate::sim::SimError;
 use crate::sim::history::{History, OpOutcome};
 use crate::sim::network::{Fate, NetConfig, Network};
+use crate::sim::persist::Held;
 use crate::sim::workload::Program;
 use crate::storage::{MemoryStorage, Storage, SyncMode};
 
@@ -49,6 +50,11 @@ pub struct WorldConfig {
     pub tombstone_grace_ms: u64,
     /// Partition streaming budget of every node when the ring changes.
     pub transfer_bytes_per_sec: u64,
+    /// How long after a node's input its persist runs, as the real driver's overlapped
+    /// group commit does. 0 persists after every input. Above 0, replication leaves at
+    /// once, acks and replies wait for the persist, and a crash in between loses the
+    /// unpersisted writes and the outputs held for them (`sim/persist.rs`).
+    pub persist_delay_ms: u64,
 }
 
 /// A fault or a change of the network, applied at a scheduled time.
@@ -82,8 +88,8 @@ pub struct WorldStats {
     pub unreachable: u64,
     pub crashes: u64,
     pub disk_losses: u64,
-    /// Writes rolled back by crashes (persist runs after every input, so this stays 0
-    /// unless the core writes outside an input).
+    /// Writes rolled back by crashes: 0 when persist runs after every input, and only
+    /// unacknowledged ones when it is deferred (`persist_delay_ms`).
     pub unpersisted_lost: u64,
 }
 
@@ -126,6 +132,11 @@ pub(crate) enum Event {
     ClientWake {
         client: usize,
     },
+    /// A node's deferred persist (see [`WorldConfig::persist_delay_ms`]).
+    Persist {
+        node: NodeId,
+        incarnation: u64,
+    },
     Fault(Fault),
 }
 
@@ -143,6 +154,9 @@ pub(crate) struct SimNode {
     pub(crate) seeds: Vec<String>,
     /// It handed everything over and left; it is never restarted.
     pub(crate) left: bool,
+    /// Outputs waiting for the node's next persist, and when that persist runs.
+    pub(crate) held: Vec<Held>,
+    pub(crate) persist_at: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -187,6 +201,7 @@ impl WorldConfig {
             think_ms_max: 40,
             tombstone_grace_ms: crate::core::reap::TOMBSTONE_GRACE_MS_DEFAULT,
             transfer_bytes_per_sec: crate::core::transfer::TRANSFER_BYTES_PER_SEC_DEFAULT,
+            persist_delay_ms: 0,
         }
     }
 }
@@ -222,6 +237,8 @@ impl World {
                     members: members.clone(),
                     seeds: Vec::new(),
                     left: false,
+                    held: Vec::new(),
+                    persist_at: None,
                 },
             );
         }
@@ -389,6 +406,7 @@ impl World {
             Event::ClientResult { op, outcome } => self.finish_op(op, outcome),
             Event::ClientTimeout { op } => self.finish_op(op, OpOutcome::TimedOut),
             Event::ClientWake { client } => self.wake(client),
+            Event::Persist { node, incarnation } => self.on_persist(&node, incarnation),
             Event::Fault(fault) => self.apply(fault),
         }
         true
@@ -447,6 +465,8 @@ impl World {
         }
         sim.incarnation += 1;
         sim.timer_at = None;
+        sim.held.clear();
+        sim.persist_at = None;
         let lost = sim.storage.simulate_crash();
         if lose_disk {
             sim.storage = MemoryStorage::with_sync_mode(SyncMode::Group);
@@ -473,10 +493,13 @@ impl World {
         self.drain(name);
     }
 
-    /// Persists the node's writes, then sends what it produced: the durability
-    /// contract of `node.rs`, as the real driver keeps it.
+    /// Drains what the node produced: with persists in line, persists its writes and
+    /// sends everything; with deferred persists, sends what may precede a persist and
+    /// holds the rest for it (`sim/persist.rs`) — the durability contract of `node.rs`,
+    /// as the real driver keeps it.
     fn drain(&mut self, name: &NodeId) {
         let now = self.now;
+        let deferred = self.config.persist_delay_ms > 0;
         let Some(sim) = self.nodes.get_mut(name) else {
             return;
         };
@@ -484,10 +507,7 @@ impl World {
         let Some(node) = sim.node.as_mut() else {
             return;
         };
-        if let Err(e) = node.storage().persist() {
-            self.errors
-                .push(format!("@{now}: {name} could not persist: {e}"));
-        }
+        let left = node.has_left();
         let mut transmits = Vec::new();
         while let Some(t) = node.poll_transmit() {
             transmits.push(t);
@@ -500,7 +520,6 @@ impl World {
         while let Some(d) = node.poll_datagram() {
             datagrams.push(d);
         }
-        let left = node.has_left();
         let timer = match node.poll_timeout().map(|d| d.max(now)) {
             Some(d) if sim.timer_at.is_none_or(|t| d < t) => {
                 sim.timer_at = Some(d);
@@ -515,26 +534,28 @@ impl World {
             };
             self.push(d, event);
         }
-        for (to, msg) in transmits {
-            self.transmit(name, incarnation, to, msg);
-        }
         for (addr, data) in datagrams {
             self.send_datagram(name, &addr, data);
         }
+        if deferred && !left {
+            self.hold(name, incarnation, transmits, replies);
+            return;
+        }
+        // In line (or a node that has left, which flushes as the driver does).
+        self.hold(name, incarnation, transmits, replies);
+        self.persist_and_release(name);
         if left {
             self.retire(name);
         }
-        for (op, reply) in replies {
-            let outcome = match reply {
-                ClientReply::Error(e) => OpOutcome::Failed(e.to_string()),
-                other => OpOutcome::Ok(other),
-            };
-            let at = now + self.client_delay();
-            self.push(at, Event::ClientResult { op, outcome });
-        }
     }
 
-    fn transmit(&mut self, from: &NodeId, incarnation: u64, to: NodeId, msg: PeerMessage) {
+    pub(crate) fn transmit(
+        &mut self,
+        from: &NodeId,
+        incarnation: u64,
+        to: NodeId,
+        msg: PeerMessage,
+    ) {
         let up = self.is_up(&to);
         match self.network.fate(from, &to, up, &mut self.rng) {
             Fate::Deliver(delays) => self.push_copies(&delays, || Event::Deliver {

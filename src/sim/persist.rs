@@ -1,0 +1,100 @@
+//! Deferred persists: the simulator's model of the driver's overlapped group commit.
+//!
+//! The real driver (`net/core_loop.rs`) sends replication, reads and forwards at once,
+//! and holds acks and replies until a persist that started after they were produced.
+//! A crash between the two loses the unpersisted writes and everything held for them,
+//! while replicas may already hold what the crashed node replicated. With
+//! [`super::WorldConfig::persist_delay_ms`] above 0 the world plays exactly that window:
+//! each node's persist runs that long after the input that needed it, and a crash drawn
+//! in between exercises it, so the checkers prove that no acknowledged write is lost and
+//! no dot is reused (the node's fresh actor after a crash, `core/node.rs`).
+
+use crate::core::message::{ClientReply, PeerMessage};
+use crate::core::ring::NodeId;
+use crate::sim::history::OpOutcome;
+use crate::sim::world::{Event, World};
+
+/// An output waiting for its node's next persist.
+#[derive(Debug)]
+pub(crate) enum Held {
+    Transmit(NodeId, PeerMessage),
+    Reply(u64, ClientReply),
+}
+
+impl World {
+    /// Sends what may precede a persist and holds the rest; schedules the node's next
+    /// persist if none is due.
+    pub(crate) fn hold(
+        &mut self,
+        name: &NodeId,
+        incarnation: u64,
+        transmits: Vec<(NodeId, PeerMessage)>,
+        replies: Vec<(u64, ClientReply)>,
+    ) {
+        let mut held = Vec::with_capacity(transmits.len() + replies.len());
+        for (to, msg) in transmits {
+            if msg.may_precede_persist() {
+                self.transmit(name, incarnation, to, msg);
+            } else {
+                held.push(Held::Transmit(to, msg));
+            }
+        }
+        held.extend(replies.into_iter().map(|(op, r)| Held::Reply(op, r)));
+        let delay = self.config.persist_delay_ms;
+        let at = self.now + delay;
+        let Some(sim) = self.nodes.get_mut(name) else {
+            return;
+        };
+        sim.held.extend(held);
+        if delay > 0 && sim.persist_at.is_none() && sim.node.is_some() {
+            sim.persist_at = Some(at);
+            let event = Event::Persist {
+                node: name.clone(),
+                incarnation,
+            };
+            self.push(at, event);
+        }
+    }
+
+    /// A deferred persist comes due (unless its node crashed since).
+    pub(crate) fn on_persist(&mut self, name: &NodeId, incarnation: u64) {
+        if self.incarnation(name) != Some(incarnation) {
+            return;
+        }
+        if let Some(sim) = self.nodes.get_mut(name) {
+            sim.persist_at = None;
+        }
+        self.persist_and_release(name);
+    }
+
+    /// Persists the node's writes, then sends everything held for them.
+    pub(crate) fn persist_and_release(&mut self, name: &NodeId) {
+        let now = self.now;
+        let Some(sim) = self.nodes.get_mut(name) else {
+            return;
+        };
+        let incarnation = sim.incarnation;
+        let Some(node) = sim.node.as_ref() else {
+            return;
+        };
+        if let Err(e) = node.storage().persist() {
+            self.errors
+                .push(format!("@{now}: {name} could not persist: {e}"));
+            return;
+        }
+        let held = std::mem::take(&mut sim.held);
+        for out in held {
+            match out {
+                Held::Transmit(to, msg) => self.transmit(name, incarnation, to, msg),
+                Held::Reply(op, reply) => {
+                    let outcome = match reply {
+                        ClientReply::Error(e) => OpOutcome::Failed(e.to_string()),
+                        other => OpOutcome::Ok(other),
+                    };
+                    let at = now + self.client_delay();
+                    self.push(at, Event::ClientResult { op, outcome });
+                }
+            }
+        }
+    }
+}
