@@ -14,6 +14,16 @@
 //! may have read. When no persist is running and nothing was written since the last one
 //! (reads, forwards, acks), outputs leave at once. If a persist fails the node stops
 //! (fail-stop) without releasing what waited for it.
+//!
+//! Replication does not wait: `Replicate`, `Read` and `Forward` messages promise nothing
+//! about this node's disk ([`PeerMessage::may_precede_persist`]) and leave right after
+//! their batch, so a coordinator's fsync and its replicas' run side by side instead of in
+//! series (a durable N=3 put used to cross two fsyncs back to back). The coordinator's own
+//! reply still waits for its persist. A crash in between may leave the replicas holding a
+//! write this node lost; the node then restarts under a fresh actor id (a clean stop
+//! records a marker that keeps it), so it never issues those dots again
+//! (`sim/persist.rs` plays this window; `tests/sim_world.rs` shows the lost update the
+//! old actor would cause).
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
