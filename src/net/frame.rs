@@ -26,6 +26,9 @@ pub const FRAME_HEADER_BYTES: usize = 4;
 pub const FRAME_PREALLOC_BYTES_MAX: usize = 64 * 1024;
 /// Most bytes a [`FrameReader`] asks the stream for at once beyond the frame it needs.
 pub const FRAME_READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Bytes reserved for a frame encoded on its own: a typical request or reply (a key, a
+/// small value, a context) fits without the buffer regrowing as it is written.
+pub const FRAME_ENCODE_PREALLOC_BYTES: usize = 256;
 /// Deepest msgpack nesting a frame may hold; bounds the decoder's recursion.
 pub const FRAME_NESTING_DEPTH_MAX: usize = 128;
 
@@ -49,7 +52,7 @@ pub struct FrameReader {
 
 /// Encodes `msg` as one frame (prefix + body); refuses a body over `max` bytes.
 pub fn encode_frame<T: Serialize + ?Sized>(msg: &T, max: usize) -> Result<Vec<u8>, NetError> {
-    let mut buf = Vec::new();
+    let mut buf = Vec::with_capacity(FRAME_ENCODE_PREALLOC_BYTES);
     encode_frame_into(&mut buf, msg, max)?;
     Ok(buf)
 }
