@@ -33,6 +33,10 @@ use ringkv::net::{CertStore, Role};
 use ringkv::storage::SyncMode;
 use tokio::task::JoinSet;
 
+// The same allocator as the `ringkv` binary, so the bench prices what a node pays.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Nodes in the bench cluster.
 const NODES: usize = 3;
 /// Distinct keys the requests spread over.

@@ -15,6 +15,7 @@
 
 use twox_hash::XxHash3_64;
 
+use crate::core::ring::xxh3_joined;
 use crate::storage::{SCAN_ROWS_MAX, Space, Storage, StorageError, decode_data_key};
 
 /// Leaves per partition.
@@ -69,12 +70,7 @@ pub enum RebuildProgress {
 
 /// The hash a key contributes to its leaf.
 pub fn entry_hash(bucket: &[u8], key: &[u8], digest: u64) -> u64 {
-    let mut input = Vec::with_capacity(bucket.len() + key.len() + 9);
-    input.extend_from_slice(bucket);
-    input.push(0);
-    input.extend_from_slice(key);
-    input.extend_from_slice(&digest.to_be_bytes());
-    XxHash3_64::oneshot(&input)
+    xxh3_joined(&[bucket, &[0], key, &digest.to_be_bytes()])
 }
 
 /// A 64-bit tree hash cut to 16 bits under a per-exchange salt.

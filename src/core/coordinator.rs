@@ -19,9 +19,10 @@ use crate::core::message::{
 use crate::core::node::{HANDOFF_INFLIGHT_MAX, Node, Now};
 use crate::core::object::{Object, Op, ReadValue};
 use crate::core::quorum::{Outcome, Quorum};
-use crate::core::replica::{ReplicaError, location};
+use crate::core::replica::ReplicaError;
 use crate::core::ring::{NodeId, Target, key_position};
 use crate::core::timer::Timer;
+use crate::storage::check_data_key;
 
 /// Who is waiting for a request's answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -138,7 +139,7 @@ impl Node {
             };
             return self.finish(origin, ClientReply::Error(err));
         }
-        if let Err(e) = location(&key, None) {
+        if let Err(e) = check_data_key(&key.bucket, &key.key) {
             let err = RequestError::BadRequest(format!("{key}: {e}"));
             return self.finish(origin, ClientReply::Error(err));
         }
@@ -240,11 +241,20 @@ impl Node {
             };
         let me = self.config.name.clone();
         quorum.ack(&me);
-        for t in targets.iter().filter(|t| t.node != me) {
+        let value = object.read();
+        // The last replica gets the object itself, the others a copy.
+        let mut object = Some(object);
+        let mut peers = targets.iter().filter(|t| t.node != me).peekable();
+        while let Some(t) = peers.next() {
+            let copy = match peers.peek() {
+                Some(_) => object.clone(),
+                None => object.take(),
+            };
+            let Some(copy) = copy else { break };
             let msg = PeerMessage::Replicate {
                 id,
                 key: key.clone(),
-                object: object.clone(),
+                object: copy,
                 hint: t.hint.clone(),
             };
             self.send(t.node.clone(), msg);
@@ -254,7 +264,7 @@ impl Node {
             key,
             op_name,
             quorum,
-            value: object.read(),
+            value,
             warning: applied.warning,
         };
         self.pending.insert(id, Pending::Write(state));

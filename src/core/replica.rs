@@ -43,8 +43,13 @@ pub enum ReplicaError {
     HintsFull { primary: NodeId, limit: u64 },
 }
 
-/// A read-modify-write step over a decoded object: the new object plus a by-product.
-type RmwFn<'a, T> = dyn FnMut(Option<&Object>) -> Result<(Object, T), ReplicaError> + 'a;
+/// Bytes reserved beyond the old record's length for its re-encoding (a new dot, a
+/// longer value), so a typical update encodes without regrowing its buffer.
+const RECORD_SLACK_BYTES: usize = 64;
+
+/// A read-modify-write step over a decoded object: the new object plus a by-product. It
+/// gets the decoded object by value, so a step that changes it need not copy it first.
+type RmwFn<'a, T> = dyn FnMut(Option<Object>) -> Result<(Object, T), ReplicaError> + 'a;
 
 /// A node's local replica: its storage plus hint bookkeeping.
 #[derive(Debug)]
@@ -165,7 +170,7 @@ impl Replica {
         limits: &Limits,
         hint: Option<&NodeId>,
     ) -> Result<(Object, Applied), ReplicaError> {
-        let own = match hint {
+        let mut own = match hint {
             Some(_) => self.read(key, None)?,
             None => None,
         };
@@ -174,15 +179,14 @@ impl Replica {
             let op = op
                 .take()
                 .ok_or(ObjectError::BadContext("operation applied twice".into()))?;
-            let base = match (existing, &own) {
-                (Some(e), Some(o)) => {
-                    let mut base = e.clone();
-                    base.merge(o);
+            let base = match (existing, own.take()) {
+                (Some(mut base), Some(o)) => {
+                    base.merge(&o);
                     Some(base)
                 }
-                (e, o) => e.or(o.as_ref()).cloned(),
+                (e, o) => e.or(o),
             };
-            Object::apply(base.as_ref(), op, actor, ts, limits).map_err(ReplicaError::from)
+            Object::apply_owned(base, op, actor, ts, limits).map_err(ReplicaError::from)
         })?;
         if hint.is_some() {
             self.merge(key, &done.0, None)?;
@@ -199,9 +203,8 @@ impl Replica {
     ) -> Result<Object, ReplicaError> {
         let mut conflicts = 0;
         let (obj, ()) = self.rmw(key, hint, &mut |existing| {
-            let mut obj = match existing {
-                Some(o) => o.clone(),
-                None => return Ok((incoming.clone(), ())),
+            let Some(mut obj) = existing else {
+                return Ok((incoming.clone(), ()));
             };
             if obj.merge(incoming).is_some() {
                 conflicts += 1;
@@ -323,7 +326,8 @@ impl Replica {
         hint: Option<&NodeId>,
         f: &mut RmwFn<'_, T>,
     ) -> Result<(Object, T), ReplicaError> {
-        let (space, raw) = location(key, hint)?;
+        let position = key_position(&key.bucket, &key.key);
+        let (space, raw) = location_at(key, position, hint)?;
         let hints_full = self.hints.is_full();
         // An expired hint is replaced, not merged into: it may predate a reaped delete.
         let hint_expired = hint.is_some()
@@ -353,15 +357,21 @@ impl Replica {
                 return Rmw::Keep;
             }
             fresh = current.is_none();
-            match f(current.as_ref()) {
-                Ok((obj, extra)) => match rmp_serde::to_vec(&obj) {
-                    Ok(bytes) => {
+            // Taken before `f` consumes the current object.
+            let before = match (&current, tracked) {
+                (Some(c), true) => Some((c.digest(), c.is_tombstone())),
+                _ => None,
+            };
+            // The new encoding is about as long as the old one; reserving that much
+            // spares the buffer its doublings.
+            let mut bytes =
+                Vec::with_capacity(existing.map_or(0, <[u8]>::len) + RECORD_SLACK_BYTES);
+            match f(current) {
+                Ok((obj, extra)) => match rmp_serde::encode::write(&mut bytes, &obj) {
+                    Ok(()) => {
                         if tracked {
-                            digests = (current.as_ref().map(Object::digest), Some(obj.digest()));
-                            tombstones = (
-                                current.as_ref().map(Object::is_tombstone),
-                                obj.is_tombstone(),
-                            );
+                            digests = (before.map(|(d, _)| d), Some(obj.digest()));
+                            tombstones = (before.map(|(_, t)| t), obj.is_tombstone());
                         }
                         result = Some(Ok((obj, extra)));
                         Rmw::Put(bytes)
@@ -394,7 +404,6 @@ impl Replica {
             other => other,
         });
         if out.is_ok() && tracked && digests.0 != digests.1 {
-            let position = key_position(&key.bucket, &key.key);
             self.trees
                 .update(position, &raw, &key.bucket, &key.key, digests.0, digests.1);
             self.index_tombstone(&raw, tombstones.0, tombstones.1);
@@ -403,7 +412,7 @@ impl Replica {
             self.stamp_hint(&raw)?;
         }
         if out.is_ok() && tracked && created {
-            self.distinct.insert(key_position(&key.bucket, &key.key));
+            self.distinct.insert(position);
         }
         if out.is_ok()
             && created
@@ -417,8 +426,16 @@ impl Replica {
 
 /// Where the copy of `key` lives: the data space, or the hint store for a primary.
 pub fn location(key: &Key, hint: Option<&NodeId>) -> Result<(Space, Vec<u8>), StorageError> {
-    let data_key =
-        storage::encode_data_key(key_position(&key.bucket, &key.key), &key.bucket, &key.key)?;
+    location_at(key, key_position(&key.bucket, &key.key), hint)
+}
+
+/// [`location`] for a key whose ring position is already known.
+fn location_at(
+    key: &Key,
+    position: u64,
+    hint: Option<&NodeId>,
+) -> Result<(Space, Vec<u8>), StorageError> {
+    let data_key = storage::encode_data_key(position, &key.bucket, &key.key)?;
     Ok(match hint {
         Some(primary) => (Space::Hints, hints::hint_key(primary, &data_key)),
         None => (Space::Data, data_key),

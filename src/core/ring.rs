@@ -26,6 +26,8 @@ pub const VNODES_DEFAULT: u32 = 64;
 pub const VNODES_MAX: u32 = 4096;
 /// Most physical members a ring holds.
 pub const MEMBERS_MAX: usize = 1024;
+/// Longest hash input joined on the stack by [`xxh3_joined`]; longer ones go to the heap.
+const HASH_STACK_BYTES_MAX: usize = 256;
 
 /// A physical node's name, unique in the cluster (`n1`, `db-7`, ...).
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -96,11 +98,25 @@ impl NodeId {
 
 /// A key's position on the ring: `xxh3_64(bucket ‖ 0x00 ‖ key)`, seed 0.
 pub fn key_position(bucket: &[u8], key: &[u8]) -> u64 {
-    let mut hasher = XxHash3_64::with_seed(0);
-    std::hash::Hasher::write(&mut hasher, bucket);
-    std::hash::Hasher::write(&mut hasher, &[0]);
-    std::hash::Hasher::write(&mut hasher, key);
-    std::hash::Hasher::finish(&hasher)
+    xxh3_joined(&[bucket, &[0], key])
+}
+
+/// `xxh3_64` (seed 0) of `parts` joined, as a streaming hasher would compute it, but
+/// without one: `XxHash3_64::with_seed` heap-allocates its secret and zeroes a 256-byte
+/// buffer, which showed up on every request (positions are taken several times per write).
+/// Short inputs are joined on the stack and hashed in one shot.
+pub(crate) fn xxh3_joined(parts: &[&[u8]]) -> u64 {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    if len > HASH_STACK_BYTES_MAX {
+        return XxHash3_64::oneshot(&parts.concat());
+    }
+    let mut buf = [0u8; HASH_STACK_BYTES_MAX];
+    let mut at = 0;
+    for part in parts {
+        buf[at..at + part.len()].copy_from_slice(part);
+        at += part.len();
+    }
+    XxHash3_64::oneshot(&buf[..len])
 }
 
 /// Token `i` of a node: `xxh3_64(node_name ‖ i)` with `i` as 4 big-endian bytes.
@@ -335,6 +351,31 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::collections::BTreeSet;
+
+    /// The placement hash as DESIGN §3 defines it, through the streaming hasher.
+    fn streamed_position(bucket: &[u8], key: &[u8]) -> u64 {
+        let mut hasher = XxHash3_64::with_seed(0);
+        std::hash::Hasher::write(&mut hasher, bucket);
+        std::hash::Hasher::write(&mut hasher, &[0]);
+        std::hash::Hasher::write(&mut hasher, key);
+        std::hash::Hasher::finish(&hasher)
+    }
+
+    #[test]
+    fn key_position_equals_the_streaming_hash_at_every_length() {
+        // Covers xxh3's short, mid and long input paths and both sides of the stack limit.
+        for len in (0..=600).chain([1_000, 4_096, 10_000]) {
+            let key: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            for bucket in [&b"b"[..], b"bucket", &[7u8; 255]] {
+                assert_eq!(
+                    key_position(bucket, &key),
+                    streamed_position(bucket, &key),
+                    "bucket {} bytes, key {len} bytes",
+                    bucket.len()
+                );
+            }
+        }
+    }
 
     fn members(count: usize, vnodes: u32) -> Vec<Member> {
         (0..count)

@@ -201,10 +201,16 @@ impl DistinctKeys {
 /// The count-min item naming `key`: `bucket ‖ 0x00 ‖ key`.
 pub fn sketch_item(key: &Key) -> Vec<u8> {
     let mut item = Vec::with_capacity(key.bucket.len() + 1 + key.key.len());
+    write_sketch_item(&mut item, key);
+    item
+}
+
+/// Replaces `item`'s contents with [`sketch_item`]`(key)`, reusing its allocation.
+pub(crate) fn write_sketch_item(item: &mut Vec<u8>, key: &Key) {
+    item.clear();
     item.extend_from_slice(&key.bucket);
     item.push(0);
     item.extend_from_slice(&key.key);
-    item
 }
 
 /// The key a count-min item names; `None` for bytes [`sketch_item`] cannot produce.

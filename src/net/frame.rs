@@ -10,10 +10,11 @@
 //! Bodies are encoded with field names (`rmp_serde` "named" structs) so that a field added
 //! with `#[serde(default)]` in a later protocol version still decodes on older nodes.
 
-use std::io::Cursor;
+use std::fmt;
+use std::io::{self, Cursor};
 
 use serde::Serialize;
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, Visitor};
 
 use super::error::NetError;
 
@@ -25,8 +26,17 @@ pub const FRAME_HEADER_BYTES: usize = 4;
 pub const FRAME_PREALLOC_BYTES_MAX: usize = 64 * 1024;
 /// Most bytes a [`FrameReader`] asks the stream for at once beyond the frame it needs.
 pub const FRAME_READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Bytes reserved for a frame encoded on its own: a typical request or reply (a key, a
+/// small value, a context) fits without the buffer regrowing as it is written.
+pub const FRAME_ENCODE_PREALLOC_BYTES: usize = 256;
 /// Deepest msgpack nesting a frame may hold; bounds the decoder's recursion.
 pub const FRAME_NESTING_DEPTH_MAX: usize = 128;
+
+/// The probe of [`decode_body`]'s trailing-bytes check: a visitor that accepts no value,
+/// so the deserializer reads a leftover value's marker (and at most its length or scalar
+/// bytes) and then fails, without ever descending into an array or a map. The only
+/// marker read that can fail is therefore the first one.
+struct EndOfBody;
 
 /// Reads many frames off one long-lived stream through one reused buffer.
 ///
@@ -42,7 +52,7 @@ pub struct FrameReader {
 
 /// Encodes `msg` as one frame (prefix + body); refuses a body over `max` bytes.
 pub fn encode_frame<T: Serialize + ?Sized>(msg: &T, max: usize) -> Result<Vec<u8>, NetError> {
-    let mut buf = Vec::new();
+    let mut buf = Vec::with_capacity(FRAME_ENCODE_PREALLOC_BYTES);
     encode_frame_into(&mut buf, msg, max)?;
     Ok(buf)
 }
@@ -102,21 +112,32 @@ pub fn decode_frame<T: DeserializeOwned>(bytes: &[u8], max: usize) -> Result<T, 
 }
 
 /// Decodes one msgpack message that must fill `body` exactly.
+///
+/// Decodes straight from the slice: the reader-based deserializer copies every byte
+/// string through an intermediate buffer. The slice deserializer does not report how far
+/// it read, so "nothing left over" is checked by asking it for one more value with
+/// [`EndOfBody`], which reads that value's first byte (its marker) and no further: with
+/// no byte left that read fails with end-of-input, and any byte left over is a marker
+/// (every byte value is one), so the probe fails some other way.
 pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, NetError> {
-    let mut de = rmp_serde::Deserializer::new(Cursor::new(body));
+    let mut de = rmp_serde::Deserializer::from_read_ref(body);
     de.set_max_depth(FRAME_NESTING_DEPTH_MAX);
     let msg = T::deserialize(&mut de).map_err(|e| NetError::FrameDecode {
         len: body.len(),
         reason: e.to_string(),
     })?;
-    let used = usize::try_from(de.position()).unwrap_or(usize::MAX);
-    if used < body.len() {
-        return Err(NetError::FrameTrailing {
+    match serde::Deserializer::deserialize_any(&mut de, EndOfBody) {
+        Err(rmp_serde::decode::Error::InvalidMarkerRead(e))
+            if e.kind() == io::ErrorKind::UnexpectedEof =>
+        {
+            Ok(msg)
+        }
+        // At least the marker byte the probe read is left over.
+        _ => Err(NetError::FrameTrailing {
             len: body.len(),
-            extra: body.len() - used,
-        });
+            extra: body.len().saturating_sub(decoded_len::<T>(body)).max(1),
+        }),
     }
-    Ok(msg)
 }
 
 /// Writes `msg` as one frame; does not finish the stream.
@@ -221,6 +242,28 @@ impl FrameReader {
             }
         };
         Ok(Some(&self.buf[body]))
+    }
+}
+
+/// How many bytes of `body` its first message takes, through the reader deserializer that
+/// reports its position. Only the trailing-bytes error needs it, so its copies are cheap.
+#[cold]
+fn decoded_len<T: DeserializeOwned>(body: &[u8]) -> usize {
+    let mut de = rmp_serde::Deserializer::new(Cursor::new(body));
+    de.set_max_depth(FRAME_NESTING_DEPTH_MAX);
+    match T::deserialize(&mut de) {
+        Ok(_) => usize::try_from(de.position()).map_or(body.len(), |used| used.min(body.len())),
+        // Decoded once already, so this does not fail; the caller still reports the one
+        // byte it knows is left over rather than panic.
+        Err(_) => body.len(),
+    }
+}
+
+impl Visitor<'_> for EndOfBody {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the end of the frame body")
     }
 }
 
@@ -335,6 +378,47 @@ mod tests {
         body.extend(rmp_serde::to_vec_named(&Msg::Ping(2))?);
         let err = decode_body::<Msg>(&body).unwrap_err();
         assert!(matches!(err, NetError::FrameTrailing { .. }), "{err}");
+
+        // Left-over bytes that are no complete value, or no valid marker, are trailing
+        // bytes too, counted exactly.
+        let one = rmp_serde::to_vec_named(&Msg::Ping(1))?;
+        let tails: [&[u8]; 6] = [
+            &[0xcd],
+            &[0xc1],
+            &[0xc1, 0x00, 0x07],
+            &[0x92, 0x01],
+            &[0xa3, b'x'],
+            &[0xc4, 0x09],
+        ];
+        for tail in tails {
+            let mut body = one.clone();
+            body.extend_from_slice(tail);
+            let err = decode_body::<Msg>(&body).unwrap_err();
+            assert!(
+                matches!(err, NetError::FrameTrailing { extra, .. } if extra == tail.len()),
+                "{tail:?}: {err}"
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_message_ending_in_an_option_decodes_whole() -> Result<(), Box<dyn std::error::Error>> {
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        struct Reply {
+            id: u64,
+            error: Option<String>,
+        }
+        for msg in [
+            Reply { id: 1, error: None },
+            Reply {
+                id: 2,
+                error: Some("disk full".to_owned()),
+            },
+        ] {
+            let body = rmp_serde::to_vec_named(&msg)?;
+            assert_eq!(decode_body::<Reply>(&body)?, msg);
+        }
         Ok(())
     }
 

@@ -41,6 +41,18 @@ pub struct DataKey {
 /// Encodes a data key. Fails on an empty bucket, a bucket holding 0x00, or a bucket or
 /// key over its limit.
 pub fn encode_data_key(position: u64, bucket: &[u8], key: &[u8]) -> Result<Vec<u8>, StorageError> {
+    check_data_key(bucket, key)?;
+    let mut out = Vec::with_capacity(POSITION_BYTES + bucket.len() + 1 + key.len());
+    out.extend_from_slice(&position.to_be_bytes());
+    out.extend_from_slice(bucket);
+    out.push(SEPARATOR);
+    out.extend_from_slice(key);
+    Ok(out)
+}
+
+/// Checks that `(bucket, key)` can be stored, with the errors of [`encode_data_key`] but
+/// without building the key: a coordinator validates every request before it routes it.
+pub fn check_data_key(bucket: &[u8], key: &[u8]) -> Result<(), StorageError> {
     check_bucket(bucket)?;
     if key.len() > KEY_BYTES_MAX {
         return Err(StorageError::KeyTooLong {
@@ -50,12 +62,7 @@ pub fn encode_data_key(position: u64, bucket: &[u8], key: &[u8]) -> Result<Vec<u
             max: KEY_BYTES_MAX,
         });
     }
-    let mut out = Vec::with_capacity(POSITION_BYTES + bucket.len() + 1 + key.len());
-    out.extend_from_slice(&position.to_be_bytes());
-    out.extend_from_slice(bucket);
-    out.push(SEPARATOR);
-    out.extend_from_slice(key);
-    Ok(out)
+    Ok(())
 }
 
 /// Decodes a data key read from storage. Never panics: bytes that `encode_data_key`

@@ -11,7 +11,9 @@
 //! of a batch that is still being applied to the memtables and miss the rest (our
 //! `batch_is_atomic` test caught exactly that). A snapshot reads at the last *published*
 //! sequence number, and fjall publishes a batch only after all its items are in, so a
-//! reader sees a batch whole or not at all.
+//! reader sees a batch whole or not at all. The one exception is the read inside
+//! `update`, made under the key's stripe lock, which no half-applied write of that key
+//! can hold (see `FjallStorage::read_locked`).
 //!
 //! Durability: each batch is committed with `PersistMode::SyncAll` under
 //! [`SyncMode::Always`], and with `PersistMode::Buffer` otherwise (the journal's buffer
@@ -35,7 +37,7 @@ use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable, Slice};
 use twox_hash::XxHash3_64;
 
 use super::{
@@ -54,6 +56,20 @@ pub struct FjallStorage {
     stripes: Box<[Mutex<()>]>,
     sync: SyncMode,
     dir: PathBuf,
+}
+
+/// One write of a commit, borrowing the caller's key and value.
+#[derive(Clone, Copy, Debug)]
+enum Write<'a> {
+    Put {
+        space: Space,
+        key: &'a [u8],
+        value: &'a [u8],
+    },
+    Delete {
+        space: Space,
+        key: &'a [u8],
+    },
 }
 
 impl FjallStorage {
@@ -107,32 +123,85 @@ impl FjallStorage {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Commits ops as one journal unit with this engine's durability.
-    fn commit(&self, ops: Vec<BatchOp>) -> Result<(), StorageError> {
-        let count = ops.len();
-        let ops = last_op_per_key(ops);
-        let target = match ops.as_slice() {
-            [one] => format!("key {} in space {}", show_key(one.key()), one.space()),
-            _ => format!("a batch of {count} ops"),
+    /// Reads one key through a snapshot (see the module docs for why), as fjall's bytes.
+    fn read(&self, space: Space, key: &[u8]) -> Result<Option<Slice>, StorageError> {
+        self.db
+            .snapshot()
+            .get(self.keyspace(space), key)
+            .map_err(|source| StorageError::Engine {
+                op: "get",
+                target: format!("key {} in space {space}", show_key(key)),
+                source,
+            })
+    }
+
+    /// Reads a key whose stripe the caller holds, without a snapshot.
+    ///
+    /// A snapshot (see the module docs) keeps a reader from seeing half of a batch that is
+    /// still being applied. Every write of this key, by `update` or by `batch`, holds its
+    /// stripe until it has been applied and published, so while the caller holds the
+    /// stripe no write of this key is half done, and the latest version is the one a
+    /// snapshot would return. Opening and closing a snapshot costs a shared map insert
+    /// and removal, on every write.
+    fn read_locked(&self, space: Space, key: &[u8]) -> Result<Option<Slice>, StorageError> {
+        self.keyspace(space)
+            .get(key)
+            .map_err(|source| StorageError::Engine {
+                op: "get",
+                target: format!("key {} in space {space}", show_key(key)),
+                source,
+            })
+    }
+
+    /// Commits writes as one journal unit with this engine's durability.
+    ///
+    /// The writes are borrowed: fjall copies every key and value into its own buffers
+    /// (`ByteView::new`, also from a `Vec`), so owned copies here would only be thrown away.
+    fn commit(&self, writes: &[Write<'_>]) -> Result<(), StorageError> {
+        let deduped;
+        let kept = if writes.len() < 2 {
+            writes
+        } else {
+            deduped = last_write_per_key(writes);
+            deduped.as_slice()
         };
         let mode = match self.sync {
             SyncMode::Always => PersistMode::SyncAll,
             SyncMode::Group | SyncMode::None => PersistMode::Buffer,
         };
         let mut batch = self.db.batch().durability(Some(mode));
-        for op in ops {
-            match op {
-                BatchOp::Put { space, key, value } => {
+        for write in kept {
+            match *write {
+                Write::Put { space, key, value } => {
                     batch.insert(self.keyspace(space), key, value);
                 }
-                BatchOp::Delete { space, key } => batch.remove(self.keyspace(space), key),
+                Write::Delete { space, key } => batch.remove(self.keyspace(space), key),
             }
         }
+        // The error's description is built only when the commit failed: formatting it
+        // up front cost every write an escaped copy of its key.
         batch.commit().map_err(|source| StorageError::Engine {
             op: "write",
-            target,
+            target: match kept {
+                [one] => format!("key {} in space {}", show_key(one.key()), one.space()),
+                _ => format!("a batch of {} ops", writes.len()),
+            },
             source,
         })
+    }
+}
+
+impl<'a> Write<'a> {
+    fn space(&self) -> Space {
+        match *self {
+            Write::Put { space, .. } | Write::Delete { space, .. } => space,
+        }
+    }
+
+    fn key(&self) -> &'a [u8] {
+        match *self {
+            Write::Put { key, .. } | Write::Delete { key, .. } => key,
+        }
     }
 }
 
@@ -145,18 +214,23 @@ impl fmt::Debug for FjallStorage {
     }
 }
 
+impl<'a> From<&'a BatchOp> for Write<'a> {
+    fn from(op: &'a BatchOp) -> Self {
+        match op {
+            BatchOp::Put { space, key, value } => Write::Put {
+                space: *space,
+                key,
+                value,
+            },
+            BatchOp::Delete { space, key } => Write::Delete { space: *space, key },
+        }
+    }
+}
+
 impl Storage for FjallStorage {
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
         check_key(space, key)?;
-        self.db
-            .snapshot()
-            .get(self.keyspace(space), key)
-            .map(|value| value.map(|v| v.to_vec()))
-            .map_err(|source| StorageError::Engine {
-                op: "get",
-                target: format!("key {} in space {space}", show_key(key)),
-                source,
-            })
+        Ok(self.read(space, key)?.map(|v| v.to_vec()))
     }
 
     fn update(
@@ -167,22 +241,19 @@ impl Storage for FjallStorage {
     ) -> Result<(), StorageError> {
         check_key(space, key)?;
         let _stripe = self.lock_stripe(Self::stripe_of(space, key));
-        let current = self.get(space, key)?;
+        // The closure reads fjall's own bytes: no copy of the current value is made.
+        let current = self.read_locked(space, key)?;
         let decision = f(current.as_deref());
         check_rmw(space, key, &decision)?;
-        let op = match decision {
-            Rmw::Keep => return Ok(()),
-            Rmw::Put(value) => BatchOp::Put {
+        match decision {
+            Rmw::Keep => Ok(()),
+            Rmw::Put(value) => self.commit(&[Write::Put {
                 space,
-                key: key.to_vec(),
-                value,
-            },
-            Rmw::Delete => BatchOp::Delete {
-                space,
-                key: key.to_vec(),
-            },
-        };
-        self.commit(vec![op])
+                key,
+                value: &value,
+            }]),
+            Rmw::Delete => self.commit(&[Write::Delete { space, key }]),
+        }
     }
 
     fn scan(
@@ -227,7 +298,8 @@ impl Storage for FjallStorage {
         stripes.dedup();
         let _guards: Vec<MutexGuard<'_, ()>> =
             stripes.into_iter().map(|s| self.lock_stripe(s)).collect();
-        self.commit(ops)
+        let writes: Vec<Write<'_>> = ops.iter().map(Write::from).collect();
+        self.commit(&writes)
     }
 
     fn persist(&self) -> Result<(), StorageError> {
@@ -250,19 +322,17 @@ impl Storage for FjallStorage {
     }
 }
 
-/// Keeps only the last op on each (space, key), in their original order. fjall gives all
-/// items of a batch one sequence number, so two writes of one key in a batch would tie
+/// Keeps only the last write on each (space, key), in their original order. fjall gives
+/// all items of a batch one sequence number, so two writes of one key in a batch would tie
 /// and which one wins would be up to the memtable; the trait promises "in order", i.e.
 /// the last one wins, so that is made explicit here.
-fn last_op_per_key(ops: Vec<BatchOp>) -> Vec<BatchOp> {
-    if ops.len() < 2 {
-        return ops;
-    }
-    let mut seen = HashSet::with_capacity(ops.len());
-    let mut kept: Vec<BatchOp> = ops
-        .into_iter()
+fn last_write_per_key<'a>(writes: &[Write<'a>]) -> Vec<Write<'a>> {
+    let mut seen = HashSet::with_capacity(writes.len());
+    let mut kept: Vec<Write<'a>> = writes
+        .iter()
+        .copied()
         .rev()
-        .filter(|op| seen.insert((op.space(), op.key().to_vec())))
+        .filter(|write| seen.insert((write.space(), write.key())))
         .collect();
     kept.reverse();
     kept

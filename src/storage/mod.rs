@@ -49,7 +49,8 @@ use std::str::FromStr;
 
 pub use error::StorageError;
 pub use key::{
-    BUCKET_BYTES_MAX, DataKey, KEY_BYTES_MAX, decode_data_key, encode_data_key, position_range,
+    BUCKET_BYTES_MAX, DataKey, KEY_BYTES_MAX, check_data_key, decode_data_key, encode_data_key,
+    position_range,
 };
 pub use lsm::{FjallStorage, LOCK_STRIPES};
 pub use memory::{MemoryStorage, UNPERSISTED_WRITES_MAX};

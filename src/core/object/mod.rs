@@ -222,6 +222,18 @@ impl Object {
         ts: Timestamp,
         limits: &Limits,
     ) -> Result<(Object, Applied), ObjectError> {
+        Object::apply_owned(existing.cloned(), op, actor, ts, limits)
+    }
+
+    /// [`Object::apply`] to an object the caller gives up (a replica's freshly decoded
+    /// copy), so the write changes it in place instead of copying it first.
+    pub fn apply_owned(
+        existing: Option<Object>,
+        op: Op,
+        actor: ActorId,
+        ts: Timestamp,
+        limits: &Limits,
+    ) -> Result<(Object, Applied), ObjectError> {
         op.check_size()?;
         let mut obj = match (existing, op.policy()) {
             (Some(obj), Some(requested)) if obj.policy() != requested => {
@@ -230,7 +242,7 @@ impl Object {
                     requested,
                 });
             }
-            (Some(obj), _) => obj.clone(),
+            (Some(obj), _) => obj,
             (None, Some(policy)) => Object::empty(policy),
             // A delete of a key this node has never seen leaves a `siblings` tombstone,
             // which loses to real data of any other policy when merged (see `merge`).

@@ -10,7 +10,7 @@ use ringkv_sketches::{CountMin, TopK};
 
 use crate::core::message::Key;
 use crate::core::stats::{
-    HOT_KEYS_DELTA, HOT_KEYS_EPSILON, HOT_KEYS_K, HOT_KEYS_SEED, StatsError, sketch_item,
+    HOT_KEYS_DELTA, HOT_KEYS_EPSILON, HOT_KEYS_K, HOT_KEYS_SEED, StatsError, write_sketch_item,
 };
 
 /// The current and the previous window of request counts, each with its hot-key candidates.
@@ -21,6 +21,8 @@ pub struct RequestWindows {
     current_start_ms: u64,
     current: TopK,
     previous: TopK,
+    /// The item of the last observed key; reused so counting a request allocates nothing.
+    item: Vec<u8>,
 }
 
 impl RequestWindows {
@@ -40,13 +42,15 @@ impl RequestWindows {
             current_start_ms: now_ms,
             previous: current.cleared(),
             current,
+            item: Vec::new(),
         })
     }
 
     /// Counts one request for `key` at `now_ms`.
     pub fn observe(&mut self, now_ms: u64, key: &Key) {
         self.rotate(now_ms);
-        self.current.observe(&sketch_item(key), 1);
+        write_sketch_item(&mut self.item, key);
+        self.current.observe(&self.item, 1);
     }
 
     /// Moves to the window holding `now_ms`: the current window becomes the previous one if
