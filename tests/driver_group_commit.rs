@@ -104,24 +104,8 @@ async fn a_reply_waits_for_the_persist_that_covers_its_write() {
     let store = CertStore::init(&certs).unwrap();
     store.issue("n1", Role::Node).unwrap();
     store.issue("client", Role::Client).unwrap();
-    let bound = bind_node("127.0.0.1:0".parse().unwrap(), &certs, "n1").unwrap();
-    let addr = bound.addr();
-    let (started_tx, started_rx) = std_mpsc::channel();
-    let storage = Arc::new(GatedStorage {
-        inner: MemoryStorage::with_sync_mode(SyncMode::Group),
-        shut: Mutex::new(false),
-        opened: Condvar::new(),
-        started: Mutex::new(Some(started_tx)),
-    });
-    let mut config = NodeConfig::new("n1");
-    config.partitions = 64;
-    let node = start_with_storage(
-        bound,
-        config,
-        vec![MemberSpec::new("n1", addr.to_string())],
-        storage.clone(),
-    )
-    .unwrap();
+    let (storage, started_rx) = gated_storage();
+    let (nodes, addr) = start_cluster(&certs, storage.clone(), &[]);
     let client = Client::connect(addr, &certs, "client").await.unwrap();
     let opts = QuorumOpts {
         n: Some(1),
@@ -131,20 +115,10 @@ async fn a_reply_waits_for_the_persist_that_covers_its_write() {
     };
     let key = Key::new("b", "k");
     // A put while persists flow normally: it completes.
-    tokio::time::timeout(
-        Duration::from_millis(STEP_MS),
-        client.put_lww(&key, b"1".to_vec(), opts),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    put_in_time(&client, &key, b"1", opts).await;
 
     storage.set_shut(true);
-    let put = {
-        let client = client.clone();
-        let key = key.clone();
-        tokio::spawn(async move { client.put_lww(&key, b"2".to_vec(), opts).await })
-    };
+    let put = spawn_put(&client, &key, b"2", opts);
     // The put's write starts a persist, which now blocks.
     tokio::task::spawn_blocking(move || {
         started_rx
@@ -153,20 +127,56 @@ async fn a_reply_waits_for_the_persist_that_covers_its_write() {
     })
     .await
     .unwrap();
-    let mut put = put;
-    let early = tokio::time::timeout(Duration::from_millis(HELD_MS), &mut put).await;
-    assert!(
-        early.is_err(),
-        "the put was acknowledged before its write was persisted: {early:?}"
-    );
+    held_until_opened(
+        &storage,
+        put,
+        "the put was acknowledged before its write was persisted",
+    )
+    .await;
+    for node in nodes {
+        node.shutdown().await.unwrap();
+    }
+}
 
-    storage.set_shut(false);
+/// A put that must complete within [`STEP_MS`].
+async fn put_in_time(client: &Client, key: &Key, value: &[u8], opts: QuorumOpts) {
+    tokio::time::timeout(
+        Duration::from_millis(STEP_MS),
+        client.put_lww(key, value.to_vec(), opts),
+    )
+    .await
+    .expect("the put finished in time")
+    .expect("the put succeeded");
+}
+
+/// Checks that `put` does not come back while `gate`'s persists are held (`why` says
+/// what it would mean), then opens the gate and checks that it succeeds.
+async fn held_until_opened(
+    gate: &GatedStorage,
+    mut put: tokio::task::JoinHandle<
+        Result<ringkv::client::WriteResult, ringkv::client::ClientError>,
+    >,
+    why: &str,
+) {
+    let early = tokio::time::timeout(Duration::from_millis(HELD_MS), &mut put).await;
+    assert!(early.is_err(), "{why}: {early:?}");
+    gate.set_shut(false);
     tokio::time::timeout(Duration::from_millis(STEP_MS), put)
         .await
         .expect("the put completes once the persist does")
         .unwrap()
         .expect("the put succeeds");
-    node.shutdown().await.unwrap();
+}
+
+/// A put running in the background, to check when it comes back.
+fn spawn_put(
+    client: &Client,
+    key: &Key,
+    value: &[u8],
+    opts: QuorumOpts,
+) -> tokio::task::JoinHandle<Result<ringkv::client::WriteResult, ringkv::client::ClientError>> {
+    let (client, key, value) = (client.clone(), key.clone(), value.to_vec());
+    tokio::spawn(async move { client.put_lww(&key, value, opts).await })
 }
 
 /// Starts n1 (on `gated`) and, with `others`, n2 and n3 on plain memory storage.
@@ -233,22 +243,12 @@ async fn replication_leaves_before_the_coordinators_persist_but_the_reply_waits_
         ..QuorumOpts::default()
     };
     let key = Key::new("b", "k");
-    tokio::time::timeout(
-        Duration::from_millis(STEP_MS),
-        client.put_lww(&key, b"1".to_vec(), opts),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    put_in_time(&client, &key, b"1", opts).await;
 
     // Drain the persists n1 started so far; the next one is the held put's.
     while started_rx.try_recv().is_ok() {}
     gated.set_shut(true);
-    let put = {
-        let client = client.clone();
-        let key = key.clone();
-        tokio::spawn(async move { client.put_lww(&key, b"2".to_vec(), opts).await })
-    };
+    let put = spawn_put(&client, &key, b"2", opts);
     // With n1's persist held, the other two replicas still get the write and persist it:
     // replication did not wait for the coordinator's fsync.
     let (space, raw) = location(&key, None).unwrap();
@@ -267,18 +267,12 @@ async fn replication_leaves_before_the_coordinators_persist_but_the_reply_waits_
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let mut put = put;
-    let early = tokio::time::timeout(Duration::from_millis(HELD_MS), &mut put).await;
-    assert!(
-        early.is_err(),
-        "W=2 was met by n2 and n3, but the coordinator's reply must still wait for its own persist: {early:?}"
-    );
-    gated.set_shut(false);
-    tokio::time::timeout(Duration::from_millis(STEP_MS), put)
-        .await
-        .expect("the put completes once the persist does")
-        .unwrap()
-        .expect("the put succeeds");
+    held_until_opened(
+        &gated,
+        put,
+        "W=2 was met by n2 and n3, but the coordinator's reply must still wait for its own persist",
+    )
+    .await;
     for node in nodes {
         node.shutdown().await.unwrap();
     }
