@@ -143,12 +143,7 @@ impl Client {
         certs_dir: &Path,
         cert_name: &str,
     ) -> Result<Client, ClientError> {
-        let identity =
-            load_identity(certs_dir, cert_name).map_err(|source| ClientError::Identity {
-                name: cert_name.to_owned(),
-                dir: certs_dir.to_path_buf(),
-                source: Box::new(source),
-            })?;
+        let identity = load_client_identity(certs_dir, cert_name)?;
         let client = Client::with_identity(addr, &identity)?;
         client
             .pool
@@ -626,6 +621,15 @@ fn expect_policy(
         }),
         _ => Ok(None),
     }
+}
+
+/// Loads `certs_dir/cert_name.{pem,key}`, naming both in the error.
+fn load_client_identity(certs_dir: &Path, cert_name: &str) -> Result<Identity, ClientError> {
+    load_identity(certs_dir, cert_name).map_err(|source| ClientError::Identity {
+        name: cert_name.to_owned(),
+        dir: certs_dir.to_path_buf(),
+        source: Box::new(source),
+    })
 }
 
 fn call_timeout_ms(client_timeout_ms: u64, request: &ClientRequest) -> u64 {

@@ -11,10 +11,9 @@ use std::path::Path;
 
 use tokio::task::JoinSet;
 
-use crate::client::{Client, ClientError, reply_kind};
+use crate::client::{Client, ClientError, load_client_identity, reply_kind};
 use crate::core::message::{ClientReply, ClientRequest};
 use crate::core::stats::{ClusterStats, NodeAnswer, StatsInfo};
-use crate::net::load_identity;
 
 impl Client {
     /// The connected node's statistics (its sketches, per-partition estimates and
@@ -37,12 +36,7 @@ impl Client {
         hot_keys_max: usize,
     ) -> Result<ClusterStats, ClientError> {
         let status = self.status().await?;
-        let identity =
-            load_identity(certs_dir, cert_name).map_err(|source| ClientError::Identity {
-                name: cert_name.to_owned(),
-                dir: certs_dir.to_path_buf(),
-                source: Box::new(source),
-            })?;
+        let identity = load_client_identity(certs_dir, cert_name)?;
         let mut asks = JoinSet::new();
         let mut answers = Vec::with_capacity(status.members.len());
         for (index, member) in status.members.into_iter().enumerate() {

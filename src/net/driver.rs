@@ -309,7 +309,7 @@ impl Handler for Server {
                     );
                 }
                 match tokio::time::timeout(Duration::from_millis(CLIENT_WAIT_MS), rx).await {
-                    Ok(Ok(reply)) => WireResponse::Client(reply),
+                    Ok(Ok(response)) => response,
                     Ok(Err(_)) => WireResponse::Refused(
                         "the node stopped before answering; retry on another node".into(),
                     ),

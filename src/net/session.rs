@@ -48,7 +48,7 @@ pub const STREAM_CODE_SESSION_WRITE_TIMEOUT: u32 = 0x1a;
 #[derive(Debug)]
 pub(crate) enum ReplyTo {
     /// The task serving a one-request stream waits on this.
-    Stream(oneshot::Sender<ClientReply>),
+    Stream(oneshot::Sender<WireResponse>),
     /// A session's writer; the permit holds the request's in-flight slot until its
     /// answer is taken for writing.
     Session {
@@ -81,13 +81,7 @@ impl ReplyTo {
     fn respond(self, response: WireResponse) {
         match self {
             ReplyTo::Stream(tx) => {
-                let reply = match response {
-                    WireResponse::Client(reply) => reply,
-                    // A one-request stream's handler turns a dropped sender into its own
-                    // refusal with the same meaning.
-                    WireResponse::Refused(_) | WireResponse::PeerAccepted => return,
-                };
-                let _ = tx.send(reply);
+                let _ = tx.send(response);
             }
             ReplyTo::Session { id, out, permit } => {
                 let _ = out.send(Answer {

@@ -12,7 +12,6 @@ use crate::core::node::MemberSpec;
 use crate::core::ring::{NodeId, Ring};
 use crate::sim::network::Fate;
 use crate::sim::world::{Event, SimNode, World};
-use crate::storage::{MemoryStorage, SyncMode};
 
 /// Request id the world uses for operator commands (join, leave); the history never
 /// issues it, so the reply is dropped.
@@ -65,19 +64,12 @@ impl World {
         let skew_ms = rand::Rng::random_range(&mut self.rng, -skew..=skew);
         self.nodes.insert(
             name.clone(),
-            SimNode {
-                node: None,
-                storage: MemoryStorage::with_sync_mode(SyncMode::Group),
-                incarnation: 0,
+            SimNode::new(
+                addr.clone(),
+                vec![MemberSpec::new(name.0.clone(), addr.clone())],
+                vec![seed_addr],
                 skew_ms,
-                timer_at: None,
-                addr: addr.clone(),
-                members: vec![MemberSpec::new(name.0.clone(), addr.clone())],
-                seeds: vec![seed_addr],
-                left: false,
-                held: Vec::new(),
-                persist_at: None,
-            },
+            ),
         );
         self.addrs.insert(addr, name.clone());
         self.history

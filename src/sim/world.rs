@@ -188,6 +188,30 @@ pub struct World {
     pub(crate) errors: Vec<String>,
 }
 
+impl SimNode {
+    /// A node not started yet, on an empty disk.
+    pub(crate) fn new(
+        addr: String,
+        members: Vec<MemberSpec>,
+        seeds: Vec<String>,
+        skew_ms: i64,
+    ) -> SimNode {
+        SimNode {
+            node: None,
+            storage: MemoryStorage::with_sync_mode(SyncMode::Group),
+            incarnation: 0,
+            skew_ms,
+            timer_at: None,
+            addr,
+            members,
+            seeds,
+            left: false,
+            held: Vec::new(),
+            persist_at: None,
+        }
+    }
+}
+
 impl WorldConfig {
     /// `nodes` nodes on a reliable network with core defaults.
     pub fn new(nodes: usize) -> WorldConfig {
@@ -227,19 +251,7 @@ impl World {
             let skew_ms = rng.random_range(-skew..=skew);
             nodes.insert(
                 m.name.clone(),
-                SimNode {
-                    node: None,
-                    storage: MemoryStorage::with_sync_mode(SyncMode::Group),
-                    incarnation: 0,
-                    skew_ms,
-                    timer_at: None,
-                    addr: m.addr.clone(),
-                    members: members.clone(),
-                    seeds: Vec::new(),
-                    left: false,
-                    held: Vec::new(),
-                    persist_at: None,
-                },
+                SimNode::new(m.addr.clone(), members.clone(), Vec::new(), skew_ms),
             );
         }
         let network = Network::new(config.net);
@@ -537,13 +549,11 @@ impl World {
         for (addr, data) in datagrams {
             self.send_datagram(name, &addr, data);
         }
-        if deferred && !left {
-            self.hold(name, incarnation, transmits, replies);
-            return;
-        }
-        // In line (or a node that has left, which flushes as the driver does).
         self.hold(name, incarnation, transmits, replies);
-        self.persist_and_release(name);
+        // In line, or a node that has left, which flushes as the driver does.
+        if !deferred || left {
+            self.persist_and_release(name);
+        }
         if left {
             self.retire(name);
         }
