@@ -25,11 +25,11 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ringkv::client::Client;
-use ringkv::core::message::{Key, QuorumOpts};
 use ringkv::core::node::{MemberSpec, NodeConfig};
 use ringkv::core::object::ReadValue;
 use ringkv::net::driver::{NodeHandle, NodeOptions, bind_node, start_bound};
 use ringkv::net::{CertStore, Role};
+use ringkv::proto::{Key, QuorumOpts};
 use ringkv::storage::SyncMode;
 use tokio::task::JoinSet;
 

@@ -9,7 +9,7 @@
 use std::hint::black_box;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use ringkv::core::clock::{ActorId, Timestamp};
+use ringkv::core::object::clock::{ActorId, Timestamp};
 use ringkv::core::object::{Context, Limits, MapOp, Object, Op, Policy, ReadValue};
 
 /// Bytes in each `siblings` / `lww` value.

@@ -8,7 +8,9 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use ringkv::core::ring::{Member, NodeId, PARTITIONS_DEFAULT, Ring, VNODES_DEFAULT, key_position};
+use ringkv::core::placement::ring::{
+    Member, NodeId, PARTITIONS_DEFAULT, Ring, VNODES_DEFAULT, key_position,
+};
 
 /// Replicas per key (N), as in the default cluster configuration.
 const REPLICAS: usize = 3;

@@ -12,12 +12,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use ringkv::core::anti_entropy::AePath;
-use ringkv::core::clock::{ActorId, Timestamp};
-use ringkv::core::message::{Key, PeerMessage, WireBody, WireRequest};
 use ringkv::core::node::{MemberSpec, Node, NodeConfig, Now};
+use ringkv::core::object::clock::{ActorId, Timestamp};
 use ringkv::core::object::{Limits, Object, Op};
-use ringkv::core::ring::NodeId;
+use ringkv::core::placement::ring::NodeId;
+use ringkv::core::repair::merkle::AePath;
+use ringkv::proto::{Key, PeerMessage, WireBody, WireRequest};
 use ringkv::storage::MemoryStorage;
 
 /// Bound on anti-entropy ticks per measurement.
@@ -190,7 +190,8 @@ fn measure(keys: usize, d: usize, path: AePath) -> Measured {
     let mut ticks = 0;
     // At least one full cycle (every partition compared once by its initiator): finding
     // d keys means comparing everything, wherever they happen to be.
-    let cycle_ticks = partitions.div_ceil(ringkv::core::exchange::AE_PARTITIONS_PER_TICK) as usize;
+    let cycle_ticks =
+        partitions.div_ceil(ringkv::core::repair::exchange::AE_PARTITIONS_PER_TICK) as usize;
     while ticks < TICKS_MAX {
         if ticks >= cycle_ticks && in_sync(&nodes) {
             break;

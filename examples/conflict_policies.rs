@@ -22,9 +22,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use ringkv::core::message::Key;
 use ringkv::core::object::{Policy, ReadValue};
-use ringkv::core::ring::NodeId;
+use ringkv::core::placement::ring::NodeId;
+use ringkv::proto::Key;
 use ringkv::sim::check::check_convergence;
 use ringkv::sim::remote::{final_reads, run_programs};
 use ringkv::sim::workload::{Program, QuorumChoice, RmwProgram, decode_tokens, keys_for};

@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use ringkv::core::ring::NodeId;
+use ringkv::core::placement::ring::NodeId;
 use ringkv::sim::check::{Staleness, percentile, stale_reads};
 use ringkv::sim::history::{History, OpOutcome};
 use ringkv::sim::remote::run_programs;

@@ -20,11 +20,11 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::time::Instant;
 
-use crate::core::message::{
-    ClientReply, ClientRequest, Key, QuorumOpts, RequestError, RingInfo, StatusInfo, WireResponse,
-};
 use crate::core::object::{Context, FieldRead, MapOp, ObjectError, Op, Policy, ReadValue};
 use crate::net::{ConnectionPool, Identity, NetError, bind_client, load_identity};
+use crate::proto::{
+    ClientReply, ClientRequest, Key, QuorumOpts, RequestError, RingInfo, StatusInfo, WireResponse,
+};
 
 use self::session::{CallError, SessionSlot};
 

@@ -10,5 +10,6 @@
 pub mod client;
 pub mod core;
 pub mod net;
+pub mod proto;
 pub mod sim;
 pub mod storage;

@@ -12,18 +12,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ringkv::client::{Client, ClientError};
-use ringkv::core::clock::{ActorId, Timestamp};
-use ringkv::core::message::{
-    ClientReply, ClientRequest, Key, MemberStatus, QuorumFailure, QuorumOpts, RequestError,
-    RingInfo, RingNode, SessionRequest, SessionResponse, StatusInfo, WireBody, WireRequest,
-    WireResponse,
-};
+use ringkv::core::object::clock::{ActorId, Timestamp};
 use ringkv::core::object::{Context, Limits, Object, ObjectError, Op};
-use ringkv::core::ring::NodeId;
+use ringkv::core::placement::ring::NodeId;
 use ringkv::net::certs::CertStore;
 use ringkv::net::{
     FRAME_BYTES_MAX, FrameReader, Handler, NetError, PeerIdentity, Role, bind, decode_body,
     encode_frame_into, load_identity, serve,
+};
+use ringkv::proto::{
+    ClientReply, ClientRequest, Key, MemberStatus, QuorumFailure, QuorumOpts, RequestError,
+    RingInfo, RingNode, SessionRequest, SessionResponse, StatusInfo, WireBody, WireRequest,
+    WireResponse,
 };
 
 /// Bucket whose reads the fake node refuses at the frame level.

@@ -5,7 +5,7 @@ mod common;
 
 use common::{TestCluster, eventually};
 use ringkv::client::ClientError;
-use ringkv::core::message::{Key, QuorumOpts, RequestError};
+use ringkv::proto::{Key, QuorumOpts, RequestError};
 
 fn w(w: u8) -> QuorumOpts {
     QuorumOpts {

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{TestCluster, eventually};
-use ringkv::core::message::{Key, QuorumOpts};
+use ringkv::proto::{Key, QuorumOpts};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_missed_1000_writes_gets_them_from_anti_entropy_alone() {

@@ -7,8 +7,8 @@ mod common;
 use std::time::Instant;
 
 use common::{TestCluster, eventually};
-use ringkv::core::message::{Key, QuorumOpts};
-use ringkv::core::ring::NodeId;
+use ringkv::core::placement::ring::NodeId;
+use ringkv::proto::{Key, QuorumOpts};
 
 const KEYS: usize = 1_000;
 /// Streaming budget in the join test: slow enough that reads run during the transfer.

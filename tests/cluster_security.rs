@@ -6,17 +6,17 @@ use std::time::Duration;
 
 use common::TestCluster;
 use ringkv::client::Client;
-use ringkv::core::message::{
-    Key, PeerMessage, PeerStreamHeader, QuorumOpts, WireBody, WireRequest, WireResponse,
-};
 use ringkv::core::object::{Object, Policy};
-use ringkv::core::ring::NodeId;
+use ringkv::core::placement::ring::NodeId;
 use ringkv::net::peer_link::{
     STREAM_CODE_BAD_HEADER, STREAM_CODE_BAD_PEER_FRAME, STREAM_CODE_NOT_A_NODE,
 };
 use ringkv::net::{
     CertStore, ConnectionPool, FRAME_BYTES_MAX, Role, bind_client, encode_frame, encode_frame_into,
     load_identity,
+};
+use ringkv::proto::{
+    Key, PeerMessage, PeerStreamHeader, QuorumOpts, WireBody, WireRequest, WireResponse,
 };
 
 const STEP_MS: u64 = 5_000;
@@ -219,9 +219,7 @@ async fn garbage_frames_get_refusals_and_the_node_keeps_serving() {
         u32::MAX.to_be_bytes().to_vec(),
         {
             let mut f = encode_frame(
-                &WireRequest::new(WireBody::Client(
-                    ringkv::core::message::ClientRequest::Status,
-                )),
+                &WireRequest::new(WireBody::Client(ringkv::proto::ClientRequest::Status)),
                 FRAME_BYTES_MAX,
             )
             .unwrap();

@@ -11,12 +11,12 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use ringkv::client::Client;
-use ringkv::core::message::{Key, QuorumOpts};
 use ringkv::core::node::{META_ACTOR_KEY, MemberSpec, NodeConfig};
 use ringkv::core::object::{Object, ReadValue};
 use ringkv::core::replica::location;
 use ringkv::net::driver::{NodeHandle, bind_node, start_with_storage};
 use ringkv::net::{CertStore, Role};
+use ringkv::proto::{Key, QuorumOpts};
 use ringkv::storage::{
     BatchOp, KeyValue, MemoryStorage, Rmw, Space, Storage, StorageError, SyncMode,
 };

@@ -7,14 +7,14 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use ringkv::core::message::{PeerMessage, PeerStreamHeader};
 use ringkv::core::node::{MemberSpec, NodeConfig};
-use ringkv::core::ring::NodeId;
+use ringkv::core::placement::ring::NodeId;
 use ringkv::net::driver::{NodeOptions, bind_node, start_bound};
 use ringkv::net::frame::decode_body;
 use ringkv::net::{
     CertStore, FRAME_BYTES_MAX, FrameReader, Role, bind, connect, encode_frame_into, load_identity,
 };
+use ringkv::proto::{PeerMessage, PeerStreamHeader};
 use ringkv::storage::SyncMode;
 
 /// Longest any step waits.

@@ -8,14 +8,14 @@ use std::time::{Duration, Instant};
 
 use common::{TestCluster, eventually};
 use ringkv::client::ClientError;
-use ringkv::core::message::{
-    ClientReply, ClientRequest, Key, PROTOCOL_VERSION, QuorumOpts, SESSION_ID_NONE, SessionRequest,
-    SessionResponse, WireBody, WireRequest, WireResponse,
-};
 use ringkv::core::object::ReadValue;
 use ringkv::net::{
     ConnectionPool, FRAME_BYTES_MAX, NetError, bind_client, decode_frame, encode_frame,
     load_identity,
+};
+use ringkv::proto::{
+    ClientReply, ClientRequest, Key, PROTOCOL_VERSION, QuorumOpts, SESSION_ID_NONE, SessionRequest,
+    SessionResponse, WireBody, WireRequest, WireResponse,
 };
 use tokio::task::JoinSet;
 

@@ -1,9 +1,9 @@
 //! In the simulator: after divergence with hints lost (a fallback crashes and loses its
 //! disk) and no client reads, anti-entropy alone converges every replica.
 
-use ringkv::core::message::{ClientRequest, Key, QuorumOpts};
 use ringkv::core::object::Op;
-use ringkv::core::ring::NodeId;
+use ringkv::core::placement::ring::NodeId;
+use ringkv::proto::{ClientRequest, Key, QuorumOpts};
 use ringkv::sim::{Fault, World, WorldConfig};
 
 /// Virtual time between two convergence checks: about one anti-entropy tick.

@@ -4,10 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use ringkv::core::gossip::{MemberPhase, PROBE_PERIOD_MS_DEFAULT};
 use ringkv::core::membership::Liveness;
+use ringkv::core::membership::gossip::{MemberPhase, PROBE_PERIOD_MS_DEFAULT};
 use ringkv::core::object::{Policy, ReadValue};
-use ringkv::core::ring::NodeId;
+use ringkv::core::placement::ring::NodeId;
 use ringkv::sim::workload::{QuorumChoice, RmwProgram, keys_for};
 use ringkv::sim::{Fault, NetConfig, World, WorldConfig, check_convergence, check_history};
 

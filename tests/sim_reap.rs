@@ -4,9 +4,9 @@
 //! that missed the delete come back — a primary, and a stand-in holding an old hinted
 //! value.
 
-use ringkv::core::message::{ClientReply, ClientRequest, Key, QuorumOpts};
 use ringkv::core::object::{Context, Op, ReadValue};
-use ringkv::core::ring::{NodeId, key_position};
+use ringkv::core::placement::ring::{NodeId, key_position};
+use ringkv::proto::{ClientReply, ClientRequest, Key, QuorumOpts};
 use ringkv::sim::{Fault, World, WorldConfig};
 
 /// The grace period the worlds run with (hints expire after half of it).

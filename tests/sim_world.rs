@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use ringkv::core::message::{ClientReply, ClientRequest, Key, QuorumOpts};
 use ringkv::core::object::{Op, Policy, ReadValue};
+use ringkv::proto::{ClientReply, ClientRequest, Key, QuorumOpts};
 use ringkv::sim::workload::{QuorumChoice, RmwProgram, keys_for};
 use ringkv::sim::{Fault, OpOutcome, World, WorldConfig, check_history, run_seed};
 

@@ -9,11 +9,11 @@ use std::sync::Arc;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use ringkv::core::message::{ClientReply, ClientRequest, Key, PeerMessage, QuorumOpts};
 use ringkv::core::node::{MemberSpec, Node, NodeConfig, Now};
 use ringkv::core::object::{Context, Op};
-use ringkv::core::ring::{NodeId, key_position};
+use ringkv::core::placement::ring::{NodeId, key_position};
 use ringkv::core::stats::{ClusterStats, HOT_KEYS_EPSILON, NodeAnswer, StatsInfo};
+use ringkv::proto::{ClientReply, ClientRequest, Key, PeerMessage, QuorumOpts};
 use ringkv::storage::{MemoryStorage, Storage};
 
 const NODES: usize = 5;

@@ -18,9 +18,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use ringkv::core::message::{Key, QuorumOpts, REPLICAS_MAX, REQUEST_TIMEOUT_MS_MAX};
-use ringkv::core::ring::{VNODES_DEFAULT, VNODES_MAX};
+use ringkv::core::placement::ring::{VNODES_DEFAULT, VNODES_MAX};
 use ringkv::core::stats::HOT_KEYS_K;
+use ringkv::proto::{Key, QuorumOpts, REPLICAS_MAX, REQUEST_TIMEOUT_MS_MAX};
 use ringkv::storage::SyncMode;
 
 use crate::error::CliError;

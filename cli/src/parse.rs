@@ -7,8 +7,8 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
 
-use ringkv::core::message::{Key, RequestError};
 use ringkv::net::certs::validate_name;
+use ringkv::proto::{Key, RequestError};
 
 use crate::error::CliError;
 

@@ -21,13 +21,13 @@ use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::core::message::{
-    ClientRequest, SESSION_ID_NONE, SessionRequest, SessionResponse, WireBody, WireRequest,
-    WireResponse,
-};
 use crate::net::{
     ConnectionPool, FRAME_BYTES_MAX, FrameReader, NetError, decode_body, encode_frame,
     encode_frame_into,
+};
+use crate::proto::{
+    ClientRequest, SESSION_ID_NONE, SessionRequest, SessionResponse, WireBody, WireRequest,
+    WireResponse,
 };
 
 /// Requests queued for the session's writer; callers wait when it is full.

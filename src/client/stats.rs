@@ -12,8 +12,8 @@ use std::path::Path;
 use tokio::task::JoinSet;
 
 use crate::client::{Client, ClientError, load_client_identity, reply_kind};
-use crate::core::message::{ClientReply, ClientRequest};
 use crate::core::stats::{ClusterStats, NodeAnswer, StatsInfo};
+use crate::proto::{ClientReply, ClientRequest};
 
 impl Client {
     /// The connected node's statistics (its sketches, per-partition estimates and

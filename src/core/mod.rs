@@ -4,23 +4,25 @@
 //! (time, messages, client requests) arrives as a value and every output (messages,
 //! replies, timer deadlines) leaves as a value. That is what lets `net/` drive it over QUIC
 //! and `sim/` drive it deterministically from a seed.
+//!
+//! The rooms, each owning its state:
+//! - [`node`]: the [`node::Node`] that owns every subsystem, takes inputs, routes them,
+//!   and hands out outputs;
+//! - [`placement`]: the ring, preference lists and quorum counting;
+//! - [`object`]: values and their conflict policies (DVV siblings, LWW, CRDTs), clocks;
+//! - [`request`]: the requests this node coordinates or forwards;
+//! - [`replica`]: this node's copies of data, hints and tombstones, and hinted handoff;
+//! - [`repair`]: Merkle trees, the Merkle and sketch exchanges, reaping, and transfers;
+//! - [`membership`]: the member table, liveness, and gossip;
+//! - [`stats`]: hot keys, distinct keys and repair progress;
+//! - [`timer`]: the one table of deadlines.
 
-pub mod anti_entropy;
-pub mod clock;
-pub mod cluster;
-pub mod coordinator;
-pub mod exchange;
-pub mod gossip;
-pub mod hints;
 pub mod membership;
-pub mod message;
 pub mod node;
 pub mod object;
-pub mod quorum;
-pub mod reap;
-pub mod reconcile;
+pub mod placement;
+pub mod repair;
 pub mod replica;
-pub mod ring;
+pub mod request;
 pub mod stats;
 pub mod timer;
-pub mod transfer;

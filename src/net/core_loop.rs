@@ -33,13 +33,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::core::message::{ClientReply, PeerMessage};
 use crate::core::node::{Node, Now};
-use crate::core::ring::{MEMBERS_MAX, NodeId};
+use crate::core::placement::ring::{MEMBERS_MAX, NodeId};
 use crate::net::driver::{BATCH_MAX, DriverError, Input, LEAVE_DRAIN_MS, Sender};
 use crate::net::peer_link::PeerLinks;
 use crate::net::persist::PersistTracker;
 use crate::net::session::ReplyTo;
+use crate::proto::{ClientReply, PeerMessage};
 use crate::storage::{Storage, StorageError};
 
 /// Outputs waiting for a persist at most (messages plus replies); beyond it the core

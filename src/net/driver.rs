@@ -19,18 +19,18 @@ use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::core::message::{
-    ClientRequest, PROTOCOL_VERSION, PeerMessage, REQUEST_TIMEOUT_MS_MAX, WireBody, WireRequest,
-    WireResponse,
-};
 use crate::core::node::{MemberSpec, Node, NodeConfig, NodeError};
-use crate::core::ring::NodeId;
+use crate::core::placement::ring::NodeId;
 use crate::net::core_loop::{Clock, CoreLoop};
 use crate::net::peer_link::{PeerLinks, accept_peer_streams};
 use crate::net::persist::PersistTracker;
 use crate::net::session::{ReplyTo, serve_session};
 use crate::net::{
     ConnectionPool, Handler, Identity, NetError, PeerIdentity, Role, bind, load_identity, serve,
+};
+use crate::proto::{
+    ClientRequest, PROTOCOL_VERSION, PeerMessage, REQUEST_TIMEOUT_MS_MAX, WireBody, WireRequest,
+    WireResponse,
 };
 use crate::storage::{FjallStorage, Storage, StorageError, SyncMode};
 
@@ -49,7 +49,7 @@ pub const DRAIN_WAIT_MS: u64 = 500;
 /// Gossip datagrams being sent at once; beyond it they are dropped (SWIM tolerates loss).
 pub const DATAGRAMS_INFLIGHT_MAX: usize = 1_024;
 /// Largest gossip datagram read from a peer; bigger ones are dropped unread by the core.
-pub const DATAGRAM_BYTES_MAX: usize = crate::core::gossip::GOSSIP_PACKET_BYTES_MAX;
+pub const DATAGRAM_BYTES_MAX: usize = crate::core::membership::gossip::GOSSIP_PACKET_BYTES_MAX;
 /// How long a node that has left waits for its last messages to go out.
 pub const LEAVE_DRAIN_MS: u64 = 3_000;
 

@@ -27,11 +27,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
-use crate::core::message::{PROTOCOL_VERSION, PeerMessage, PeerStreamHeader};
-use crate::core::ring::{MEMBERS_MAX, NodeId};
+use crate::core::placement::ring::{MEMBERS_MAX, NodeId};
 use crate::net::driver::Input;
 use crate::net::frame::{FRAME_BYTES_MAX, FrameReader, decode_body, encode_frame_into};
 use crate::net::{ConnectionPool, NetError, PeerIdentity, Role};
+use crate::proto::{PROTOCOL_VERSION, PeerMessage, PeerStreamHeader};
 
 /// Messages queued for one peer; beyond it the core waits up to [`PEER_QUEUE_WAIT_MS`].
 pub const PEER_QUEUE_MAX: usize = 4_096;

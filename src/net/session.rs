@@ -23,12 +23,12 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tracing::{debug, warn};
 
-use crate::core::message::{
-    ClientReply, PROTOCOL_VERSION, SESSION_ID_NONE, SessionRequest, SessionResponse, WireResponse,
-};
 use crate::net::driver::Input;
 use crate::net::frame::{FRAME_BYTES_MAX, FrameReader, decode_body, encode_frame_into};
 use crate::net::{NetError, PeerIdentity};
+use crate::proto::{
+    ClientReply, PROTOCOL_VERSION, SESSION_ID_NONE, SessionRequest, SessionResponse, WireResponse,
+};
 
 /// Requests of one session in the node at once; the reader waits for an answer to go out
 /// before it reads more.

@@ -9,8 +9,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::core::message::{ClientReply, ClientRequest, Key};
 use crate::core::object::{MapOp, Op, Policy, ReadValue};
+use crate::proto::{ClientReply, ClientRequest, Key};
 use crate::sim::history::{History, OpOutcome, OpRecord};
 use crate::sim::settle::ReplicaCopy;
 use crate::sim::workload::{MAP_COUNTER_FIELD, MAP_SET_FIELD, WORKLOAD_N, decode_tokens};

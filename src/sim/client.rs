@@ -7,8 +7,8 @@
 
 use rand::Rng;
 
-use crate::core::message::ClientRequest;
-use crate::core::ring::NodeId;
+use crate::core::placement::ring::NodeId;
+use crate::proto::ClientRequest;
 use crate::sim::history::{OpOutcome, REPAIR_CLIENT};
 use crate::sim::workload::Program;
 use crate::sim::world::{Event, SimClient, World};

@@ -7,8 +7,8 @@
 
 use std::fmt::Write as _;
 
-use crate::core::message::{ClientReply, ClientRequest, Key, QuorumOpts};
-use crate::core::ring::NodeId;
+use crate::core::placement::ring::NodeId;
+use crate::proto::{ClientReply, ClientRequest, Key, QuorumOpts};
 
 /// Client index used for the settle phase's repair reads.
 pub const REPAIR_CLIENT: usize = usize::MAX;

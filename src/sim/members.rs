@@ -6,10 +6,10 @@
 //! partitions — but a lost datagram is simply gone: SWIM expects that and never learns
 //! of it, which is exactly the condition its failure detector must survive.
 
-use crate::core::gossip::MemberPhase;
-use crate::core::message::ClientRequest;
+use crate::core::membership::gossip::MemberPhase;
 use crate::core::node::MemberSpec;
-use crate::core::ring::{NodeId, Ring};
+use crate::core::placement::ring::{NodeId, Ring};
+use crate::proto::ClientRequest;
 use crate::sim::network::Fate;
 use crate::sim::world::{Event, SimNode, World};
 

@@ -29,7 +29,7 @@ pub mod world;
 use thiserror::Error;
 
 use crate::core::node::NodeError;
-use crate::core::ring::{NodeId, RingError};
+use crate::core::placement::ring::{NodeId, RingError};
 
 pub use check::{Report, Staleness, check_convergence, check_history, stale_reads};
 pub use history::{History, OpOutcome, OpRecord};

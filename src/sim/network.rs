@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::core::ring::NodeId;
+use crate::core::placement::ring::NodeId;
 
 /// Longest one-way delay the simulator accepts, so a schedule cannot stall virtual time.
 pub const DELAY_MS_MAX: u64 = 10_000;

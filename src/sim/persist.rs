@@ -9,8 +9,8 @@
 //! in between exercises it, so the checkers prove that no acknowledged write is lost and
 //! no dot is reused (the node's fresh actor after a crash, `core/node.rs`).
 
-use crate::core::message::{ClientReply, PeerMessage};
-use crate::core::ring::NodeId;
+use crate::core::placement::ring::NodeId;
+use crate::proto::{ClientReply, PeerMessage};
 use crate::sim::history::OpOutcome;
 use crate::sim::world::{Event, World};
 

@@ -14,9 +14,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::client::{Client, ClientError};
-use crate::core::message::{ClientReply, ClientRequest, Key, QuorumOpts};
 use crate::core::object::ReadValue;
-use crate::core::ring::NodeId;
+use crate::core::placement::ring::NodeId;
+use crate::proto::{ClientReply, ClientRequest, Key, QuorumOpts};
 use crate::sim::history::{History, OpOutcome};
 use crate::sim::workload::{Program, WORKLOAD_N};
 

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use rand::Rng;
 
 use crate::core::object::{Policy, ReadValue};
-use crate::core::ring::NodeId;
+use crate::core::placement::ring::NodeId;
 use crate::sim::SimError;
 use crate::sim::check::{Report, check_convergence, check_history};
 use crate::sim::history::History;

@@ -8,9 +8,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::core::message::{ClientRequest, Key, QuorumOpts};
 use crate::core::object::Object;
-use crate::core::ring::{NodeId, key_position};
+use crate::core::placement::ring::{NodeId, key_position};
+use crate::proto::{ClientRequest, Key, QuorumOpts};
 use crate::sim::history::OpOutcome;
 use crate::sim::workload::WORKLOAD_N;
 use crate::sim::world::{Fault, World};

@@ -13,8 +13,8 @@ use std::fmt;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::core::message::{ClientReply, ClientRequest, Key, QuorumOpts};
 use crate::core::object::{Context, MapOp, Op, Policy, ReadValue};
+use crate::proto::{ClientReply, ClientRequest, Key, QuorumOpts};
 use crate::sim::history::OpOutcome;
 
 /// Field of a `map` key that the workload increments.

@@ -14,9 +14,9 @@ use std::sync::Arc;
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::core::message::PeerMessage;
 use crate::core::node::{MemberSpec, Node, NodeConfig, Now};
-use crate::core::ring::{NodeId, Ring};
+use crate::core::placement::ring::{NodeId, Ring};
+use crate::proto::PeerMessage;
 use crate::sim::SimError;
 use crate::sim::history::{History, OpOutcome};
 use crate::sim::network::{Fate, NetConfig, Network};
@@ -223,8 +223,8 @@ impl WorldConfig {
             client_timeout_ms: 5_000,
             client_delay_ms_max: 3,
             think_ms_max: 40,
-            tombstone_grace_ms: crate::core::reap::TOMBSTONE_GRACE_MS_DEFAULT,
-            transfer_bytes_per_sec: crate::core::transfer::TRANSFER_BYTES_PER_SEC_DEFAULT,
+            tombstone_grace_ms: crate::core::repair::reap::TOMBSTONE_GRACE_MS_DEFAULT,
+            transfer_bytes_per_sec: crate::core::repair::transfer::TRANSFER_BYTES_PER_SEC_DEFAULT,
             persist_delay_ms: 0,
         }
     }
@@ -237,9 +237,9 @@ impl World {
         let members: Vec<MemberSpec> = (1..=config.nodes)
             .map(|i| MemberSpec::new(format!("n{i}"), format!("sim:{i}")))
             .collect();
-        let ring_members: Vec<crate::core::ring::Member> = members
+        let ring_members: Vec<crate::core::placement::ring::Member> = members
             .iter()
-            .map(|m| crate::core::ring::Member {
+            .map(|m| crate::core::placement::ring::Member {
                 name: m.name.clone(),
                 vnodes: m.vnodes,
             })

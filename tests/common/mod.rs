@@ -9,14 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ringkv::client::Client;
-use ringkv::core::message::Key;
 use ringkv::core::node::{MemberSpec, NodeConfig};
 use ringkv::core::object::Object;
+use ringkv::core::placement::ring::{Member, NodeId, Ring, key_position};
+use ringkv::core::repair::transfer::TRANSFER_BYTES_PER_SEC_DEFAULT;
 use ringkv::core::replica::location;
-use ringkv::core::ring::{Member, NodeId, Ring, key_position};
-use ringkv::core::transfer::TRANSFER_BYTES_PER_SEC_DEFAULT;
 use ringkv::net::driver::{NodeHandle, NodeOptions, bind_node, start_bound};
 use ringkv::net::{CertStore, Role};
+use ringkv::proto::Key;
 use ringkv::storage::{Storage, SyncMode};
 
 /// Longest any test waits for a condition.

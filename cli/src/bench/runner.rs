@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use ringkv::client::ClientError;
-use ringkv::core::message::Key;
+use ringkv::proto::Key;
 use tokio::task::JoinSet;
 
 use crate::bench::BenchError;

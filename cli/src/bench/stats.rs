@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use ringkv::client::ClientError;
-use ringkv::core::message::RequestError;
+use ringkv::proto::RequestError;
 
 use crate::bench::workload::OpKind;
 
@@ -265,8 +265,8 @@ impl Default for Recorder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ringkv::core::message::QuorumFailure;
-    use ringkv::core::ring::NodeId;
+    use ringkv::core::placement::ring::NodeId;
+    use ringkv::proto::QuorumFailure;
 
     fn quorum_failure() -> ClientError {
         ClientError::Request(RequestError::QuorumFailed(Box::new(QuorumFailure {

@@ -9,7 +9,7 @@
 
 use rand::Rng;
 use ringkv::client::{Client, ClientError};
-use ringkv::core::message::{Key, QuorumOpts};
+use ringkv::proto::{Key, QuorumOpts};
 
 /// Key names of last-writer-wins keys (reads and blind updates): `k0`, `k1`, ...
 pub const LWW_KEY_PREFIX: &str = "k";

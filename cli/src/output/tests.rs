@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 
 use ringkv::client::{GetResult, MapRead, SetRead, WriteResult};
-use ringkv::core::clock::Timestamp;
-use ringkv::core::message::{Key, MemberStatus, RingInfo, RingNode, StatusInfo, TransferInfo};
+use ringkv::core::object::clock::Timestamp;
 use ringkv::core::object::{Context, FieldRead, ReadValue};
-use ringkv::core::ring::NodeId;
+use ringkv::core::placement::ring::NodeId;
+use ringkv::proto::{Key, MemberStatus, RingInfo, RingNode, StatusInfo, TransferInfo};
 use serde_bytes::ByteBuf;
 use serde_json::json;
 

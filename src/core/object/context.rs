@@ -10,7 +10,7 @@ use crdts::VClock;
 use serde::{Deserialize, Serialize};
 
 use super::ObjectError;
-use crate::core::clock::ActorId;
+use crate::core::object::clock::ActorId;
 
 /// Most actors one context may name; more means a corrupt or hostile token.
 pub const CONTEXT_ACTORS_MAX: usize = 4096;

@@ -9,7 +9,7 @@ use crdts::{CmRDT, CvRDT, Orswot, PNCounter};
 use serde::{Deserialize, Serialize};
 
 use super::Context;
-use crate::core::clock::ActorId;
+use crate::core::object::clock::ActorId;
 
 /// A PN-counter that can be reset without losing concurrent increments.
 ///

@@ -59,7 +59,7 @@ fn set_view(s: &SetObj) -> (Dots, Vec<(String, Dots)>) {
 
 #[cfg(test)]
 mod tests {
-    use crate::core::clock::{ActorId, Timestamp};
+    use crate::core::object::clock::{ActorId, Timestamp};
     use crate::core::object::{Limits, Object, Op};
 
     fn apply(obj: Option<&Object>, op: Op, actor: u64) -> Object {

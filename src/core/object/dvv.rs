@@ -18,7 +18,7 @@ use crdts::{CmRDT, CvRDT, Dot, VClock};
 use serde::{Deserialize, Serialize};
 
 use super::Context;
-use crate::core::clock::{ActorId, Timestamp};
+use crate::core::object::clock::{ActorId, Timestamp};
 
 /// Dot counters per millisecond of HLC time: a burst of more writes than this to one
 /// key through one actor within one millisecond only borrows from the next millisecond.

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::clock::{ActorId, Timestamp};
+use crate::core::object::clock::{ActorId, Timestamp};
 
 /// One cell: the winning write so far. `value: None` is a delete.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

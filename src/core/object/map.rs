@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Context;
 use super::crdt::Counter;
-use crate::core::clock::ActorId;
+use crate::core::object::clock::ActorId;
 
 /// A dot: (actor, that actor's counter).
 type DotOf = (ActorId, u64);

@@ -7,6 +7,8 @@
 //! duplication and reordering. Operations are applied only by a coordinator, with its
 //! own actor and HLC timestamp, through [`Object::apply`].
 
+pub mod clock;
+
 mod context;
 mod crdt;
 mod digest;
@@ -26,7 +28,7 @@ pub use dvv::{DOT_COUNTERS_PER_MS, Dvv, Sibling, dot_floor};
 pub use lww::LwwCell;
 pub use map::{Field, FieldRead, MapObj, MapOp};
 
-use crate::core::clock::{ActorId, Timestamp};
+use crate::core::object::clock::{ActorId, Timestamp};
 
 /// Default sibling count above which a reply carries a warning.
 pub const SIBLINGS_WARN_DEFAULT: usize = 25;

@@ -1,7 +1,7 @@
 //! Lattice laws for every policy, and the cross-policy rules.
 
 use super::*;
-use crate::core::clock::Hlc;
+use crate::core::object::clock::Hlc;
 use proptest::prelude::*;
 
 const REPLICAS: usize = 3;

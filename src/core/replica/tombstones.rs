@@ -18,9 +18,9 @@
 //! leaves the other half for a handoff already in flight to land before any reap of a
 //! delete that followed the hinted write.
 
-use crate::core::message::Key;
+use crate::core::placement::ring::{NodeId, key_position};
 use crate::core::replica::{Replica, ReplicaError, decode, location};
-use crate::core::ring::{NodeId, key_position};
+use crate::proto::Key;
 use crate::storage::{self, Rmw, SCAN_ROWS_MAX, Space};
 
 /// Meta-space prefix of the tombstone index.
@@ -291,7 +291,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::core::clock::{ActorId, Timestamp};
+    use crate::core::object::clock::{ActorId, Timestamp};
     use crate::core::object::{Context, Limits, Object, Op};
     use crate::storage::MemoryStorage;
 

@@ -10,9 +10,9 @@ use serde::Serialize;
 
 use ringkv_sketches::{Hll, TopK};
 
-use crate::core::message::Key;
-use crate::core::ring::NodeId;
+use crate::core::placement::ring::NodeId;
 use crate::core::stats::{StatsError, StatsInfo, item_key};
+use crate::proto::Key;
 
 /// A key and its estimated request count (an upper bound: count-min never undercounts).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

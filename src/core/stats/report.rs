@@ -11,10 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use ringkv_sketches::{Hll, TopK};
 
-use crate::core::message::PeerMessage;
 use crate::core::node::{Node, Now};
-use crate::core::ring::NodeId;
+use crate::core::placement::ring::NodeId;
 use crate::core::stats::{HotKey, PARTITION_HLL_PRECISION, StatsError};
+use crate::proto::PeerMessage;
 
 /// One node's statistics, as `ClientReply::Stats` carries them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -222,7 +222,7 @@ impl Node {
         if let PeerMessage::AeRoots { roots, .. } = msg
             && self.replica.trees().is_ready()
         {
-            for (partition, _) in crate::core::exchange::unpack_roots(roots) {
+            for (partition, _) in crate::core::repair::exchange::unpack_roots(roots) {
                 self.ae_progress.record(partition, now.mono_ms);
             }
         }

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use ringkv_sketches::{CountMin, TopK};
 
 use super::*;
-use crate::core::anti_entropy::{REBUILD_ROWS_PER_STEP, RebuildProgress};
+use crate::core::placement::ring::key_position;
+use crate::core::repair::merkle::{REBUILD_ROWS_PER_STEP, RebuildProgress};
 use crate::core::replica::Replica;
-use crate::core::ring::key_position;
 use crate::storage::{MemoryStorage, Rmw, Space, Storage, encode_data_key};
 
 const WINDOW_MS: u64 = 1_000;

@@ -8,10 +8,10 @@
 
 use ringkv_sketches::{CountMin, TopK};
 
-use crate::core::message::Key;
 use crate::core::stats::{
     HOT_KEYS_DELTA, HOT_KEYS_EPSILON, HOT_KEYS_K, HOT_KEYS_SEED, StatsError, write_sketch_item,
 };
+use crate::proto::Key;
 
 /// The current and the previous window of request counts, each with its hot-key candidates.
 #[derive(Clone, Debug)]

@@ -18,13 +18,13 @@
 
 use std::collections::BTreeSet;
 
-use crate::core::clock::ActorId;
-use crate::core::gossip::MemberPhase;
-use crate::core::message::{Key, PeerMessage, TransferInfo};
+use crate::core::membership::gossip::MemberPhase;
 use crate::core::node::{META_ACTOR_KEY, Node, Now};
 use crate::core::object::Object;
-use crate::core::ring::NodeId;
+use crate::core::object::clock::ActorId;
+use crate::core::placement::ring::NodeId;
 use crate::core::timer::Timer;
+use crate::proto::{Key, PeerMessage, TransferInfo};
 use crate::storage::{Rmw, Space};
 
 /// Default streaming budget per node.

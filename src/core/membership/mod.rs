@@ -8,13 +8,16 @@
 //! brings it back up). A member that is down stays in the ring — its partitions are
 //! served by fallbacks — until it leaves; only leaving changes ownership.
 
+pub mod changes;
+pub mod gossip;
+
 use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::gossip::{MemberMeta, MemberPhase};
-use crate::core::ring::{Member, NodeId, Ring, RingError};
+use crate::core::membership::gossip::{MemberMeta, MemberPhase};
+use crate::core::placement::ring::{Member, NodeId, Ring, RingError};
 
 /// A member's liveness as this node sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

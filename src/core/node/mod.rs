@@ -19,21 +19,23 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use thiserror::Error;
 
-use crate::core::anti_entropy::AePath;
-use crate::core::clock::{ActorId, Hlc};
-use crate::core::coordinator::Pending;
-use crate::core::exchange::AeStats;
-use crate::core::gossip::{Gossip, GossipId, MemberMeta, MemberPhase, PROBE_PERIOD_MS_DEFAULT};
-use crate::core::hints::HINTS_MAX_DEFAULT;
 use crate::core::membership::Membership;
-use crate::core::message::{ClientReply, ClientRequest, PeerMessage};
+use crate::core::membership::gossip::{
+    Gossip, GossipId, MemberMeta, MemberPhase, PROBE_PERIOD_MS_DEFAULT,
+};
 use crate::core::object::Limits;
-use crate::core::reap::{Reaper, TOMBSTONE_GRACE_MS_DEFAULT};
+use crate::core::object::clock::{ActorId, Hlc};
+use crate::core::placement::ring::{NodeId, PARTITIONS_DEFAULT, RingError, VNODES_DEFAULT};
+use crate::core::repair::exchange::AeStats;
+use crate::core::repair::merkle::AePath;
+use crate::core::repair::reap::{Reaper, TOMBSTONE_GRACE_MS_DEFAULT};
+use crate::core::repair::transfer::{TRANSFER_BYTES_PER_SEC_DEFAULT, TransferState};
+use crate::core::replica::hints::HINTS_MAX_DEFAULT;
 use crate::core::replica::{Replica, ReplicaError};
-use crate::core::ring::{NodeId, PARTITIONS_DEFAULT, RingError, VNODES_DEFAULT};
+use crate::core::request::Pending;
 use crate::core::stats::{AeProgress, RequestWindows, STATS_WINDOW_MS_DEFAULT};
 use crate::core::timer::{Timer, TimerTable};
-use crate::core::transfer::{TRANSFER_BYTES_PER_SEC_DEFAULT, TransferState};
+use crate::proto::{ClientReply, ClientRequest, PeerMessage};
 use crate::storage::{Rmw, Space, Storage, StorageError};
 
 /// Key of the actor id in the `Meta` space.
@@ -155,7 +157,7 @@ pub struct Node {
     pub(crate) transmits: VecDeque<(NodeId, PeerMessage)>,
     pub(crate) replies: VecDeque<(u64, ClientReply)>,
     /// Hints currently being handed off: (primary, storage key of the hint).
-    pub(crate) handoff_inflight: BTreeSet<(NodeId, crate::core::message::Key)>,
+    pub(crate) handoff_inflight: BTreeSet<(NodeId, crate::proto::Key)>,
     /// (forwarder, its request id) of recent `Forward`s, oldest first in the queue.
     forwards_seen: BTreeSet<(NodeId, u64)>,
     forwards_order: VecDeque<(NodeId, u64)>,
@@ -254,7 +256,7 @@ impl Node {
                 members.push(MemberSpec {
                     name: config.name.clone(),
                     addr: config.addr.clone(),
-                    vnodes: crate::core::ring::VNODES_DEFAULT,
+                    vnodes: crate::core::placement::ring::VNODES_DEFAULT,
                 });
                 config.addr.clone()
             }
@@ -435,11 +437,7 @@ impl Node {
     /// A client request arrived; `req_id` is the driver's, echoed in `poll_reply`.
     pub fn handle_client(&mut self, now: Now, req_id: u64, request: ClientRequest) {
         self.replica.set_wall_ms(now.wall_ms);
-        self.start_request(
-            now,
-            crate::core::coordinator::Origin::Client(req_id),
-            request,
-        );
+        self.start_request(now, crate::core::request::Origin::Client(req_id), request);
     }
 
     /// A peer message arrived from `from`.

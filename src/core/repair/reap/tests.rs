@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::core::message::{ClientReply, ClientRequest, Key, PeerMessage, QuorumOpts};
 use crate::core::node::{MemberSpec, Node, NodeConfig, Now};
 use crate::core::object::{Context, Object, Op, ReadValue};
-use crate::core::ring::{NodeId, key_position};
+use crate::core::placement::ring::{NodeId, key_position};
+use crate::proto::{ClientReply, ClientRequest, Key, PeerMessage, QuorumOpts};
 use crate::storage::MemoryStorage;
 
 /// Grace period the tests configure.

@@ -25,7 +25,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::core::ring::NodeId;
+use crate::core::placement::ring::NodeId;
 
 /// Largest gossip packet: below QUIC's smallest datagram payload (~1150 B at a 1200 B
 /// path MTU), so a packet never needs fragmenting.

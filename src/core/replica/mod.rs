@@ -10,20 +10,21 @@
 //! space (see [`tombstones`]), so tombstones can be reaped and old hints expired without
 //! ever bringing a deleted key back.
 
+pub mod hints;
 mod tombstones;
 
 use std::sync::Arc;
 
 use thiserror::Error;
 
-use crate::core::anti_entropy::{MerkleTrees, RebuildProgress};
-use crate::core::clock::{ActorId, Timestamp};
-use crate::core::hints::{self, Hints};
-use crate::core::message::Key;
+use crate::core::object::clock::{ActorId, Timestamp};
 use crate::core::object::{Applied, Limits, Object, ObjectError, Op};
-use crate::core::reap::TOMBSTONE_GRACE_MS_DEFAULT;
-use crate::core::ring::{NodeId, key_position};
+use crate::core::placement::ring::{NodeId, key_position};
+use crate::core::repair::merkle::{MerkleTrees, RebuildProgress};
+use crate::core::repair::reap::TOMBSTONE_GRACE_MS_DEFAULT;
+use crate::core::replica::hints::Hints;
 use crate::core::stats::DistinctKeys;
+use crate::proto::Key;
 use crate::storage::{self, Rmw, SCAN_ROWS_MAX, Space, Storage, StorageError};
 
 /// Errors from replica operations.

@@ -4,12 +4,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::core::message::{
-    ClientReply, ClientRequest, Key, PeerMessage, QuorumOpts, RequestError,
-};
 use crate::core::node::{MemberSpec, Node, NodeConfig, Now};
 use crate::core::object::{Context, Op, ReadValue};
-use crate::core::ring::NodeId;
+use crate::core::placement::ring::NodeId;
+use crate::proto::{ClientReply, ClientRequest, Key, PeerMessage, QuorumOpts, RequestError};
 use crate::storage::MemoryStorage;
 
 struct Cluster {
@@ -247,7 +245,10 @@ fn a_down_node_is_covered_by_a_fallback_whose_hint_is_handed_off_on_return() {
     let mut c = Cluster::new(4);
     let key = Key::new("b", "k");
     let ring = c.node("n1").membership().ring().clone();
-    let partition = ring.partition_of(crate::core::ring::key_position(&key.bucket, &key.key));
+    let partition = ring.partition_of(crate::core::placement::ring::key_position(
+        &key.bucket,
+        &key.key,
+    ));
     let primaries: Vec<NodeId> = ring.primaries(partition, 3).into_iter().cloned().collect();
     let outsider = ring.primaries(partition, 4)[3].clone();
     let (coord, down) = (primaries[0].clone(), primaries[2].clone());
@@ -330,7 +331,10 @@ fn a_node_outside_the_preference_list_forwards_to_a_replica() {
     let mut c = Cluster::new(5);
     let key = Key::new("b", "k");
     let ring = c.node("n1").membership().ring().clone();
-    let partition = ring.partition_of(crate::core::ring::key_position(&key.bucket, &key.key));
+    let partition = ring.partition_of(crate::core::placement::ring::key_position(
+        &key.bucket,
+        &key.key,
+    ));
     let outsider = ring.primaries(partition, 5)[4].clone();
     c.client(outsider.as_str(), 1, put("fwd", 2));
     c.run(all);

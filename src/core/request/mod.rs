@@ -11,17 +11,17 @@
 
 use std::collections::BTreeMap;
 
-use crate::core::gossip::MemberPhase;
-use crate::core::message::{
+use crate::core::membership::gossip::MemberPhase;
+use crate::core::node::{HANDOFF_INFLIGHT_MAX, Node, Now};
+use crate::core::object::{Object, Op, ReadValue};
+use crate::core::placement::quorum::{Outcome, Quorum};
+use crate::core::placement::ring::{NodeId, Target, key_position};
+use crate::core::replica::ReplicaError;
+use crate::core::timer::Timer;
+use crate::proto::{
     ClientReply, ClientRequest, Key, MemberStatus, PeerMessage, QuorumOpts, REPLICAS_MAX,
     REQUEST_TIMEOUT_MS_MAX, RequestError, RingInfo, RingNode, StatusInfo,
 };
-use crate::core::node::{HANDOFF_INFLIGHT_MAX, Node, Now};
-use crate::core::object::{Object, Op, ReadValue};
-use crate::core::quorum::{Outcome, Quorum};
-use crate::core::replica::ReplicaError;
-use crate::core::ring::{NodeId, Target, key_position};
-use crate::core::timer::Timer;
 use crate::storage::check_data_key;
 
 /// Who is waiting for a request's answer.

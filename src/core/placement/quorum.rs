@@ -8,8 +8,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::core::message::QuorumFailure;
-use crate::core::ring::{NodeId, Target};
+use crate::core::placement::ring::{NodeId, Target};
+use crate::proto::QuorumFailure;
 
 /// Where a request stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

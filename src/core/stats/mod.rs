@@ -41,8 +41,8 @@ mod window;
 use ringkv_sketches::{HLL_PRECISION_MAX, HLL_PRECISION_MIN, Hll, SketchError};
 use thiserror::Error;
 
-use crate::core::message::Key;
-use crate::core::ring::NodeId;
+use crate::core::placement::ring::NodeId;
+use crate::proto::Key;
 
 pub use cluster::{ClusterStats, HotKey, NodeAnswer, Unanswered};
 pub use progress::AeProgress;

@@ -15,7 +15,7 @@
 
 use twox_hash::XxHash3_64;
 
-use crate::core::ring::xxh3_joined;
+use crate::core::placement::ring::xxh3_joined;
 use crate::storage::{SCAN_ROWS_MAX, Space, Storage, StorageError, decode_data_key};
 
 /// Leaves per partition.
@@ -232,7 +232,7 @@ impl MerkleTrees {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::ring::key_position;
+    use crate::core::placement::ring::key_position;
     use crate::storage::{MemoryStorage, Rmw, encode_data_key};
 
     fn put(storage: &MemoryStorage, trees: &mut MerkleTrees, key: &str, digest: u64) {

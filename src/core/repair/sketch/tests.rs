@@ -5,10 +5,10 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::*;
-use crate::core::clock::{ActorId, Timestamp};
-use crate::core::exchange::AeStats;
 use crate::core::node::{MemberSpec, NodeConfig, Now};
+use crate::core::object::clock::{ActorId, Timestamp};
 use crate::core::object::{Limits, Object, Op, ReadValue};
+use crate::core::repair::exchange::AeStats;
 use crate::storage::MemoryStorage;
 
 fn entries(range: std::ops::Range<u32>, digest: u64) -> Vec<(Key, u64)> {

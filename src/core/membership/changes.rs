@@ -10,11 +10,13 @@
 
 use std::collections::BTreeMap;
 
-use crate::core::gossip::{GossipEvent, GossipId, GossipState, MemberMeta, MemberPhase};
-use crate::core::message::{ClientReply, PeerMessage, RequestError};
+use crate::core::membership::gossip::{
+    GossipEvent, GossipId, GossipState, MemberMeta, MemberPhase,
+};
 use crate::core::node::{META_MEMBERS_KEY, Node, Now};
-use crate::core::ring::{MEMBERS_MAX, NodeId};
+use crate::core::placement::ring::{MEMBERS_MAX, NodeId};
 use crate::core::timer::Timer;
+use crate::proto::{ClientReply, PeerMessage, RequestError};
 use crate::storage::{Rmw, Space};
 
 impl Node {

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::core::ring::NodeId;
+use crate::core::placement::ring::NodeId;
 use crate::storage::{SCAN_ROWS_MAX, Space, Storage, StorageError};
 
 /// Default bound on hints one node stores, over all primaries.

@@ -22,14 +22,14 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_bytes::ByteBuf;
 
-use crate::core::anti_entropy::{
+use crate::core::node::{Node, Now};
+use crate::core::placement::ring::NodeId;
+use crate::core::repair::merkle::{
     AePath, LEAVES_PER_BRANCH, MerkleTrees, RebuildProgress, SEGMENTS_PER_PARTITION, entry_hash,
     short16, short32,
 };
-use crate::core::message::{Key, PeerMessage};
-use crate::core::node::{Node, Now};
-use crate::core::ring::NodeId;
 use crate::core::timer::Timer;
+use crate::proto::{Key, PeerMessage};
 
 /// Partitions one node starts comparing per anti-entropy tick.
 pub const AE_PARTITIONS_PER_TICK: u32 = 32;
@@ -523,7 +523,7 @@ fn unpack_u32s(bytes: &[u8]) -> impl Iterator<Item = u32> + '_ {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::ring::key_position;
+    use crate::core::placement::ring::key_position;
     use crate::storage::{MemoryStorage, encode_data_key};
 
     fn trees_with(keys: &[(&str, u64)]) -> MerkleTrees {

@@ -31,12 +31,12 @@ use std::f64::consts::LN_2;
 use ringkv_sketches::{Bloom, Hll, SketchError};
 use serde_bytes::ByteBuf;
 
-use crate::core::anti_entropy::{AePath, entry_hash};
-use crate::core::exchange::{AE_KEYS_MAX, pack_branches};
-use crate::core::message::{Key, PeerMessage};
 use crate::core::node::Node;
+use crate::core::placement::ring::{NodeId, key_position};
+use crate::core::repair::exchange::{AE_KEYS_MAX, pack_branches};
+use crate::core::repair::merkle::{AePath, entry_hash};
 use crate::core::replica::ReplicaError;
-use crate::core::ring::{NodeId, key_position};
+use crate::proto::{Key, PeerMessage};
 use crate::storage::SCAN_ROWS_MAX;
 
 /// In [`AePath::Auto`], the Bloom path is taken when d̂ is at least this share of the

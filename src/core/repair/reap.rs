@@ -46,10 +46,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::core::message::{Key, PeerMessage};
 use crate::core::node::{Node, Now};
-use crate::core::ring::{NodeId, key_position};
+use crate::core::placement::ring::{NodeId, key_position};
 use crate::core::timer::Timer;
+use crate::proto::{Key, PeerMessage};
 
 /// Default grace period: one hour. Hints live half of it, so a stand-in can hand off
 /// after a primary's half-hour restart or maintenance; a longer outage is repaired by
