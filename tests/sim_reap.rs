@@ -116,7 +116,7 @@ fn reaped(world: &World) -> u64 {
         .node_names()
         .iter()
         .filter_map(|n| world.node(n))
-        .map(|n| n.ae_stats().tombstones_reaped)
+        .map(|n| n.tombstones_reaped())
         .sum()
 }
 

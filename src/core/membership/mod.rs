@@ -8,7 +8,7 @@
 //! brings it back up). A member that is down stays in the ring — its partitions are
 //! served by fallbacks — until it leaves; only leaving changes ownership.
 
-pub mod changes;
+pub(crate) mod cluster;
 pub mod gossip;
 
 use std::collections::BTreeMap;

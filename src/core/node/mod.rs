@@ -1,236 +1,80 @@
 //! One ringkv node as a sans-IO state machine.
 //!
-//! The driver (real network in `net/`, virtual one in `sim/`) feeds it inputs —
-//! `handle_client`, `handle_message`, `handle_unreachable`, `handle_timeout` — each with
-//! the current [`Now`], and after every input drains its outputs: `poll_transmit`,
-//! `poll_reply` and `poll_timeout`. It never reads a clock, opens a socket or draws
-//! unseeded randomness, so the same code runs in production and, replayably, in the
-//! simulator.
+//! The driver (the real network in `net/`, a virtual one in `sim/`) feeds it inputs —
+//! [`Node::handle_client`], [`Node::handle_message`], [`Node::handle_datagram`],
+//! [`Node::handle_unreachable`], [`Node::handle_timeout`] — each with the current [`Now`],
+//! and after every input drains its outputs: [`Node::poll_transmit`],
+//! [`Node::poll_reply`], [`Node::poll_datagram`] and [`Node::poll_timeout`]. It never
+//! reads a clock, opens a socket or draws unseeded randomness, so the same code runs in
+//! production and, replayably, in the simulator.
 //!
-//! Durability contract with the driver: writes go to [`Storage`] as inputs are handled;
-//! the driver calls `Storage::persist` after a batch of inputs and before it sends any
-//! output. That is group commit, and it is why an ack never leaves before its write is
-//! durable.
+//! The node owns every subsystem and is the only place where they meet: each input is
+//! routed to the subsystem that owns the state it concerns, with the node's shared
+//! context ([`cx::Cx`]) and exactly the other subsystems' state it needs lent as
+//! arguments. What one subsystem's event means for another (a member back up has hints
+//! due; a member down fails the requests waiting on it; a finished transfer lets a
+//! leaving node go) is decided here, in the order written below.
+//!
+//! Durability contract with the driver: writes go to [`Storage`] as inputs are handled,
+//! and the driver persists them in groups. Replication, reads and forwards
+//! ([`PeerMessage::may_precede_persist`]) may leave before the persist that covers the
+//! batch that made them; acks, other messages and client replies leave only after it.
+//! That is group commit, and it is why an ack never leaves before its write is durable.
+//! A crash between a replication and its persist can leave replicas holding a write this
+//! node lost; it then restarts under a fresh actor id, so it never issues those dots
+//! again.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+mod boot;
+mod config;
+pub(crate) mod cx;
+mod reports;
+
 use std::sync::Arc;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use thiserror::Error;
 
 use crate::core::membership::Membership;
-use crate::core::membership::gossip::{
-    Gossip, GossipId, MemberMeta, MemberPhase, PROBE_PERIOD_MS_DEFAULT,
-};
-use crate::core::object::Limits;
+use crate::core::membership::cluster::{Cluster, LeaveStart};
+use crate::core::membership::gossip::{Gossip, GossipEvent, GossipId, MemberMeta, MemberPhase};
 use crate::core::object::clock::{ActorId, Hlc};
-use crate::core::placement::ring::{NodeId, PARTITIONS_DEFAULT, RingError, VNODES_DEFAULT};
-use crate::core::repair::exchange::AeStats;
-use crate::core::repair::merkle::AePath;
-use crate::core::repair::reap::{Reaper, TOMBSTONE_GRACE_MS_DEFAULT};
-use crate::core::repair::transfer::{TRANSFER_BYTES_PER_SEC_DEFAULT, TransferState};
-use crate::core::replica::hints::HINTS_MAX_DEFAULT;
-use crate::core::replica::{Replica, ReplicaError};
-use crate::core::request::Pending;
-use crate::core::stats::{AeProgress, RequestWindows, STATS_WINDOW_MS_DEFAULT};
+use crate::core::object::{Object, Op};
+use crate::core::placement::ring::{NodeId, VNODES_DEFAULT};
+use crate::core::repair::exchange::{AeStats, Exchange};
+use crate::core::repair::reap::Reaper;
+use crate::core::repair::transfer::{self, Transfer, TransferOutcome};
+use crate::core::replica::Replica;
+use crate::core::replica::handoff::Handoff;
+use crate::core::request::{self, Data, Origin, Requests};
+use crate::core::stats::{AeProgress, RequestWindows, Statistics, StatsError, StatsInfo};
 use crate::core::timer::{Timer, TimerTable};
-use crate::proto::{ClientReply, ClientRequest, PeerMessage};
-use crate::storage::{Rmw, Space, Storage, StorageError};
+use crate::proto::{
+    ClientReply, ClientRequest, Key, PeerMessage, QuorumOpts, RequestError, TransferInfo,
+};
+use crate::storage::{Rmw, Space, Storage};
 
-/// Key of the actor id in the `Meta` space.
-pub const META_ACTOR_KEY: &[u8] = b"actor_id";
-/// Key of the clean-stop marker in the `Meta` space: stored by the last persist of a
-/// clean stop ([`Node::mark_clean_stop`]) and removed at start, so its absence at start
-/// means the node crashed (or failed to persist) and takes a fresh actor id.
-pub const META_CLEAN_STOP_KEY: &[u8] = b"clean_stop";
-/// Most requests one node coordinates or forwards at once.
-pub const INFLIGHT_MAX_DEFAULT: usize = 16_384;
-/// Default time a coordinator waits for W acks or R replies.
-pub const REQUEST_TIMEOUT_MS_DEFAULT: u64 = 2_000;
-/// Key of the member table in the `Meta` space (the ring survives restarts).
-pub const META_MEMBERS_KEY: &[u8] = b"members";
-/// Default period of anti-entropy ticks (0 turns anti-entropy off).
-pub const ANTI_ENTROPY_INTERVAL_MS_DEFAULT: u64 = 1_000;
-/// Default period of member-table syncs.
-pub const MEMBER_SYNC_INTERVAL_MS_DEFAULT: u64 = 1_000;
-/// Default period of hinted-handoff rounds.
-pub const HANDOFF_INTERVAL_MS_DEFAULT: u64 = 1_000;
-/// Most hints in flight to primaries at once.
-pub const HANDOFF_INFLIGHT_MAX: usize = 64;
-/// Forwarded requests remembered to recognise a duplicate delivery.
-pub const FORWARDS_SEEN_MAX: usize = 65_536;
-/// Most outputs queued between two drains; a drain happens after every input, so
-/// only a bug could reach it, and then messages are dropped (retries and repair cover).
-pub const OUTBOX_MAX: usize = 1 << 20;
+pub use config::{
+    ANTI_ENTROPY_INTERVAL_MS_DEFAULT, INFLIGHT_MAX_DEFAULT, MEMBER_SYNC_INTERVAL_MS_DEFAULT,
+    META_ACTOR_KEY, META_CLEAN_STOP_KEY, META_MEMBERS_KEY, MemberSpec, NodeConfig, NodeError,
+    NodeStats, Now, REQUEST_TIMEOUT_MS_DEFAULT,
+};
+pub(crate) use cx::Cx;
+use cx::{Ids, Outbox, Shared};
 
-/// The driver's clocks at the moment of an input.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Now {
-    /// Monotonic milliseconds: timers and deadlines.
-    pub mono_ms: u64,
-    /// This node's wall-clock milliseconds: the HLC for LWW.
-    pub wall_ms: u64,
-}
-
-/// A member as configured: name, address and vnode count.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MemberSpec {
-    pub name: NodeId,
-    pub addr: String,
-    pub vnodes: u32,
-}
-
-/// A node's settings.
-#[derive(Clone, Debug)]
-pub struct NodeConfig {
-    pub name: NodeId,
-    pub partitions: u32,
-    /// Default N, W and R for requests that do not say.
-    pub n: u8,
-    pub w: u8,
-    pub r: u8,
-    pub request_timeout_ms: u64,
-    pub limits: Limits,
-    pub hints_max: u64,
-    /// This node's address as peers should dial it (gossip identity); taken from the
-    /// member list when the node is in it.
-    pub addr: String,
-    /// Addresses of members to join through (gossip announce) when this node knows no
-    /// other member yet.
-    pub seeds: Vec<String>,
-    /// SWIM protocol period: one probe per period.
-    pub probe_period_ms: u64,
-    /// Period of member-table syncs with one random member.
-    pub member_sync_interval_ms: u64,
-    /// Partition streaming budget when the ring changes.
-    pub transfer_bytes_per_sec: u64,
-    pub handoff_interval_ms: u64,
-    /// Period of anti-entropy ticks; 0 turns anti-entropy off.
-    pub anti_entropy_interval_ms: u64,
-    /// How anti-entropy finds differences (Merkle descent, Bloom filters, or chosen per
-    /// partition from HLL estimates).
-    pub ae_path: AePath,
-    pub inflight_max: usize,
-    /// Length of one hot-key request-count window (`core::stats`).
-    pub stats_window_ms: u64,
-    /// How long every primary must have held a tombstone before it is reaped; hints
-    /// expire after half of it (see `core/reap.rs`).
-    pub tombstone_grace_ms: u64,
-    /// Seeds this node's RNG (ping nonces, and the actor id of a fresh data directory).
-    pub rng_seed: u64,
-}
-
-/// Errors starting a node.
-#[derive(Debug, Error)]
-pub enum NodeError {
-    #[error("the member list is not a valid ring: {0}")]
-    Ring(#[from] RingError),
-    #[error(
-        "node {0} is not in its own member list and has no address to announce; add it with --peer {0}=ADDR"
-    )]
-    NotAMember(NodeId),
-    #[error("the stored member table is corrupt ({0}); the data directory is damaged")]
-    BadMembers(String),
-    #[error("cannot open the node's storage: {0}")]
-    Storage(#[from] StorageError),
-    #[error("cannot open the node's replica state: {0}")]
-    Replica(#[from] ReplicaError),
-    #[error("the stored actor id is corrupt ({0} bytes); the data directory is damaged")]
-    BadActor(usize),
-    #[error("invalid node configuration: {0}")]
-    Config(String),
-}
-
-/// The node state machine.
+/// The node state machine: every subsystem, owned.
 #[derive(Debug)]
 pub struct Node {
-    pub(crate) config: NodeConfig,
-    pub(crate) actor: ActorId,
-    pub(crate) hlc: Hlc,
-    pub(crate) membership: Membership,
-    pub(crate) replica: Replica,
-    pub(crate) timers: TimerTable,
-    pub(crate) pending: BTreeMap<u64, Pending>,
-    pub(crate) next_id: u64,
-    pub(crate) rng: ChaCha8Rng,
-    pub(crate) transmits: VecDeque<(NodeId, PeerMessage)>,
-    pub(crate) replies: VecDeque<(u64, ClientReply)>,
-    /// Hints currently being handed off: (primary, storage key of the hint).
-    pub(crate) handoff_inflight: BTreeSet<(NodeId, crate::proto::Key)>,
-    /// (forwarder, its request id) of recent `Forward`s, oldest first in the queue.
-    forwards_seen: BTreeSet<(NodeId, u64)>,
-    forwards_order: VecDeque<(NodeId, u64)>,
-    pub(crate) stats: NodeStats,
-    pub(crate) ae: AeStats,
-    /// Next partition anti-entropy looks at.
-    pub(crate) ae_cursor: u32,
-    pub(crate) gossip: Gossip,
-    /// False while a node that joins through seeds has not received a member table.
-    pub(crate) synced: bool,
-    pub(crate) seeds: Vec<String>,
-    /// Set once this node has handed everything over and left the cluster.
-    pub(crate) left: bool,
-    pub(crate) transfer: TransferState,
-    /// Request counts of the keys this node coordinated, for hot keys.
-    pub(crate) traffic: RequestWindows,
-    /// When each partition was last compared by anti-entropy.
-    pub(crate) ae_progress: AeProgress,
-    /// Tombstone reaping rounds this node runs as a partition's first primary.
-    pub(crate) reaper: Reaper,
-}
-
-/// Counters for status output and tests.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct NodeStats {
-    pub hints_delivered: u64,
-    pub read_repairs: u64,
-    pub outbox_dropped: u64,
-    /// Members gossip reported up / down (a false down under loss shows here).
-    pub gossip_ups: u64,
-    pub gossip_downs: u64,
-    /// Gossip packets refused (undecodable, too big, or from an impostor).
-    pub gossip_refused: u64,
-    /// Member tables refused because the sender's partition count differs.
-    pub members_refused: u64,
-}
-
-impl NodeConfig {
-    /// Defaults for a node called `name`: N/W/R 3/2/2, Q=1024.
-    pub fn new(name: impl Into<String>) -> NodeConfig {
-        NodeConfig {
-            name: NodeId::new(name),
-            partitions: PARTITIONS_DEFAULT,
-            n: 3,
-            w: 2,
-            r: 2,
-            request_timeout_ms: REQUEST_TIMEOUT_MS_DEFAULT,
-            limits: Limits::default(),
-            hints_max: HINTS_MAX_DEFAULT,
-            addr: String::new(),
-            seeds: Vec::new(),
-            probe_period_ms: PROBE_PERIOD_MS_DEFAULT,
-            member_sync_interval_ms: MEMBER_SYNC_INTERVAL_MS_DEFAULT,
-            transfer_bytes_per_sec: TRANSFER_BYTES_PER_SEC_DEFAULT,
-            handoff_interval_ms: HANDOFF_INTERVAL_MS_DEFAULT,
-            anti_entropy_interval_ms: ANTI_ENTROPY_INTERVAL_MS_DEFAULT,
-            ae_path: AePath::Auto,
-            inflight_max: INFLIGHT_MAX_DEFAULT,
-            stats_window_ms: STATS_WINDOW_MS_DEFAULT,
-            tombstone_grace_ms: TOMBSTONE_GRACE_MS_DEFAULT,
-            rng_seed: 0,
-        }
-    }
-}
-
-impl MemberSpec {
-    pub fn new(name: impl Into<String>, addr: impl Into<String>) -> MemberSpec {
-        MemberSpec {
-            name: NodeId::new(name),
-            addr: addr.into(),
-            vnodes: VNODES_DEFAULT,
-        }
-    }
+    shared: Shared,
+    actor: ActorId,
+    hlc: Hlc,
+    cluster: Cluster,
+    replica: Replica,
+    requests: Requests,
+    handoff: Handoff,
+    exchange: Exchange,
+    reaper: Reaper,
+    transfer: Transfer,
+    stats: Statistics,
 }
 
 impl Node {
@@ -256,7 +100,7 @@ impl Node {
                 members.push(MemberSpec {
                     name: config.name.clone(),
                     addr: config.addr.clone(),
-                    vnodes: crate::core::placement::ring::VNODES_DEFAULT,
+                    vnodes: VNODES_DEFAULT,
                 });
                 config.addr.clone()
             }
@@ -267,7 +111,7 @@ impl Node {
             .find(|m| m.name == config.name)
             .map_or(VNODES_DEFAULT, |m| m.vnodes);
         let static_others = members.len() > 1;
-        let mut membership = Membership::new(
+        let mut view = Membership::new(
             config.name.clone(),
             members
                 .into_iter()
@@ -276,7 +120,7 @@ impl Node {
             config.partitions,
             now.mono_ms,
         )?;
-        let stored = load_members(storage.as_ref())?;
+        let stored = boot::load_members(storage.as_ref())?;
         let stored_others = stored.iter().any(|m| m.name != config.name);
         let mut own_phase = MemberPhase::Normal;
         for meta in &stored {
@@ -286,7 +130,7 @@ impl Node {
                 if meta.phase == MemberPhase::Leaving {
                     own_phase = MemberPhase::Leaving;
                 }
-                membership.merge_meta(
+                view.merge_meta(
                     &MemberMeta {
                         addr: own_addr.clone(),
                         vnodes: own_vnodes,
@@ -295,26 +139,21 @@ impl Node {
                     now.mono_ms,
                 )?;
             } else {
-                membership.merge_meta(meta, now.mono_ms)?;
+                view.merge_meta(meta, now.mono_ms)?;
             }
         }
         // Our record's version is at least the wall clock, so a node that left (or lost
         // its disk) and comes back outranks what the cluster remembers of it.
-        membership.bump_own(own_phase, now.wall_ms)?;
-        let cluster_size = membership.len() as u32;
+        view.bump_own(own_phase, now.wall_ms)?;
+        let cluster_size = view.len() as u32;
         let mut rng = ChaCha8Rng::seed_from_u64(config.rng_seed);
-        let actor = load_or_create_actor(storage.as_ref(), &mut rng)?;
+        let actor = boot::load_or_create_actor(storage.as_ref(), &mut rng)?;
         let mut replica = Replica::open(storage, config.hints_max, config.partitions)?;
         replica.set_tombstone_grace_ms(config.tombstone_grace_ms);
         replica.set_wall_ms(now.wall_ms);
-        let traffic = RequestWindows::new(config.stats_window_ms, now.mono_ms)
+        let stats = Statistics::new(config.stats_window_ms, config.partitions, now.mono_ms)
             .map_err(|e| NodeError::Config(e.to_string()))?;
-        let ae_progress = AeProgress::new(config.partitions);
-        // Request ids must not repeat across restarts: peers remember forwarded ids to
-        // drop duplicates, and a late reply to the previous incarnation must not match a
-        // new request. A random start in a 2^48 range makes a collision negligible and
-        // leaves room to count up without overflow.
-        let next_id = (rand::RngCore::next_u64(&mut rng) >> 16) + 1;
+        let ids = Ids::starting_at((rand::RngCore::next_u64(&mut rng) >> 16) + 1);
         let gossip = Gossip::new(
             GossipId {
                 name: config.name.clone(),
@@ -329,56 +168,46 @@ impl Node {
         let seeds = config.seeds.clone();
         let synced = static_others || stored_others || seeds.is_empty();
         let mut node = Node {
-            config,
+            shared: Shared {
+                config,
+                out: Outbox::default(),
+                timers: TimerTable::new(),
+                ids,
+                rng,
+            },
             actor,
             hlc: Hlc::new(),
-            membership,
+            cluster: Cluster::new(view, gossip, synced, seeds),
             replica,
-            timers: TimerTable::new(),
-            pending: BTreeMap::new(),
-            next_id,
-            rng,
-            transmits: VecDeque::new(),
-            replies: VecDeque::new(),
-            handoff_inflight: BTreeSet::new(),
-            forwards_seen: BTreeSet::new(),
-            forwards_order: VecDeque::new(),
-            stats: NodeStats::default(),
-            ae: AeStats::default(),
-            ae_cursor: 0,
-            gossip,
-            synced,
-            seeds,
-            left: false,
-            transfer: TransferState::default(),
-            traffic,
-            ae_progress,
+            requests: Requests::default(),
+            handoff: Handoff::default(),
+            exchange: Exchange::default(),
             reaper: Reaper::default(),
+            transfer: Transfer::default(),
+            stats,
         };
-        node.persist_members();
-        node.announce_all(now);
-        node.timers.set(now.mono_ms, Timer::TreeRebuild);
-        if node.config.anti_entropy_interval_ms > 0 {
-            node.timers.set(
-                now.mono_ms + node.config.anti_entropy_interval_ms,
+        let cx = node.shared.lend(now);
+        node.cluster
+            .persist_members(&cx, node.replica.storage().as_ref());
+        node.cluster.announce_all(&cx);
+        let timers = &mut node.shared.timers;
+        let config = &node.shared.config;
+        timers.set(now.mono_ms, Timer::TreeRebuild);
+        if config.anti_entropy_interval_ms > 0 {
+            timers.set(
+                now.mono_ms + config.anti_entropy_interval_ms,
                 Timer::AntiEntropy,
             );
-            node.timers.set(
-                now.mono_ms + node.config.anti_entropy_interval_ms,
-                Timer::Reap,
-            );
+            timers.set(now.mono_ms + config.anti_entropy_interval_ms, Timer::Reap);
         }
-        node.timers.set(now.mono_ms, Timer::MemberSync);
-        node.timers.set(now.mono_ms, Timer::Transfer);
-        node.timers.set(
-            now.mono_ms + node.config.handoff_interval_ms,
-            Timer::Handoff,
-        );
+        timers.set(now.mono_ms, Timer::MemberSync);
+        timers.set(now.mono_ms, Timer::Transfer);
+        timers.set(now.mono_ms + config.handoff_interval_ms, Timer::Handoff);
         Ok(node)
     }
 
     pub fn name(&self) -> &NodeId {
-        &self.config.name
+        &self.shared.config.name
     }
 
     pub fn actor(&self) -> ActorId {
@@ -386,8 +215,7 @@ impl Node {
     }
 
     /// Records a clean stop, for the driver to call just before its last persist: the
-    /// next start then keeps this actor id (see `load_or_create_actor`). Nothing may be
-    /// handled after it.
+    /// next start then keeps this actor id. Nothing may be handled after it.
     pub fn mark_clean_stop(&mut self) -> Result<(), NodeError> {
         self.replica
             .storage()
@@ -396,15 +224,12 @@ impl Node {
     }
 
     pub fn config(&self) -> &NodeConfig {
-        &self.config
+        &self.shared.config
     }
 
+    /// Who is in the cluster, where they listen, and who is alive, as this node sees it.
     pub fn membership(&self) -> &Membership {
-        &self.membership
-    }
-
-    pub fn membership_mut(&mut self) -> &mut Membership {
-        &mut self.membership
+        self.cluster.view()
     }
 
     pub fn storage(&self) -> &Arc<dyn Storage> {
@@ -415,195 +240,446 @@ impl Node {
         &self.replica
     }
 
-    pub fn stats(&self) -> &NodeStats {
-        &self.stats
+    /// The replica, for tests that seed data without going through requests.
+    #[cfg(test)]
+    pub(crate) fn replica_mut(&mut self) -> &mut Replica {
+        &mut self.replica
+    }
+
+    /// Counters of every subsystem, for status output and tests.
+    pub fn stats(&self) -> NodeStats {
+        let cluster = self.cluster.counters();
+        NodeStats {
+            hints_delivered: self.handoff.delivered(),
+            read_repairs: self.requests.read_repairs(),
+            outbox_dropped: self.shared.out.dropped(),
+            gossip_ups: cluster.gossip_ups,
+            gossip_downs: cluster.gossip_downs,
+            gossip_refused: cluster.gossip_refused,
+            members_refused: cluster.members_refused,
+        }
+    }
+
+    /// What anti-entropy has done on this node.
+    pub fn ae_stats(&self) -> &AeStats {
+        self.exchange.stats()
+    }
+
+    /// Tombstones this replica removed after every primary confirmed them.
+    pub fn tombstones_reaped(&self) -> u64 {
+        self.reaper.reaped()
     }
 
     /// Request counts of the keys this node coordinated (hot keys).
     pub fn traffic(&self) -> &RequestWindows {
-        &self.traffic
+        self.stats.traffic()
     }
 
     /// When this node last compared each partition with a peer.
     pub fn ae_progress(&self) -> &AeProgress {
-        &self.ae_progress
+        self.stats.progress()
     }
 
-    /// Requests coordinated or forwarded and not yet finished.
+    /// Requests coordinated or forwarded, and hints being delivered, not yet finished.
     pub fn inflight(&self) -> usize {
-        self.pending.len()
+        self.requests.len() + self.handoff.len()
+    }
+
+    /// True once this node has handed everything over and left; the driver stops it.
+    pub fn has_left(&self) -> bool {
+        self.cluster.has_left()
+    }
+
+    /// True when the node knows the cluster's member table (a node joining through a
+    /// seed does not until its first sync).
+    pub fn is_synced(&self) -> bool {
+        self.cluster.is_synced()
+    }
+
+    /// Partition streaming as `ringkv status` shows it.
+    pub fn transfer_info(&self) -> TransferInfo {
+        self.transfer
+            .info(&self.shared.config, &self.replica, self.cluster.view())
+    }
+
+    /// This node's statistics at `now`; rotates the request windows first.
+    pub fn stats_info(&mut self, now: Now) -> Result<StatsInfo, StatsError> {
+        self.stats.report(
+            now,
+            &self.shared.config,
+            &mut self.replica,
+            self.cluster.view(),
+            self.exchange.stats(),
+        )
     }
 
     /// A client request arrived; `req_id` is the driver's, echoed in `poll_reply`.
     pub fn handle_client(&mut self, now: Now, req_id: u64, request: ClientRequest) {
         self.replica.set_wall_ms(now.wall_ms);
-        self.start_request(now, crate::core::request::Origin::Client(req_id), request);
+        self.start_request(now, Origin::Client(req_id), request);
     }
 
     /// A peer message arrived from `from`.
     pub fn handle_message(&mut self, now: Now, from: NodeId, msg: PeerMessage) {
         self.replica.set_wall_ms(now.wall_ms);
-        if self.membership.heard_from(&from, now.mono_ms) {
-            self.on_member_up(now, &from);
+        let mut cx = self.shared.lend(now);
+        if self.cluster.heard_from(&cx, &from) {
+            self.handoff.on_member_up(&mut cx, &mut self.replica, &from);
         }
-        self.note_ae_message(now, &msg);
-        self.on_peer_message(now, from, msg);
+        self.stats.note_message(now, &self.replica, &msg);
+        self.route(now, from, msg);
+    }
+
+    /// A gossip datagram arrived from the node whose certificate names it `from`.
+    pub fn handle_datagram(&mut self, now: Now, from: NodeId, data: &[u8]) {
+        self.replica.set_wall_ms(now.wall_ms);
+        let mut cx = self.shared.lend(now);
+        if self.cluster.handle_datagram(&cx, &from, data) {
+            self.handoff.on_member_up(&mut cx, &mut self.replica, &from);
+        }
+        self.drain_gossip(now);
     }
 
     /// The driver could not deliver to `node` (connect or stream failure).
     pub fn handle_unreachable(&mut self, now: Now, node: NodeId) {
         self.replica.set_wall_ms(now.wall_ms);
-        self.membership.mark_down(&node);
+        self.cluster.mark_unreachable(&node);
         self.on_unreachable(now, &node);
     }
 
     /// Time passed; fires every due timer (stale ones are no-ops).
     pub fn handle_timeout(&mut self, now: Now) {
-        if let Err(e) = self.gossip.handle_due(now.mono_ms) {
-            tracing::debug!(node = %self.config.name, error = %e, "gossip timer");
-        }
+        self.cluster.on_timeout(&self.shared.lend(now));
         self.drain_gossip(now);
         self.replica.set_wall_ms(now.wall_ms);
-        for timer in self.timers.expire(now.mono_ms) {
+        for timer in self.shared.timers.expire(now.mono_ms) {
+            let mut cx = self.shared.lend(now);
+            let members = self.cluster.view();
             match timer {
-                Timer::Request(id) => self.on_request_timeout(now, id),
-                Timer::MemberSync => self.on_member_sync_tick(now),
-                Timer::Transfer => self.on_transfer_tick(now),
-                Timer::Handoff => self.on_handoff_tick(now),
-                Timer::TreeRebuild => self.on_rebuild_tick(now),
-                Timer::AntiEntropy => self.on_anti_entropy_tick(now),
-                Timer::Reap => self.on_reap_tick(now),
+                Timer::Request(id) if self.requests.owns(id) => {
+                    self.requests.on_timeout(&mut cx, &mut self.replica, id)
+                }
+                Timer::Request(id) => self.handoff.on_timeout(id),
+                Timer::MemberSync => {
+                    self.cluster.on_sync_tick(&mut cx);
+                    self.drain_gossip(now);
+                }
+                Timer::Transfer => {
+                    let ready = !self.cluster.has_left() && self.cluster.is_synced();
+                    let outcome = self
+                        .transfer
+                        .on_tick(&mut cx, &mut self.replica, members, ready);
+                    if outcome == TransferOutcome::HandedOver {
+                        let storage = self.replica.storage().clone();
+                        self.cluster.finish_leave(&mut cx, storage.as_ref());
+                    }
+                }
+                Timer::Handoff => self.handoff.on_tick(&mut cx, &mut self.replica, members),
+                Timer::TreeRebuild => self.exchange.on_rebuild_tick(&mut cx, &mut self.replica),
+                Timer::AntiEntropy => self.exchange.on_tick(
+                    &mut cx,
+                    &self.replica,
+                    members,
+                    self.stats.progress_mut(),
+                ),
+                Timer::Reap => self.reaper.on_tick(&mut cx, &mut self.replica, members),
             }
         }
     }
 
     pub fn poll_transmit(&mut self) -> Option<(NodeId, PeerMessage)> {
-        self.transmits.pop_front()
+        self.shared.out.poll_transmit()
     }
 
     pub fn poll_reply(&mut self) -> Option<(u64, ClientReply)> {
-        self.replies.pop_front()
+        self.shared.out.poll_reply()
+    }
+
+    /// The next gossip datagram to send: (destination address, packet).
+    pub fn poll_datagram(&mut self) -> Option<(String, Vec<u8>)> {
+        self.cluster.poll_datagram()
     }
 
     /// The earliest deadline at which `handle_timeout` must be called.
     pub fn poll_timeout(&self) -> Option<u64> {
-        match (self.timers.next_deadline(), self.gossip.next_deadline()) {
+        match (
+            self.shared.timers.next_deadline(),
+            self.cluster.next_deadline(),
+        ) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
     }
 
-    pub(crate) fn send(&mut self, to: NodeId, msg: PeerMessage) {
-        if self.transmits.len() >= OUTBOX_MAX {
-            self.stats.outbox_dropped += 1;
-            return;
+    /// Routes a peer message to the subsystem that owns what it concerns.
+    fn route(&mut self, now: Now, from: NodeId, msg: PeerMessage) {
+        let mut cx = self.shared.lend(now);
+        let members = self.cluster.view();
+        match msg {
+            PeerMessage::Forward { id, request } => {
+                if self.requests.first_forward(&from, id) {
+                    self.start_request(now, Origin::Peer { node: from, id }, request)
+                }
+            }
+            PeerMessage::ForwardReply { id, reply } => {
+                self.requests.on_forward_reply(&mut cx, &from, id, reply)
+            }
+            PeerMessage::Replicate {
+                id,
+                key,
+                object,
+                hint,
+            } => self.serve_replicate(now, from, id, &key, &object, hint),
+            PeerMessage::ReplicateAck { id, error } => {
+                if self.requests.owns(id) {
+                    self.requests.on_replicate_ack(&mut cx, id, &from, error);
+                } else {
+                    self.handoff.on_ack(&mut self.replica, id, &from, error);
+                }
+            }
+            PeerMessage::Read { id, key, hint } => {
+                let hint = hint.filter(|p| p != cx.me());
+                let (object, error) = match self.replica.read(&key, hint.as_ref()) {
+                    Ok(o) => (o, None),
+                    Err(e) => (None, Some(e.to_string())),
+                };
+                cx.out
+                    .send(from, PeerMessage::ReadReply { id, object, error });
+            }
+            PeerMessage::ReadReply { id, object, error } => {
+                let result = match error {
+                    Some(e) => Err(e),
+                    None => Ok(object),
+                };
+                self.requests
+                    .on_read_reply(&mut cx, &mut self.replica, id, from, result);
+            }
+            PeerMessage::Ping { nonce } => cx.out.send(from, PeerMessage::Pong { nonce }),
+            PeerMessage::Pong { .. } => {}
+            PeerMessage::Members {
+                partitions,
+                members,
+            } => {
+                let storage = self.replica.storage().clone();
+                self.cluster.on_members_message(
+                    &mut cx,
+                    storage.as_ref(),
+                    from,
+                    partitions,
+                    members,
+                );
+            }
+            PeerMessage::Transfer { id, objects, .. } => {
+                transfer::on_transfer(&mut cx, &mut self.replica, from, id, objects)
+            }
+            PeerMessage::TransferAck { id, error } => {
+                let outcome = self
+                    .transfer
+                    .on_ack(&mut cx, &mut self.replica, &from, id, error);
+                if outcome == TransferOutcome::KeysDropped {
+                    self.renew_actor();
+                    let mut cx = self.shared.lend(now);
+                    self.transfer.after_ack(&mut cx, &self.replica);
+                }
+            }
+            msg @ (PeerMessage::AeRoots { .. }
+            | PeerMessage::AeBranches { .. }
+            | PeerMessage::AeLeaves { .. }
+            | PeerMessage::AeKeys { .. }
+            | PeerMessage::AePull { .. }) => {
+                self.exchange
+                    .on_message(&mut cx, &self.replica, members, from, msg)
+            }
+            msg @ (PeerMessage::AeSketch { .. }
+            | PeerMessage::AeBloom { .. }
+            | PeerMessage::AeBloomReply { .. }
+            | PeerMessage::AeBloomNext { .. }) => {
+                self.exchange
+                    .on_sketch_message(&mut cx, &self.replica, members, from, msg)
+            }
+            msg @ (PeerMessage::ReapCheck { .. }
+            | PeerMessage::ReapConfirm { .. }
+            | PeerMessage::Reap { .. }) => {
+                self.reaper
+                    .on_message(&mut cx, &mut self.replica, members, from, msg)
+            }
         }
-        self.transmits.push_back((to, msg));
     }
 
-    pub(crate) fn reply(&mut self, req_id: u64, reply: ClientReply) {
-        self.replies.push_back((req_id, reply));
-    }
-
-    /// Records a forwarded request; false when the same one was delivered before. A
-    /// forward is an operation, not a state, so running it twice would apply a counter
-    /// increment or a set add twice.
-    pub(crate) fn first_forward(&mut self, from: &NodeId, id: u64) -> bool {
-        if !self.forwards_seen.insert((from.clone(), id)) {
-            return false;
+    /// A replica's part of a write: merge the object (idempotent) and ack.
+    fn serve_replicate(
+        &mut self,
+        now: Now,
+        from: NodeId,
+        id: u64,
+        key: &Key,
+        object: &Object,
+        hint: Option<NodeId>,
+    ) {
+        if let Object::Lww(cell) = object {
+            // A peer's clock far in the future is refused; the data still merges.
+            let _ = self.hlc.observe(cell.ts, now.wall_ms);
         }
-        self.forwards_order.push_back((from.clone(), id));
-        if self.forwards_order.len() > FORWARDS_SEEN_MAX
-            && let Some(oldest) = self.forwards_order.pop_front()
-        {
-            self.forwards_seen.remove(&oldest);
-        }
-        true
-    }
-
-    pub(crate) fn fresh_id(&mut self) -> u64 {
-        let id = self.next_id;
-        self.next_id += 1;
-        id
-    }
-
-    /// A member came back: push its hints now rather than at the next tick.
-    pub(crate) fn on_member_up(&mut self, now: Now, node: &NodeId) {
-        if self.replica.hints().for_primary(node) > 0 {
-            self.push_hints(now, node);
-        }
-    }
-
-    fn on_handoff_tick(&mut self, now: Now) {
-        let departed: Vec<NodeId> = self
+        let cx = self.shared.lend(now);
+        let hint = hint.filter(|p| p != cx.me());
+        let error = self
             .replica
-            .hints()
-            .primaries()
-            .filter(|p| {
-                self.membership
-                    .get(p)
-                    .is_none_or(|m| m.phase == MemberPhase::Left)
-            })
-            .cloned()
-            .collect();
-        for primary in departed {
-            self.absorb_hints_of(&primary);
+            .merge(key, object, hint.as_ref())
+            .err()
+            .map(|e| e.to_string());
+        cx.out.send(from, PeerMessage::ReplicateAck { id, error });
+    }
+
+    /// A client's request, or one forwarded by a peer: operator requests are answered
+    /// here, data requests go to the requests subsystem.
+    fn start_request(&mut self, now: Now, origin: Origin, request: ClientRequest) {
+        let (key, op, opts): (Key, Option<Op>, QuorumOpts) = match request {
+            ClientRequest::Status => {
+                let status = reports::status(
+                    &self.shared.config,
+                    self.cluster.view(),
+                    &self.replica,
+                    self.transfer_info(),
+                );
+                let mut cx = self.shared.lend(now);
+                return request::finish(&mut cx, origin, ClientReply::Status(status));
+            }
+            ClientRequest::Ring => {
+                let ring = reports::ring_info(&self.shared.config, self.cluster.view());
+                let mut cx = self.shared.lend(now);
+                return request::finish(&mut cx, origin, ClientReply::Ring(ring));
+            }
+            ClientRequest::Join { seed } => {
+                let reply = match self.cluster.join_through(&self.shared.lend(now), seed) {
+                    Ok(reply) => {
+                        self.drain_gossip(now);
+                        reply
+                    }
+                    Err(reply) => reply,
+                };
+                let mut cx = self.shared.lend(now);
+                return request::finish(&mut cx, origin, reply);
+            }
+            ClientRequest::Leave => {
+                let reply = self.start_leave(now);
+                let mut cx = self.shared.lend(now);
+                return request::finish(&mut cx, origin, reply);
+            }
+            ClientRequest::Stats => {
+                let reply = match self.stats_info(now) {
+                    Ok(info) => ClientReply::Stats(Box::new(info)),
+                    Err(e) => ClientReply::Error(RequestError::Internal {
+                        node: self.shared.config.name.clone(),
+                        message: e.to_string(),
+                    }),
+                };
+                let mut cx = self.shared.lend(now);
+                return request::finish(&mut cx, origin, reply);
+            }
+            ClientRequest::Get { key, opts } => (key, None, opts),
+            ClientRequest::Write { key, op, opts } => (key, Some(op), opts),
+        };
+        let mut cx = self.shared.lend(now);
+        if !self.cluster.is_synced() || self.cluster.has_left() {
+            let reason = if self.cluster.has_left() {
+                "it has left the cluster; send requests to another node".to_string()
+            } else {
+                "it is still joining and has not received the member table from its seeds; retry on another node or in a moment".to_string()
+            };
+            let err = RequestError::NotReady {
+                node: cx.me().clone(),
+                reason,
+            };
+            return request::finish(&mut cx, origin, ClientReply::Error(err));
         }
-        let primaries: Vec<NodeId> = self
+        let data = Data {
+            replica: &mut self.replica,
+            members: self.cluster.view(),
+            hlc: &mut self.hlc,
+            actor: self.actor,
+            traffic: self.stats.traffic_mut(),
+        };
+        let others = self.handoff.len();
+        self.requests
+            .start(&mut cx, data, origin, key, op, opts, others);
+    }
+
+    /// `ringkv leave`: see [`Cluster::start_leave`]; partitions stream from the next
+    /// transfer tick, which is due at once.
+    fn start_leave(&mut self, now: Now) -> ClientReply {
+        let me = self.shared.config.name.clone();
+        let storage = self.replica.storage().clone();
+        let mut cx = self.shared.lend(now);
+        match self.cluster.start_leave(&mut cx, storage.as_ref()) {
+            LeaveStart::AlreadyLeaving => ClientReply::Changed(format!(
+                "{me} is already leaving; {} partitions still to hand over",
+                self.transfer_info().pending
+            )),
+            LeaveStart::Refused(reply) => reply,
+            LeaveStart::Started => {
+                let pending = self.transfer_info().pending;
+                tracing::info!(node = %me, pending, "leaving: handing partitions over");
+                ClientReply::Changed(format!(
+                    "{me} is leaving: handing {pending} partitions to their new owners, then it stops; watch `ringkv status`"
+                ))
+            }
+        }
+    }
+
+    /// Applies what gossip reported since the last call, one event at a time.
+    fn drain_gossip(&mut self, now: Now) {
+        while let Some(event) = self.cluster.poll_gossip_event() {
+            let storage = self.replica.storage().clone();
+            let mut cx = self.shared.lend(now);
+            match event {
+                GossipEvent::Up(id) => {
+                    let Some(came_up) = self.cluster.on_gossip_up(&mut cx, storage.as_ref(), &id)
+                    else {
+                        continue;
+                    };
+                    if came_up {
+                        self.handoff
+                            .on_member_up(&mut cx, &mut self.replica, &id.name);
+                    }
+                    self.cluster.send_table(&mut cx, id.name);
+                }
+                GossipEvent::Down(id) => {
+                    if self.cluster.on_gossip_down(&cx, &id) {
+                        self.on_unreachable(now, &id.name);
+                    }
+                }
+                GossipEvent::Meta(meta) => {
+                    self.cluster.on_gossip_meta(&mut cx, storage.as_ref(), meta)
+                }
+            }
+        }
+    }
+
+    /// `node` is down or cannot be reached: every request and delivery waiting on it
+    /// counts it as missing.
+    fn on_unreachable(&mut self, now: Now, node: &NodeId) {
+        let mut cx = self.shared.lend(now);
+        self.requests
+            .on_unreachable(&mut cx, &mut self.replica, node);
+        self.handoff.on_unreachable(node);
+    }
+
+    /// Takes a fresh actor id and stores it for restarts. A node that dropped keys it
+    /// handed over no longer remembers its own dots and counter entries for them, and
+    /// reusing them would make a later write look already seen.
+    fn renew_actor(&mut self) {
+        let actor = ActorId::random(&mut self.shared.rng);
+        let stored = self
             .replica
-            .hints()
-            .primaries()
-            .filter(|p| self.membership.is_up(p))
-            .cloned()
-            .collect();
-        for primary in primaries {
-            self.push_hints(now, &primary);
-        }
-        self.timers.set(
-            now.mono_ms + self.config.handoff_interval_ms,
-            Timer::Handoff,
-        );
-    }
-}
-
-/// The member table stored by an earlier run (empty for a new data directory).
-fn load_members(storage: &dyn Storage) -> Result<Vec<MemberMeta>, NodeError> {
-    match storage.get(Space::Meta, META_MEMBERS_KEY)? {
-        Some(bytes) => {
-            rmp_serde::from_slice(&bytes).map_err(|e| NodeError::BadMembers(e.to_string()))
-        }
-        None => Ok(Vec::new()),
-    }
-}
-
-/// The node's actor id: the stored one after a clean stop, a fresh one after a crash or
-/// on a new data directory.
-///
-/// Why a crash renews it: the driver sends `Replicate` messages before the persist that
-/// covers them (`net/core_loop.rs`), so dots and counter entries of the old actor may
-/// live on other replicas while this disk lost them; under the same actor the node would
-/// issue them again for other values, and replicas would take the new write for one they
-/// already hold. A fresh actor never reuses them. Clocks then grow by one actor per
-/// unclean restart, not per restart.
-fn load_or_create_actor(storage: &dyn Storage, rng: &mut ChaCha8Rng) -> Result<ActorId, NodeError> {
-    let clean = storage.get(Space::Meta, META_CLEAN_STOP_KEY)?.is_some();
-    if let Some(bytes) = storage.get(Space::Meta, META_ACTOR_KEY)? {
-        let raw: [u8; 8] = bytes
-            .as_slice()
-            .try_into()
-            .map_err(|_| NodeError::BadActor(bytes.len()))?;
-        if clean {
-            // The marker must not outlive this run: a crash later is not a clean stop.
-            storage.update(Space::Meta, META_CLEAN_STOP_KEY, &mut |_| Rmw::Delete)?;
-            storage.persist()?;
-            return Ok(ActorId(u64::from_be_bytes(raw)));
+            .storage()
+            .update(Space::Meta, META_ACTOR_KEY, &mut |_| {
+                Rmw::Put(actor.0.to_be_bytes().to_vec())
+            });
+        // Switch even if storing failed: reusing the old actor is the unsafe choice, and
+        // a failed store fails the batch's persist, which stops the node anyway.
+        self.actor = actor;
+        if let Err(e) = stored {
+            tracing::error!(node = %self.shared.config.name, error = %e, "cannot store a fresh actor id");
         }
     }
-    let actor = ActorId::random(rng);
-    storage.update(Space::Meta, META_ACTOR_KEY, &mut |_| {
-        Rmw::Put(actor.0.to_be_bytes().to_vec())
-    })?;
-    storage.update(Space::Meta, META_CLEAN_STOP_KEY, &mut |_| Rmw::Delete)?;
-    storage.persist()?;
-    Ok(actor)
 }

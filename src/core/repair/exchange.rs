@@ -16,18 +16,22 @@
 //! instead of hiding a difference forever. Leaves travel sparse (a bitmap of non-empty
 //! leaves), and keys are never listed by name: the side that lacks an entry returns its
 //! hash, and the side that holds it pushes the object. When most branches of a partition
-//! differ, `reconcile.rs` may take over with HLL sketches and Bloom filters.
+//! differ, the sketch path ([`super::sketch`]) may take over with HLL sketches and Bloom filters.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_bytes::ByteBuf;
 
-use crate::core::node::{Node, Now};
+use crate::core::membership::Membership;
+use crate::core::node::Cx;
 use crate::core::placement::ring::NodeId;
 use crate::core::repair::merkle::{
     AePath, LEAVES_PER_BRANCH, MerkleTrees, RebuildProgress, SEGMENTS_PER_PARTITION, entry_hash,
     short16, short32,
 };
+use crate::core::repair::sketch;
+use crate::core::replica::Replica;
+use crate::core::stats::AeProgress;
 use crate::core::timer::Timer;
 use crate::proto::{Key, PeerMessage};
 
@@ -65,26 +69,49 @@ pub struct AeStats {
     pub bloom_exchanges: u64,
     /// Bloom rounds this node started (each sends a filter and asks for the peer's).
     pub bloom_rounds: u64,
-    /// Tombstones this replica removed after every primary confirmed them.
-    pub tombstones_reaped: u64,
 }
 
 /// Counts the bytes an encoder writes, without keeping them.
 struct ByteCounter(u64);
 
-impl Node {
+/// The Merkle exchange subsystem: its counters and the next partition it looks at.
+#[derive(Debug, Default)]
+pub(crate) struct Exchange {
+    stats: AeStats,
+    /// Next partition anti-entropy looks at.
+    cursor: u32,
+}
+
+/// What one anti-entropy call works with: the node's shared context, this replica (read
+/// only: repairs travel as replications to the peer, and what we lack the peer pushes to
+/// us), the membership view and the exchange's counters. The sketch path
+/// ([`super::sketch`]) uses the same context.
+#[derive(Debug)]
+pub(crate) struct AeCx<'a, 'c> {
+    pub(crate) cx: &'a mut Cx<'c>,
+    pub(crate) replica: &'a Replica,
+    pub(crate) members: &'a Membership,
+    pub(crate) stats: &'a mut AeStats,
+}
+
+impl Exchange {
+    pub(crate) fn stats(&self) -> &AeStats {
+        &self.stats
+    }
+
     /// One step of the start-up tree rebuild; reschedules itself until done.
-    pub(crate) fn on_rebuild_tick(&mut self, now: Now) {
-        match self.replica.rebuild_trees_step() {
+    pub(crate) fn on_rebuild_tick(&mut self, cx: &mut Cx<'_>, replica: &mut Replica) {
+        let now = cx.now;
+        match replica.rebuild_trees_step() {
             Ok(RebuildProgress::Scanned(rows)) => {
-                self.ae.rebuild_rows = rows;
-                self.timers.set(now.mono_ms, Timer::TreeRebuild);
+                self.stats.rebuild_rows = rows;
+                cx.timers.set(now.mono_ms, Timer::TreeRebuild);
             }
-            Ok(RebuildProgress::Done(rows)) => self.ae.rebuild_rows = rows,
+            Ok(RebuildProgress::Done(rows)) => self.stats.rebuild_rows = rows,
             Err(e) => {
-                tracing::warn!(node = %self.config.name, error = %e, "tree rebuild step failed; retrying");
-                self.timers.set(
-                    now.mono_ms + self.config.anti_entropy_interval_ms,
+                tracing::warn!(node = %cx.me(), error = %e, "tree rebuild step failed; retrying");
+                cx.timers.set(
+                    now.mono_ms + cx.config.anti_entropy_interval_ms,
                     Timer::TreeRebuild,
                 );
             }
@@ -92,35 +119,41 @@ impl Node {
     }
 
     /// Sends the roots of the next partitions this node initiates, one message per peer.
-    pub(crate) fn on_anti_entropy_tick(&mut self, now: Now) {
-        let interval = self.config.anti_entropy_interval_ms;
+    pub(crate) fn on_tick(
+        &mut self,
+        cx: &mut Cx<'_>,
+        replica: &Replica,
+        members: &Membership,
+        progress: &mut AeProgress,
+    ) {
+        let now = cx.now;
+        let interval = cx.config.anti_entropy_interval_ms;
         if interval == 0 {
             return;
         }
         // Jitter keeps the nodes of a cluster from comparing in lockstep.
-        let jitter = rand::RngCore::next_u64(&mut self.rng) % (interval / 4 + 1);
-        self.timers
+        let jitter = rand::RngCore::next_u64(cx.rng) % (interval / 4 + 1);
+        cx.timers
             .set(now.mono_ms + interval + jitter, Timer::AntiEntropy);
-        if !self.replica.trees().is_ready() {
+        if !replica.trees().is_ready() {
             return;
         }
-        let me = self.config.name.clone();
-        let n = self.config.n as usize;
-        let partitions = self.membership.ring().partitions();
+        let me = cx.me().clone();
+        let n = cx.config.n as usize;
+        let partitions = members.ring().partitions();
         let mut batches: BTreeMap<NodeId, (u64, Vec<(u32, u16)>)> = BTreeMap::new();
         let mut started = 0;
         for _ in 0..partitions {
             if started == AE_PARTITIONS_PER_TICK {
                 break;
             }
-            let p = self.ae_cursor % partitions;
-            self.ae_cursor = self.ae_cursor.wrapping_add(1);
-            let live: Vec<NodeId> = self
-                .membership
+            let p = self.cursor % partitions;
+            self.cursor = self.cursor.wrapping_add(1);
+            let live: Vec<NodeId> = members
                 .ring()
                 .primaries(p, n)
                 .into_iter()
-                .filter(|x| self.membership.is_up(x))
+                .filter(|x| members.is_up(x))
                 .cloned()
                 .collect();
             // One initiator per partition — its first live primary — so two replicas
@@ -132,49 +165,86 @@ impl Node {
             if peers.is_empty() {
                 continue;
             }
-            let pick = rand::RngCore::next_u64(&mut self.rng) as usize % peers.len();
+            let pick = rand::RngCore::next_u64(cx.rng) as usize % peers.len();
             let peer = peers[pick].clone();
             if !batches.contains_key(&peer) {
-                let salt = rand::RngCore::next_u64(&mut self.rng);
+                let salt = rand::RngCore::next_u64(cx.rng);
                 batches.insert(peer.clone(), (salt, Vec::new()));
             }
             if let Some((salt, records)) = batches.get_mut(&peer) {
-                records.push((p, short16(*salt, self.replica.trees().root(p))));
+                records.push((p, short16(*salt, replica.trees().root(p))));
             }
-            self.ae.exchanges += 1;
-            self.ae_progress.record(p, now.mono_ms);
+            self.stats.exchanges += 1;
+            progress.record(p, now.mono_ms);
             started += 1;
         }
+        let mut ae = self.lend(cx, replica, members);
         for (peer, (salt, records)) in batches {
             let roots = pack_roots(records);
-            self.ae_send(peer, PeerMessage::AeRoots { salt, roots });
+            ae.send(peer, PeerMessage::AeRoots { salt, roots });
         }
     }
 
-    pub(crate) fn on_ae_message(&mut self, from: NodeId, msg: PeerMessage) {
-        if !self.replica.trees().is_ready() {
+    /// A message of the Merkle path.
+    pub(crate) fn on_message(
+        &mut self,
+        cx: &mut Cx<'_>,
+        replica: &Replica,
+        members: &Membership,
+        from: NodeId,
+        msg: PeerMessage,
+    ) {
+        if !replica.trees().is_ready() {
             return;
         }
+        let mut ae = self.lend(cx, replica, members);
         match msg {
-            PeerMessage::AeRoots { salt, roots } => self.on_roots(from, salt, &roots),
+            PeerMessage::AeRoots { salt, roots } => ae.on_roots(from, salt, &roots),
             PeerMessage::AeBranches { salt, parts } => {
-                self.descend_branches(from, salt, parts, true);
+                ae.descend_branches(from, salt, parts, true);
             }
-            PeerMessage::AeLeaves { salt, parts } => self.on_leaves(from, salt, parts),
-            PeerMessage::AeKeys { salt, parts } => self.on_keys(from, salt, parts),
-            PeerMessage::AePull { salt, parts } => self.on_pull(from, salt, parts),
+            PeerMessage::AeLeaves { salt, parts } => ae.on_leaves(from, salt, parts),
+            PeerMessage::AeKeys { salt, parts } => ae.on_keys(from, salt, parts),
+            PeerMessage::AePull { salt, parts } => ae.on_pull(from, salt, parts),
             _ => {}
         }
     }
 
-    pub fn ae_stats(&self) -> &AeStats {
-        &self.ae
+    /// A message of the sketch (HLL and Bloom) path.
+    pub(crate) fn on_sketch_message(
+        &mut self,
+        cx: &mut Cx<'_>,
+        replica: &Replica,
+        members: &Membership,
+        from: NodeId,
+        msg: PeerMessage,
+    ) {
+        if !replica.trees().is_ready() {
+            return;
+        }
+        sketch::on_message(&mut self.lend(cx, replica, members), from, msg);
     }
 
+    fn lend<'a, 'c>(
+        &'a mut self,
+        cx: &'a mut Cx<'c>,
+        replica: &'a Replica,
+        members: &'a Membership,
+    ) -> AeCx<'a, 'c> {
+        AeCx {
+            cx,
+            replica,
+            members,
+            stats: &mut self.stats,
+        }
+    }
+}
+
+impl AeCx<'_, '_> {
     /// Sends an anti-entropy message, counting its encoded size.
-    pub(crate) fn ae_send(&mut self, to: NodeId, msg: PeerMessage) {
-        self.ae.bytes_sent += wire_bytes(&msg);
-        self.send(to, msg);
+    pub(crate) fn send(&mut self, to: NodeId, msg: PeerMessage) {
+        self.stats.bytes_sent += wire_bytes(&msg);
+        self.cx.out.send(to, msg);
     }
 
     /// Answers a peer's differing branches (`theirs`, per partition) with our leaves under
@@ -186,7 +256,7 @@ impl Node {
         parts: Vec<(u32, ByteBuf)>,
         sketch_ok: bool,
     ) {
-        let partitions = self.membership.ring().partitions();
+        let partitions = self.members.ring().partitions();
         let mut out = Vec::new();
         for (p, theirs) in parts.into_iter().take(AE_BATCH_PARTITIONS_MAX) {
             if p >= partitions {
@@ -206,19 +276,19 @@ impl Node {
                 continue;
             }
             let sketch = sketch_ok
-                && match self.config.ae_path {
+                && match self.cx.config.ae_path {
                     AePath::Bloom => true,
                     AePath::Auto => differing.len() >= AE_SKETCH_BRANCHES_MIN,
                     AePath::Merkle => false,
                 };
-            if sketch && self.send_sketch(&from, salt, p) {
+            if sketch && sketch::send_sketch(self, &from, salt, p) {
                 continue;
             }
             let leaves = pack_leaves(salt, self.replica.trees(), p, &differing);
             out.push((p, ByteBuf::from(leaves)));
         }
         if !out.is_empty() {
-            self.ae_send(from, PeerMessage::AeLeaves { salt, parts: out });
+            self.send(from, PeerMessage::AeLeaves { salt, parts: out });
         }
     }
 
@@ -229,13 +299,13 @@ impl Node {
                 Ok(Some(o)) => o,
                 Ok(None) => continue,
                 Err(e) => {
-                    tracing::warn!(node = %self.config.name, %key, error = %e, "anti-entropy cannot read a key");
+                    tracing::warn!(node = %self.cx.me(), %key, error = %e, "anti-entropy cannot read a key");
                     continue;
                 }
             };
-            let id = self.fresh_id();
-            self.ae.keys_sent += 1;
-            self.send(
+            let id = self.cx.ids.fresh();
+            self.stats.keys_sent += 1;
+            self.cx.out.send(
                 to.clone(),
                 PeerMessage::Replicate {
                     id,
@@ -248,7 +318,7 @@ impl Node {
     }
 
     fn on_roots(&mut self, from: NodeId, salt: u64, roots: &[u8]) {
-        let partitions = self.membership.ring().partitions();
+        let partitions = self.members.ring().partitions();
         let mut parts = Vec::new();
         for (p, root) in unpack_roots(roots)
             .into_iter()
@@ -257,20 +327,21 @@ impl Node {
             if p >= partitions || short16(salt, self.replica.trees().root(p)) == root {
                 continue;
             }
-            self.ae.mismatches += 1;
-            if self.config.ae_path == AePath::Bloom && self.send_sketch(&from, salt, p) {
+            self.stats.mismatches += 1;
+            if self.cx.config.ae_path == AePath::Bloom && sketch::send_sketch(self, &from, salt, p)
+            {
                 continue;
             }
             let branches = pack_branches(salt, &self.replica.trees().branches(p));
             parts.push((p, ByteBuf::from(branches)));
         }
         if !parts.is_empty() {
-            self.ae_send(from, PeerMessage::AeBranches { salt, parts });
+            self.send(from, PeerMessage::AeBranches { salt, parts });
         }
     }
 
     fn on_leaves(&mut self, from: NodeId, salt: u64, parts: Vec<(u32, ByteBuf)>) {
-        let partitions = self.membership.ring().partitions();
+        let partitions = self.members.ring().partitions();
         let mut out = Vec::new();
         let mut listed = 0;
         for (p, records) in parts.into_iter().take(AE_BATCH_PARTITIONS_MAX) {
@@ -289,12 +360,12 @@ impl Node {
             out.push((p, ByteBuf::from(differing), ByteBuf::from(hashes)));
         }
         if !out.is_empty() {
-            self.ae_send(from, PeerMessage::AeKeys { salt, parts: out });
+            self.send(from, PeerMessage::AeKeys { salt, parts: out });
         }
     }
 
     fn on_keys(&mut self, from: NodeId, salt: u64, parts: Vec<(u32, ByteBuf, ByteBuf)>) {
-        let partitions = self.membership.ring().partitions();
+        let partitions = self.members.ring().partitions();
         let mut push = Vec::new();
         let mut pull = Vec::new();
         for (p, segments, hashes) in parts.into_iter().take(AE_BATCH_PARTITIONS_MAX) {
@@ -322,13 +393,13 @@ impl Node {
         // them (a merged version no longer matches the hash we ask for), or concurrent
         // versions would take a second cycle to meet.
         if !pull.is_empty() {
-            self.ae_send(from.clone(), PeerMessage::AePull { salt, parts: pull });
+            self.send(from.clone(), PeerMessage::AePull { salt, parts: pull });
         }
         self.push_objects(&from, push);
     }
 
     fn on_pull(&mut self, from: NodeId, salt: u64, parts: Vec<(u32, ByteBuf, ByteBuf)>) {
-        let partitions = self.membership.ring().partitions();
+        let partitions = self.members.ring().partitions();
         let mut push = Vec::new();
         for (p, segments, hashes) in parts.into_iter().take(AE_BATCH_PARTITIONS_MAX) {
             if p >= partitions || push.len() >= AE_KEYS_MAX {
@@ -346,7 +417,7 @@ impl Node {
 
     /// Our (key, digest) pairs in the given segments of a partition, at most `limit`.
     fn entries_in(&self, partition: u32, segments: &[u8], limit: usize) -> Vec<(Key, u64)> {
-        let ring = self.membership.ring();
+        let ring = self.members.ring();
         let (start, end) = ring.partition_range(partition);
         let width = (end - start) / SEGMENTS_PER_PARTITION as u64 + 1;
         let mut out = Vec::new();
@@ -360,7 +431,7 @@ impl Node {
             match self.replica.digests_in(lo, hi, room) {
                 Ok(found) => out.extend(found),
                 Err(e) => {
-                    tracing::warn!(node = %self.config.name, partition, error = %e, "anti-entropy scan failed")
+                    tracing::warn!(node = %self.cx.config.name, partition, error = %e, "anti-entropy scan failed")
                 }
             }
         }

@@ -3,7 +3,7 @@
 //! A delete leaves a tombstone because a replica that missed the delete would otherwise
 //! hand its old value back through read repair or anti-entropy, and the merge could not
 //! tell "deleted" from "never written". Tombstones cost space forever unless reaped, and
-//! reaping one too early resurrects the key. The rule (DESIGN.md §4): a tombstone goes
+//! reaping one too early resurrects the key. The rule: a tombstone goes
 //! only when all N primaries hold that very tombstone (same version digest) and every one
 //! of them has held it for the grace period.
 //!
@@ -46,8 +46,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::core::node::{Node, Now};
+use crate::core::membership::Membership;
+use crate::core::node::{Cx, NodeConfig};
 use crate::core::placement::ring::{NodeId, key_position};
+use crate::core::replica::Replica;
 use crate::core::timer::Timer;
 use crate::proto::{Key, PeerMessage};
 
@@ -68,6 +70,8 @@ pub(crate) struct Reaper {
     cursor: u32,
     /// In-flight rounds by partition (one per partition at a time).
     rounds: BTreeMap<u32, Round>,
+    /// Tombstones this replica removed after every primary confirmed them.
+    reaped: u64,
 }
 
 #[derive(Debug)]
@@ -84,39 +88,42 @@ struct Round {
     deadline_ms: u64,
 }
 
-impl Node {
+impl Reaper {
+    /// Tombstones this replica removed after every primary confirmed them.
+    pub(crate) fn reaped(&self) -> u64 {
+        self.reaped
+    }
+
     /// Starts reaping rounds for the next partitions this node is first primary of.
-    pub(crate) fn on_reap_tick(&mut self, now: Now) {
-        let interval = self.config.anti_entropy_interval_ms;
+    pub(crate) fn on_tick(&mut self, cx: &mut Cx<'_>, replica: &mut Replica, members: &Membership) {
+        let interval = cx.config.anti_entropy_interval_ms;
         if interval == 0 {
             return;
         }
-        self.timers.set(now.mono_ms + interval, Timer::Reap);
+        cx.timers.set(cx.now.mono_ms + interval, Timer::Reap);
         // An unanswered round (a lost message, a primary that went down) is abandoned;
         // a later round asks again.
-        self.reaper
-            .rounds
-            .retain(|_, r| r.deadline_ms > now.mono_ms);
-        let me = self.config.name.clone();
-        let n = self.config.n as usize;
-        let partitions = self.membership.ring().partitions();
+        self.rounds.retain(|_, r| r.deadline_ms > cx.now.mono_ms);
+        let me = cx.config.name.clone();
+        let n = cx.config.n as usize;
+        let partitions = members.ring().partitions();
         for _ in 0..REAP_PARTITIONS_PER_TICK.min(partitions) {
-            if self.reaper.rounds.len() >= REAP_ROUNDS_MAX {
+            if self.rounds.len() >= REAP_ROUNDS_MAX {
                 break;
             }
-            let p = self.reaper.cursor % partitions;
-            self.reaper.cursor = self.reaper.cursor.wrapping_add(1);
-            if self.reaper.rounds.contains_key(&p) {
+            let p = self.cursor % partitions;
+            self.cursor = self.cursor.wrapping_add(1);
+            if self.rounds.contains_key(&p) {
                 continue;
             }
-            let Some(primaries) = self.all_primaries_up(p, n) else {
+            let Some(primaries) = all_primaries_up(cx.me(), members, p, n) else {
                 continue;
             };
             if primaries.first() != Some(&me) || primaries.len() < 2 {
                 continue;
             }
-            let (start, end) = self.membership.ring().partition_range(p);
-            let due = match self.replica.tombstones_due(start, end, REAP_BATCH_MAX) {
+            let (start, end) = members.ring().partition_range(p);
+            let due = match replica.tombstones_due(start, end, REAP_BATCH_MAX) {
                 Ok(due) => due,
                 Err(e) => {
                     tracing::warn!(node = %me, partition = p, error = %e, "cannot scan tombstones to reap");
@@ -126,11 +133,11 @@ impl Node {
             if due.is_empty() {
                 continue;
             }
-            let id = self.fresh_id();
+            let id = cx.ids.fresh();
             let others: BTreeSet<NodeId> =
                 primaries.iter().filter(|x| **x != me).cloned().collect();
             for peer in &others {
-                self.send(
+                cx.out.send(
                     peer.clone(),
                     PeerMessage::ReapCheck {
                         round: id,
@@ -139,7 +146,7 @@ impl Node {
                     },
                 );
             }
-            self.reaper.rounds.insert(
+            self.rounds.insert(
                 p,
                 Round {
                     id,
@@ -147,37 +154,44 @@ impl Node {
                     entries: due.into_iter().collect(),
                     awaiting: others,
                     primaries,
-                    deadline_ms: now.mono_ms + self.config.request_timeout_ms,
+                    deadline_ms: cx.now.mono_ms + cx.config.request_timeout_ms,
                 },
             );
         }
     }
 
-    pub(crate) fn on_reap_message(&mut self, from: NodeId, msg: PeerMessage) {
+    pub(crate) fn on_message(
+        &mut self,
+        cx: &mut Cx<'_>,
+        replica: &mut Replica,
+        members: &Membership,
+        from: NodeId,
+        msg: PeerMessage,
+    ) {
         match msg {
             PeerMessage::ReapCheck {
                 round,
                 partition,
                 entries,
             } => {
-                if !self.is_fellow_primary(partition, &from) {
+                if !is_fellow_primary(cx.config, members, partition, &from) {
                     return;
                 }
-                let grace = self.replica.tombstone_grace_ms();
+                let grace = replica.tombstone_grace_ms();
                 let mut keys = Vec::new();
                 for (key, digest) in entries.into_iter().take(REAP_BATCH_MAX) {
-                    if !self.in_partition(&key, partition) {
+                    if !in_partition(members, &key, partition) {
                         continue;
                     }
-                    match self.replica.tombstone_age_ms(&key, digest) {
+                    match replica.tombstone_age_ms(&key, digest) {
                         Ok(Some(age)) if age >= grace => keys.push(key),
                         Ok(_) => {}
                         Err(e) => {
-                            tracing::warn!(node = %self.config.name, %key, error = %e, "cannot check a tombstone to reap")
+                            tracing::warn!(node = %cx.config.name, %key, error = %e, "cannot check a tombstone to reap")
                         }
                     }
                 }
-                self.send(
+                cx.out.send(
                     from,
                     PeerMessage::ReapConfirm {
                         round,
@@ -190,24 +204,33 @@ impl Node {
                 round,
                 partition,
                 keys,
-            } => self.on_reap_confirm(from, round, partition, keys),
+            } => self.on_confirm(cx, replica, members, from, round, partition, keys),
             PeerMessage::Reap { partition, entries } => {
-                if !self.is_fellow_primary(partition, &from) {
+                if !is_fellow_primary(cx.config, members, partition, &from) {
                     return;
                 }
                 let entries: Vec<(Key, u64)> = entries
                     .into_iter()
                     .take(REAP_BATCH_MAX)
-                    .filter(|(k, _)| self.in_partition(k, partition))
+                    .filter(|(k, _)| in_partition(members, k, partition))
                     .collect();
-                self.reap_local(&entries);
+                self.reap_local(cx, replica, &entries);
             }
             _ => {}
         }
     }
 
-    fn on_reap_confirm(&mut self, from: NodeId, round: u64, partition: u32, keys: Vec<Key>) {
-        let Some(r) = self.reaper.rounds.get_mut(&partition) else {
+    fn on_confirm(
+        &mut self,
+        cx: &mut Cx<'_>,
+        replica: &mut Replica,
+        members: &Membership,
+        from: NodeId,
+        round: u64,
+        partition: u32,
+        keys: Vec<Key>,
+    ) {
+        let Some(r) = self.rounds.get_mut(&partition) else {
             return;
         };
         if r.id != round || !r.awaiting.remove(&from) {
@@ -218,13 +241,13 @@ impl Node {
         if !r.awaiting.is_empty() {
             return;
         }
-        let Some(r) = self.reaper.rounds.remove(&partition) else {
+        let Some(r) = self.rounds.remove(&partition) else {
             return;
         };
         // The ring or liveness may have changed while the round ran: reap only if the
         // primaries asked are still exactly the partition's primaries, all up.
-        let n = self.config.n as usize;
-        if self.all_primaries_up(partition, n).as_ref() != Some(&r.primaries) {
+        let n = cx.config.n as usize;
+        if all_primaries_up(cx.me(), members, partition, n).as_ref() != Some(&r.primaries) {
             return;
         }
         let entries: Vec<(Key, u64)> = r
@@ -235,9 +258,9 @@ impl Node {
         if entries.is_empty() {
             return;
         }
-        let me = self.config.name.clone();
+        let me = cx.config.name.clone();
         for peer in r.primaries.iter().filter(|x| **x != me) {
-            self.send(
+            cx.out.send(
                 peer.clone(),
                 PeerMessage::Reap {
                     partition,
@@ -245,55 +268,60 @@ impl Node {
                 },
             );
         }
-        self.reap_local(&entries);
+        self.reap_local(cx, replica, &entries);
     }
 
     /// Removes each key that is still exactly the confirmed tombstone.
-    fn reap_local(&mut self, entries: &[(Key, u64)]) {
+    fn reap_local(&mut self, cx: &Cx<'_>, replica: &mut Replica, entries: &[(Key, u64)]) {
         for (key, digest) in entries {
-            match self.replica.reap_if_unchanged(key, *digest) {
-                Ok(true) => self.ae.tombstones_reaped += 1,
+            match replica.reap_if_unchanged(key, *digest) {
+                Ok(true) => self.reaped += 1,
                 Ok(false) => {}
                 Err(e) => {
-                    tracing::warn!(node = %self.config.name, %key, error = %e, "cannot reap a tombstone")
+                    tracing::warn!(node = %cx.config.name, %key, error = %e, "cannot reap a tombstone")
                 }
             }
         }
     }
+}
 
-    /// The partition's N primaries when every one of them is up (self included).
-    fn all_primaries_up(&self, partition: u32, n: usize) -> Option<Vec<NodeId>> {
-        let primaries: Vec<NodeId> = self
-            .membership
-            .ring()
-            .primaries(partition, n)
-            .into_iter()
-            .cloned()
-            .collect();
-        let me = &self.config.name;
-        (primaries.len() == n
-            && primaries
-                .iter()
-                .all(|p| p == me || self.membership.is_up(p)))
+/// The partition's N primaries when every one of them is up (self included).
+fn all_primaries_up(
+    me: &NodeId,
+    members: &Membership,
+    partition: u32,
+    n: usize,
+) -> Option<Vec<NodeId>> {
+    let primaries: Vec<NodeId> = members
+        .ring()
+        .primaries(partition, n)
+        .into_iter()
+        .cloned()
+        .collect();
+    (primaries.len() == n && primaries.iter().all(|p| p == me || members.is_up(p)))
         .then_some(primaries)
-    }
+}
 
-    /// True when both this node and `from` are primaries of `partition`.
-    fn is_fellow_primary(&self, partition: u32, from: &NodeId) -> bool {
-        let ring = self.membership.ring();
-        if partition >= ring.partitions() {
-            return false;
-        }
-        let primaries = ring.primaries(partition, self.config.n as usize);
-        primaries.contains(&from) && primaries.contains(&&self.config.name)
+/// True when both this node and `from` are primaries of `partition`.
+fn is_fellow_primary(
+    config: &NodeConfig,
+    members: &Membership,
+    partition: u32,
+    from: &NodeId,
+) -> bool {
+    let ring = members.ring();
+    if partition >= ring.partitions() {
+        return false;
     }
+    let primaries = ring.primaries(partition, config.n as usize);
+    primaries.contains(&from) && primaries.contains(&&config.name)
+}
 
-    fn in_partition(&self, key: &Key, partition: u32) -> bool {
-        self.membership
-            .ring()
-            .partition_of(key_position(&key.bucket, &key.key))
-            == partition
-    }
+fn in_partition(members: &Membership, key: &Key, partition: u32) -> bool {
+    members
+        .ring()
+        .partition_of(key_position(&key.bucket, &key.key))
+        == partition
 }
 
 #[cfg(test)]

@@ -31,9 +31,8 @@ use std::f64::consts::LN_2;
 use ringkv_sketches::{Bloom, Hll, SketchError};
 use serde_bytes::ByteBuf;
 
-use crate::core::node::Node;
 use crate::core::placement::ring::{NodeId, key_position};
-use crate::core::repair::exchange::{AE_KEYS_MAX, pack_branches};
+use crate::core::repair::exchange::{AE_KEYS_MAX, AeCx, pack_branches};
 use crate::core::repair::merkle::{AePath, entry_hash};
 use crate::core::replica::ReplicaError;
 use crate::proto::{Key, PeerMessage};
@@ -59,234 +58,228 @@ pub const RECONCILE_ENTRIES_MAX: usize = 100_000;
 /// In [`AePath::Auto`], fewest entries a partition must hold before its sketch is offered.
 /// A sketch costs ~5 bytes per entry while sparse (up to ~12 KiB dense) and each filter
 /// carries a 45-byte header, so on smaller partitions the compact descent is cheaper
-/// (measured by `examples/ae_bytes.rs`; see docs/BENCHMARKS.md).
+/// (measured by `examples/ae_bytes.rs`).
 pub const SKETCH_ENTRIES_MIN: usize = 2_048;
 
-impl Node {
-    /// Sends `to` an HLL sketch of our entries in `partition`, with our branches (so it
-    /// can still descend the tree). False when the partition is too large to scan, or
-    /// the sketch cannot be encoded: the caller then keeps to the Merkle path.
-    pub(crate) fn send_sketch(&mut self, to: &NodeId, salt: u64, partition: u32) -> bool {
-        let Some(entries) = self.partition_entries(partition) else {
-            return false;
-        };
-        if self.config.ae_path == AePath::Auto && entries.len() < SKETCH_ENTRIES_MIN {
+/// Sends `to` an HLL sketch of our entries in `partition`, with our branches (so it
+/// can still descend the tree). False when the partition is too large to scan, or
+/// the sketch cannot be encoded: the caller then keeps to the Merkle path.
+pub(crate) fn send_sketch(ae: &mut AeCx<'_, '_>, to: &NodeId, salt: u64, partition: u32) -> bool {
+    let Some(entries) = partition_entries(ae, partition) else {
+        return false;
+    };
+    if ae.cx.config.ae_path == AePath::Auto && entries.len() < SKETCH_ENTRIES_MIN {
+        return false;
+    }
+    let hll = match rmp_serde::to_vec(&sketch_of(&entries)) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            tracing::warn!(node = %ae.cx.config.name, partition, error = %e, "cannot encode an HLL sketch; using the Merkle path");
             return false;
         }
-        let hll = match rmp_serde::to_vec(&sketch_of(&entries)) {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                tracing::warn!(node = %self.config.name, partition, error = %e, "cannot encode an HLL sketch; using the Merkle path");
-                return false;
-            }
-        };
-        let branches = pack_branches(salt, &self.replica.trees().branches(partition));
-        self.ae.sketches_sent += 1;
-        self.ae_send(
-            to.clone(),
-            PeerMessage::AeSketch {
-                salt,
-                partition,
-                branches,
-                hll,
-            },
-        );
-        true
-    }
+    };
+    let branches = pack_branches(salt, &ae.replica.trees().branches(partition));
+    ae.stats.sketches_sent += 1;
+    ae.send(
+        to.clone(),
+        PeerMessage::AeSketch {
+            salt,
+            partition,
+            branches,
+            hll,
+        },
+    );
+    true
+}
 
-    pub(crate) fn on_reconcile_message(&mut self, from: NodeId, msg: PeerMessage) {
-        if !self.replica.trees().is_ready() {
+pub(crate) fn on_message(ae: &mut AeCx<'_, '_>, from: NodeId, msg: PeerMessage) {
+    match msg {
+        PeerMessage::AeSketch {
+            salt,
+            partition,
+            branches,
+            hll,
+        } => on_sketch(ae, from, salt, partition, branches, &hll),
+        PeerMessage::AeBloom {
+            partition,
+            round,
+            root,
+            estimate,
+            filter,
+        } if differs(ae, partition, round, root) => {
+            let Some(entries) = partition_entries(ae, partition) else {
+                return;
+            };
+            let pushed = push_missing(ae, &from, &entries, &filter);
+            send_filter(ae, from, partition, round, estimate, &entries, Some(pushed));
+        }
+        PeerMessage::AeBloomReply {
+            partition,
+            round,
+            estimate,
+            pushed,
+            filter,
+        } => {
+            if partition >= ae.members.ring().partitions() {
+                return;
+            }
+            let Some(entries) = partition_entries(ae, partition) else {
+                return;
+            };
+            let ours = push_missing(ae, &from, &entries, &filter);
+            let found = u64::from(pushed) + u64::from(ours);
+            if round < BLOOM_ROUNDS_MAX {
+                let fp = bloom_fp_rate(estimate, entries.len()).unwrap_or(BLOOM_FP_MAX);
+                let root = ae.replica.trees().root(partition);
+                ae.send(
+                    from,
+                    PeerMessage::AeBloomNext {
+                        partition,
+                        round: round + 1,
+                        root,
+                        estimate: next_estimate(found, fp),
+                    },
+                );
+            }
+        }
+        PeerMessage::AeBloomNext {
+            partition,
+            round,
+            root,
+            estimate,
+        } if differs(ae, partition, round, root) => {
+            let Some(entries) = partition_entries(ae, partition) else {
+                return;
+            };
+            send_filter(ae, from, partition, round, estimate, &entries, None);
+        }
+        // converged, past the round limit, or not a Bloom message
+        _ => {}
+    }
+}
+
+/// Whether a Bloom message for `partition` in `round` should be acted on: the round
+/// is within the limit and our root still differs from the sender's.
+fn differs(ae: &AeCx<'_, '_>, partition: u32, round: u8, root: u64) -> bool {
+    partition < ae.members.ring().partitions()
+        && (1..=BLOOM_ROUNDS_MAX).contains(&round)
+        && ae.replica.trees().root(partition) != root
+}
+
+fn on_sketch(
+    ae: &mut AeCx<'_, '_>,
+    from: NodeId,
+    salt: u64,
+    partition: u32,
+    branches: Vec<u8>,
+    hll: &[u8],
+) {
+    if partition >= ae.members.ring().partitions() {
+        return;
+    }
+    let estimate = match (
+        rmp_serde::from_slice::<Hll>(hll),
+        partition_entries(ae, partition),
+    ) {
+        (Ok(theirs), Some(entries)) => match difference_estimate(&sketch_of(&entries), &theirs) {
+            Ok(d) => Some((d, entries)),
+            Err(e) => {
+                tracing::warn!(node = %ae.cx.config.name, peer = %from, partition, error = %e, "cannot compare HLL sketches; using the Merkle path");
+                None
+            }
+        },
+        (Err(e), _) => {
+            tracing::warn!(node = %ae.cx.config.name, peer = %from, partition, error = %e, "malformed HLL sketch; using the Merkle path");
+            None
+        }
+        (Ok(_), None) => None,
+    };
+    if let Some((estimate, entries)) = estimate {
+        let large = estimate as f64 >= BLOOM_SWITCH_FRACTION * entries.len().max(1) as f64;
+        let bloom = match ae.cx.config.ae_path {
+            AePath::Bloom => true,
+            AePath::Auto => large,
+            AePath::Merkle => false,
+        };
+        if bloom && send_filter(ae, from.clone(), partition, 1, estimate, &entries, None) {
+            ae.stats.bloom_exchanges += 1;
             return;
         }
-        match msg {
-            PeerMessage::AeSketch {
-                salt,
-                partition,
-                branches,
-                hll,
-            } => self.on_sketch(from, salt, partition, branches, &hll),
+    }
+    // A small difference (or no way to filter): descend the tree from the branches
+    // the peer sent, without offering a sketch back.
+    ae.descend_branches(
+        from,
+        salt,
+        vec![(partition, ByteBuf::from(branches))],
+        false,
+    );
+}
+
+/// Sends a filter of `entries` with a fresh seed: as `AeBloom` (starting a round) or,
+/// with `pushed`, as the `AeBloomReply` that ends one. False when no filter fits
+/// [`BLOOM_FILTER_BYTES_MAX`] at [`BLOOM_FP_MAX`] or the filter cannot be built.
+fn send_filter(
+    ae: &mut AeCx<'_, '_>,
+    to: NodeId,
+    partition: u32,
+    round: u8,
+    estimate: u64,
+    entries: &[(Key, u64)],
+    pushed: Option<u32>,
+) -> bool {
+    let Some(fp) = bloom_fp_rate(estimate, entries.len()) else {
+        return false;
+    };
+    let filter = match filter_of(entries, fp, ae.cx.rng) {
+        Ok(f) => Box::new(f),
+        Err(e) => {
+            tracing::warn!(node = %ae.cx.config.name, partition, error = %e, "cannot build a Bloom filter");
+            return false;
+        }
+    };
+    let msg = match pushed {
+        None => {
+            ae.stats.bloom_rounds += 1;
             PeerMessage::AeBloom {
                 partition,
                 round,
-                root,
+                root: ae.replica.trees().root(partition),
                 estimate,
                 filter,
-            } if self.differs(partition, round, root) => {
-                let Some(entries) = self.partition_entries(partition) else {
-                    return;
-                };
-                let pushed = self.push_missing(&from, &entries, &filter);
-                self.send_filter(from, partition, round, estimate, &entries, Some(pushed));
-            }
-            PeerMessage::AeBloomReply {
-                partition,
-                round,
-                estimate,
-                pushed,
-                filter,
-            } => {
-                if partition >= self.membership.ring().partitions() {
-                    return;
-                }
-                let Some(entries) = self.partition_entries(partition) else {
-                    return;
-                };
-                let ours = self.push_missing(&from, &entries, &filter);
-                let found = u64::from(pushed) + u64::from(ours);
-                if round < BLOOM_ROUNDS_MAX {
-                    let fp = bloom_fp_rate(estimate, entries.len()).unwrap_or(BLOOM_FP_MAX);
-                    let root = self.replica.trees().root(partition);
-                    self.ae_send(
-                        from,
-                        PeerMessage::AeBloomNext {
-                            partition,
-                            round: round + 1,
-                            root,
-                            estimate: next_estimate(found, fp),
-                        },
-                    );
-                }
-            }
-            PeerMessage::AeBloomNext {
-                partition,
-                round,
-                root,
-                estimate,
-            } if self.differs(partition, round, root) => {
-                let Some(entries) = self.partition_entries(partition) else {
-                    return;
-                };
-                self.send_filter(from, partition, round, estimate, &entries, None);
-            }
-            // converged, past the round limit, or not a Bloom message
-            _ => {}
-        }
-    }
-
-    /// Whether a Bloom message for `partition` in `round` should be acted on: the round
-    /// is within the limit and our root still differs from the sender's.
-    fn differs(&self, partition: u32, round: u8, root: u64) -> bool {
-        partition < self.membership.ring().partitions()
-            && (1..=BLOOM_ROUNDS_MAX).contains(&round)
-            && self.replica.trees().root(partition) != root
-    }
-
-    fn on_sketch(
-        &mut self,
-        from: NodeId,
-        salt: u64,
-        partition: u32,
-        branches: Vec<u8>,
-        hll: &[u8],
-    ) {
-        if partition >= self.membership.ring().partitions() {
-            return;
-        }
-        let estimate = match (
-            rmp_serde::from_slice::<Hll>(hll),
-            self.partition_entries(partition),
-        ) {
-            (Ok(theirs), Some(entries)) => match difference_estimate(&sketch_of(&entries), &theirs)
-            {
-                Ok(d) => Some((d, entries)),
-                Err(e) => {
-                    tracing::warn!(node = %self.config.name, peer = %from, partition, error = %e, "cannot compare HLL sketches; using the Merkle path");
-                    None
-                }
-            },
-            (Err(e), _) => {
-                tracing::warn!(node = %self.config.name, peer = %from, partition, error = %e, "malformed HLL sketch; using the Merkle path");
-                None
-            }
-            (Ok(_), None) => None,
-        };
-        if let Some((estimate, entries)) = estimate {
-            let large = estimate as f64 >= BLOOM_SWITCH_FRACTION * entries.len().max(1) as f64;
-            let bloom = match self.config.ae_path {
-                AePath::Bloom => true,
-                AePath::Auto => large,
-                AePath::Merkle => false,
-            };
-            if bloom && self.send_filter(from.clone(), partition, 1, estimate, &entries, None) {
-                self.ae.bloom_exchanges += 1;
-                return;
             }
         }
-        // A small difference (or no way to filter): descend the tree from the branches
-        // the peer sent, without offering a sketch back.
-        self.descend_branches(
-            from,
-            salt,
-            vec![(partition, ByteBuf::from(branches))],
-            false,
-        );
-    }
+        Some(pushed) => PeerMessage::AeBloomReply {
+            partition,
+            round,
+            estimate,
+            pushed,
+            filter,
+        },
+    };
+    ae.send(to, msg);
+    true
+}
 
-    /// Sends a filter of `entries` with a fresh seed: as `AeBloom` (starting a round) or,
-    /// with `pushed`, as the `AeBloomReply` that ends one. False when no filter fits
-    /// [`BLOOM_FILTER_BYTES_MAX`] at [`BLOOM_FP_MAX`] or the filter cannot be built.
-    fn send_filter(
-        &mut self,
-        to: NodeId,
-        partition: u32,
-        round: u8,
-        estimate: u64,
-        entries: &[(Key, u64)],
-        pushed: Option<u32>,
-    ) -> bool {
-        let Some(fp) = bloom_fp_rate(estimate, entries.len()) else {
-            return false;
-        };
-        let filter = match filter_of(entries, fp, &mut self.rng) {
-            Ok(f) => Box::new(f),
-            Err(e) => {
-                tracing::warn!(node = %self.config.name, partition, error = %e, "cannot build a Bloom filter");
-                return false;
-            }
-        };
-        let msg = match pushed {
-            None => {
-                self.ae.bloom_rounds += 1;
-                PeerMessage::AeBloom {
-                    partition,
-                    round,
-                    root: self.replica.trees().root(partition),
-                    estimate,
-                    filter,
-                }
-            }
-            Some(pushed) => PeerMessage::AeBloomReply {
-                partition,
-                round,
-                estimate,
-                pushed,
-                filter,
-            },
-        };
-        self.ae_send(to, msg);
-        true
-    }
+/// Pushes to `to` our entries its filter lacks; returns how many.
+fn push_missing(ae: &mut AeCx<'_, '_>, to: &NodeId, entries: &[(Key, u64)], filter: &Bloom) -> u32 {
+    let missing = missing_from(entries, filter);
+    let count = missing.len() as u32;
+    ae.push_objects(to, missing);
+    count
+}
 
-    /// Pushes to `to` our entries its filter lacks; returns how many.
-    fn push_missing(&mut self, to: &NodeId, entries: &[(Key, u64)], filter: &Bloom) -> u32 {
-        let missing = missing_from(entries, filter);
-        let count = missing.len() as u32;
-        self.push_objects(to, missing);
-        count
-    }
-
-    /// All our (key, digest) entries of a partition, or None when there are more than
-    /// [`RECONCILE_ENTRIES_MAX`] or the scan failed (logged).
-    fn partition_entries(&self, partition: u32) -> Option<Vec<(Key, u64)>> {
-        let (start, end) = self.membership.ring().partition_range(partition);
-        match scan_partition(start, end, &|lo, limit| {
-            self.replica.digests_in(lo, end, limit)
-        }) {
-            Ok(entries) => entries,
-            Err(e) => {
-                tracing::warn!(node = %self.config.name, partition, error = %e, "anti-entropy scan failed");
-                None
-            }
+/// All our (key, digest) entries of a partition, or None when there are more than
+/// [`RECONCILE_ENTRIES_MAX`] or the scan failed (logged).
+fn partition_entries(ae: &AeCx<'_, '_>, partition: u32) -> Option<Vec<(Key, u64)>> {
+    let (start, end) = ae.members.ring().partition_range(partition);
+    match scan_partition(start, end, &|lo, limit| {
+        ae.replica.digests_in(lo, end, limit)
+    }) {
+        Ok(entries) => entries,
+        Err(e) => {
+            tracing::warn!(node = %ae.cx.config.name, partition, error = %e, "anti-entropy scan failed");
+            None
         }
     }
 }

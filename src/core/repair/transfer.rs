@@ -14,18 +14,18 @@
 //! A node that dropped keys takes a fresh actor id before it coordinates again: it no
 //! longer remembers its own dots and counter entries for those keys, and reusing them
 //! would make a later write look already seen (the bug the simulator found for
-//! stand-ins, issue 4). A fresh actor costs one more entry in the clocks it writes.
+//! stand-ins). A fresh actor costs one more entry in the clocks it writes.
 
 use std::collections::BTreeSet;
 
+use crate::core::membership::Membership;
 use crate::core::membership::gossip::MemberPhase;
-use crate::core::node::{META_ACTOR_KEY, Node, Now};
+use crate::core::node::{Cx, NodeConfig};
 use crate::core::object::Object;
-use crate::core::object::clock::ActorId;
 use crate::core::placement::ring::NodeId;
+use crate::core::replica::Replica;
 use crate::core::timer::Timer;
 use crate::proto::{Key, PeerMessage, TransferInfo};
-use crate::storage::{Rmw, Space};
 
 /// Default streaming budget per node.
 pub const TRANSFER_BYTES_PER_SEC_DEFAULT: u64 = 16 << 20;
@@ -40,7 +40,7 @@ pub const TRANSFER_ACK_TIMEOUT_MS: u64 = 10_000;
 
 /// The sweep's state; everything else is derived from the data.
 #[derive(Debug, Default)]
-pub struct TransferState {
+pub(crate) struct Transfer {
     inflight: Option<Batch>,
     /// No new batch before this time (the rate limit).
     next_at_ms: u64,
@@ -49,6 +49,8 @@ pub struct TransferState {
     done: u64,
     keys_sent: u64,
     bytes_sent: u64,
+    /// The partition of a batch every owner acked, until [`Transfer::after_ack`].
+    finished: Option<u32>,
 }
 
 /// One batch waiting for its owners' acks.
@@ -61,87 +63,102 @@ struct Batch {
     sent_at_ms: u64,
 }
 
-impl Node {
+/// What the node must do after a transfer call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TransferOutcome {
+    /// Nothing beyond what the call did.
+    Continue,
+    /// A leaving node has handed everything over: it may mark itself left.
+    HandedOver,
+    /// Keys were dropped after their owners took them: the node must take a fresh actor
+    /// id before it coordinates again (see the module doc).
+    KeysDropped,
+}
+
+impl Transfer {
     /// Partition streaming as `ringkv status` shows it.
-    pub fn transfer_info(&self) -> TransferInfo {
+    pub(crate) fn info(
+        &self,
+        config: &NodeConfig,
+        replica: &Replica,
+        members: &Membership,
+    ) -> TransferInfo {
         TransferInfo {
-            pending: self.partitions_to_hand_over().len() as u32,
-            done: self.transfer.done,
-            keys_sent: self.transfer.keys_sent,
-            bytes_sent: self.transfer.bytes_sent,
+            pending: partitions_to_hand_over(config, replica, members).len() as u32,
+            done: self.done,
+            keys_sent: self.keys_sent,
+            bytes_sent: self.bytes_sent,
         }
     }
 
-    /// Partitions this node holds keys in but is not a primary of.
-    fn partitions_to_hand_over(&self) -> Vec<u32> {
-        let trees = self.replica.trees();
-        if !trees.is_ready() {
-            return Vec::new();
-        }
-        let ring = self.membership.ring();
-        let n = self.config.n as usize;
-        (0..ring.partitions())
-            .filter(|&p| trees.root(p) != 0 && !ring.primaries(p, n).contains(&&self.config.name))
-            .collect()
-    }
-
-    pub(crate) fn on_transfer_tick(&mut self, now: Now) {
-        self.timers
+    /// Periodic: sends the next batch, or reports that a leaving node is done. `ready`
+    /// is false while the node has left or has not joined yet.
+    pub(crate) fn on_tick(
+        &mut self,
+        cx: &mut Cx<'_>,
+        replica: &mut Replica,
+        members: &Membership,
+        ready: bool,
+    ) -> TransferOutcome {
+        let now = cx.now;
+        cx.timers
             .set(now.mono_ms + TRANSFER_INTERVAL_MS, Timer::Transfer);
-        if self.left || !self.synced || !self.replica.trees().is_ready() {
-            return;
+        if !ready || !replica.trees().is_ready() {
+            return TransferOutcome::Continue;
         }
-        if let Some(batch) = &self.transfer.inflight {
+        if let Some(batch) = &self.inflight {
             if now.mono_ms < batch.sent_at_ms + TRANSFER_ACK_TIMEOUT_MS {
-                return;
+                return TransferOutcome::Continue;
             }
-            tracing::info!(node = %self.config.name, partition = batch.partition, waiting = ?batch.waiting, "transfer batch not acknowledged in time; retrying");
-            self.transfer.inflight = None;
+            tracing::info!(node = %cx.me(), partition = batch.partition, waiting = ?batch.waiting, "transfer batch not acknowledged in time; retrying");
+            self.inflight = None;
         }
-        if now.mono_ms < self.transfer.next_at_ms {
-            return;
+        if now.mono_ms < self.next_at_ms {
+            return TransferOutcome::Continue;
         }
-        let pending = self.partitions_to_hand_over();
+        let pending = partitions_to_hand_over(cx.config, replica, members);
         if pending.is_empty() {
-            if self.membership.own_phase() == MemberPhase::Leaving
-                && self.replica.hints().total() == 0
-            {
-                self.finish_leave(now);
+            if members.own_phase() == MemberPhase::Leaving && replica.hints().total() == 0 {
+                return TransferOutcome::HandedOver;
             }
-            return;
+            return TransferOutcome::Continue;
         }
         // Resume after the last partition looked at, so one stuck partition (an owner
         // down) does not starve the others.
-        let start = pending
-            .iter()
-            .position(|&p| p >= self.transfer.cursor)
-            .unwrap_or(0);
+        let start = pending.iter().position(|&p| p >= self.cursor).unwrap_or(0);
         for &partition in pending[start..].iter().chain(&pending[..start]) {
-            self.transfer.cursor = partition;
-            if self.send_batch(now, partition) {
-                return;
+            self.cursor = partition;
+            if self.send_batch(cx, replica, members, partition) {
+                return TransferOutcome::Continue;
             }
         }
-        self.transfer.cursor = 0;
+        self.cursor = 0;
+        TransferOutcome::Continue
     }
 
     /// Sends the next batch of `partition` to all its primaries; false when they are
     /// not all up (the partition waits) or there is nothing to send.
-    fn send_batch(&mut self, now: Now, partition: u32) -> bool {
-        let ring = self.membership.ring();
+    fn send_batch(
+        &mut self,
+        cx: &mut Cx<'_>,
+        replica: &mut Replica,
+        members: &Membership,
+        partition: u32,
+    ) -> bool {
+        let ring = members.ring();
         let owners: Vec<NodeId> = ring
-            .primaries(partition, self.config.n as usize)
+            .primaries(partition, cx.config.n as usize)
             .into_iter()
             .cloned()
             .collect();
-        if owners.is_empty() || owners.iter().any(|o| !self.membership.is_up(o)) {
+        if owners.is_empty() || owners.iter().any(|o| !members.is_up(o)) {
             return false;
         }
         let (start, end) = ring.partition_range(partition);
-        let objects = match self.replica.objects_in(start, end, TRANSFER_BATCH_KEYS_MAX) {
+        let objects = match replica.objects_in(start, end, TRANSFER_BATCH_KEYS_MAX) {
             Ok(o) => o,
             Err(e) => {
-                tracing::warn!(node = %self.config.name, partition, error = %e, "cannot read a partition to hand over");
+                tracing::warn!(node = %cx.me(), partition, error = %e, "cannot read a partition to hand over");
                 return false;
             }
         };
@@ -157,13 +174,13 @@ impl Node {
         if batch_objects.is_empty() {
             return false;
         }
-        let id = self.fresh_id();
+        let id = cx.ids.fresh();
         let entries: Vec<(Key, u64)> = batch_objects
             .iter()
             .map(|(k, o)| (k.clone(), o.digest()))
             .collect();
         for owner in &owners {
-            self.send(
+            cx.out.send(
                 owner.clone(),
                 PeerMessage::Transfer {
                     id,
@@ -172,115 +189,116 @@ impl Node {
                 },
             );
         }
-        let rate = self.config.transfer_bytes_per_sec.max(1);
+        let rate = cx.config.transfer_bytes_per_sec.max(1);
         let wire_bytes = (bytes * owners.len()) as u64;
-        self.transfer.bytes_sent += wire_bytes;
-        self.transfer.next_at_ms = now.mono_ms + wire_bytes * 1000 / rate;
-        self.transfer.inflight = Some(Batch {
+        self.bytes_sent += wire_bytes;
+        self.next_at_ms = cx.now.mono_ms + wire_bytes * 1000 / rate;
+        self.inflight = Some(Batch {
             id,
             partition,
             entries,
             waiting: owners.into_iter().collect(),
-            sent_at_ms: now.mono_ms,
+            sent_at_ms: cx.now.mono_ms,
         });
         true
     }
 
-    /// A `Transfer` arrived: merge every object (idempotent), then ack. The driver
-    /// persists before the ack leaves.
-    pub(crate) fn on_transfer(&mut self, from: NodeId, id: u64, objects: Vec<(Key, Object)>) {
-        let mut error = None;
-        for (key, obj) in objects.into_iter().take(TRANSFER_BATCH_KEYS_MAX * 2) {
-            if let Err(e) = self.replica.merge(&key, &obj, None) {
-                error = Some(format!("{key}: {e}"));
-                break;
-            }
-        }
-        self.send(from, PeerMessage::TransferAck { id, error });
-    }
-
-    pub(crate) fn on_transfer_ack(
+    /// An owner's ack of a batch. Once every owner acked, drops the batch's keys whose
+    /// version is unchanged.
+    pub(crate) fn on_ack(
         &mut self,
-        now: Now,
-        from: NodeId,
+        cx: &mut Cx<'_>,
+        replica: &mut Replica,
+        from: &NodeId,
         id: u64,
         error: Option<String>,
-    ) {
-        let Some(batch) = self.transfer.inflight.as_mut() else {
-            return;
+    ) -> TransferOutcome {
+        let Some(batch) = self.inflight.as_mut() else {
+            return TransferOutcome::Continue;
         };
         if batch.id != id {
-            return;
+            return TransferOutcome::Continue;
         }
         if let Some(e) = error {
-            tracing::warn!(node = %self.config.name, %from, partition = batch.partition, error = %e, "transfer refused; retrying later");
-            self.transfer.inflight = None;
-            return;
+            tracing::warn!(node = %cx.me(), %from, partition = batch.partition, error = %e, "transfer refused; retrying later");
+            self.inflight = None;
+            return TransferOutcome::Continue;
         }
-        batch.waiting.remove(&from);
+        batch.waiting.remove(from);
         if !batch.waiting.is_empty() {
-            return;
+            return TransferOutcome::Continue;
         }
-        let Some(batch) = self.transfer.inflight.take() else {
-            return;
+        let Some(batch) = self.inflight.take() else {
+            return TransferOutcome::Continue;
         };
         let mut removed = 0u64;
         for (key, digest) in &batch.entries {
-            match self.replica.remove_if_digest(key, *digest) {
+            match replica.remove_if_digest(key, *digest) {
                 Ok(true) => removed += 1,
                 Ok(false) => {}
                 Err(e) => {
-                    tracing::warn!(node = %self.config.name, %key, error = %e, "cannot drop a handed-over key")
+                    tracing::warn!(node = %cx.me(), %key, error = %e, "cannot drop a handed-over key")
                 }
             }
         }
-        self.transfer.keys_sent += removed;
+        self.keys_sent += removed;
+        self.finished = Some(batch.partition);
         if removed > 0 {
-            self.renew_actor();
-        }
-        if self.replica.trees().root(batch.partition) == 0 {
-            self.transfer.done += 1;
-            tracing::info!(node = %self.config.name, partition = batch.partition, "partition handed over");
-        }
-        self.timers.set(now.mono_ms, Timer::Transfer);
-    }
-
-    /// Takes a fresh actor id (see the module doc) and stores it for restarts.
-    fn renew_actor(&mut self) {
-        let actor = ActorId::random(&mut self.rng);
-        let stored = self
-            .replica
-            .storage()
-            .update(Space::Meta, META_ACTOR_KEY, &mut |_| {
-                Rmw::Put(actor.0.to_be_bytes().to_vec())
-            });
-        // Switch even if storing failed: reusing the old actor is the unsafe choice, and
-        // a failed store fails the batch's persist, which stops the node anyway.
-        self.actor = actor;
-        if let Err(e) = stored {
-            tracing::error!(node = %self.config.name, error = %e, "cannot store a fresh actor id");
+            TransferOutcome::KeysDropped
+        } else {
+            self.after_ack(cx, replica);
+            TransferOutcome::Continue
         }
     }
 
-    /// Hints held for a member that has left can never be handed to it: fold them into
-    /// our data space, from where the sweep streams them to the key's current owners.
-    pub(crate) fn absorb_hints_of(&mut self, primary: &NodeId) {
-        let hinted = match self.replica.hinted(primary, TRANSFER_BATCH_KEYS_MAX) {
-            Ok(h) => h,
-            Err(e) => {
-                tracing::warn!(node = %self.config.name, %primary, error = %e, "cannot read hints");
-                return;
-            }
+    /// The end of a completed batch, after the node renewed its actor if keys dropped:
+    /// counts the partition if it is empty now and looks for the next batch at once.
+    pub(crate) fn after_ack(&mut self, cx: &mut Cx<'_>, replica: &Replica) {
+        let Some(partition) = self.finished.take() else {
+            return;
         };
-        for (key, object) in hinted {
-            let merged = self.replica.merge(&key, &object, None);
-            if let Err(e) =
-                merged.and_then(|_| self.replica.drop_hint_if_unchanged(primary, &key, &object))
-            {
-                tracing::warn!(node = %self.config.name, %primary, %key, error = %e, "cannot absorb a hint of a departed member");
-            }
+        if replica.trees().root(partition) == 0 {
+            self.done += 1;
+            tracing::info!(node = %cx.me(), partition, "partition handed over");
+        }
+        cx.timers.set(cx.now.mono_ms, Timer::Transfer);
+    }
+}
+
+/// A `Transfer` arrived: merge every object (idempotent), then ack. The driver persists
+/// before the ack leaves.
+pub(crate) fn on_transfer(
+    cx: &mut Cx<'_>,
+    replica: &mut Replica,
+    from: NodeId,
+    id: u64,
+    objects: Vec<(Key, Object)>,
+) {
+    let mut error = None;
+    for (key, obj) in objects.into_iter().take(TRANSFER_BATCH_KEYS_MAX * 2) {
+        if let Err(e) = replica.merge(&key, &obj, None) {
+            error = Some(format!("{key}: {e}"));
+            break;
         }
     }
+    cx.out.send(from, PeerMessage::TransferAck { id, error });
+}
+
+/// Partitions this node holds keys in but is not a primary of.
+fn partitions_to_hand_over(
+    config: &NodeConfig,
+    replica: &Replica,
+    members: &Membership,
+) -> Vec<u32> {
+    let trees = replica.trees();
+    if !trees.is_ready() {
+        return Vec::new();
+    }
+    let ring = members.ring();
+    let n = config.n as usize;
+    (0..ring.partitions())
+        .filter(|&p| trees.root(p) != 0 && !ring.primaries(p, n).contains(&&config.name))
+        .collect()
 }
 
 /// The msgpack size of an object, for the transfer budget.

@@ -10,6 +10,7 @@
 //! space (see [`tombstones`]), so tombstones can be reaped and old hints expired without
 //! ever bringing a deleted key back.
 
+pub(crate) mod handoff;
 pub mod hints;
 mod tombstones;
 

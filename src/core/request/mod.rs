@@ -1,5 +1,5 @@
-//! Request state machines: put, get, delete and every CRDT update, coordinated with
-//! per-request N, W and R over a sloppy preference list.
+//! Requests this node coordinates or forwards: put, get, delete and every CRDT update,
+//! with per-request N, W and R over a sloppy preference list.
 //!
 //! A write is applied locally first (new dot, HLC stamp or CRDT op with this node's
 //! actor), then the resulting object — not the operation — is sent to the other
@@ -8,20 +8,32 @@
 //! merge of what it received, then read-repairs every replica that sent a stale copy or
 //! none. A node outside the key's preference list forwards the request once to the
 //! first live replica. Late, duplicate and unknown replies are ignored.
+//!
+//! - [`plan`]: N, W/R, strictness and timeout of one request;
+//! - [`write`] and [`read`]: the state of one coordinated write or read;
+//! - [`forward`]: duplicate detection for forwarded requests.
+
+pub mod forward;
+pub(crate) mod plan;
+pub(crate) mod read;
+pub(crate) mod write;
 
 use std::collections::BTreeMap;
 
-use crate::core::membership::gossip::MemberPhase;
-use crate::core::node::{HANDOFF_INFLIGHT_MAX, Node, Now};
-use crate::core::object::{Object, Op, ReadValue};
-use crate::core::placement::quorum::{Outcome, Quorum};
-use crate::core::placement::ring::{NodeId, Target, key_position};
-use crate::core::replica::ReplicaError;
+use crate::core::membership::Membership;
+use crate::core::node::Cx;
+use crate::core::object::clock::{ActorId, Hlc};
+use crate::core::object::{Op, ReadValue};
+use crate::core::placement::quorum::Quorum;
+use crate::core::placement::ring::{NodeId, key_position};
+use crate::core::replica::{Replica, ReplicaError};
+use crate::core::request::forward::ForwardsSeen;
+use crate::core::request::plan::Plan;
+use crate::core::request::read::ReadState;
+use crate::core::request::write::WriteState;
+use crate::core::stats::RequestWindows;
 use crate::core::timer::Timer;
-use crate::proto::{
-    ClientReply, ClientRequest, Key, MemberStatus, PeerMessage, QuorumOpts, REPLICAS_MAX,
-    REQUEST_TIMEOUT_MS_MAX, RequestError, RingInfo, RingNode, StatusInfo,
-};
+use crate::proto::{ClientReply, ClientRequest, Key, PeerMessage, QuorumOpts, RequestError};
 use crate::storage::check_data_key;
 
 /// Who is waiting for a request's answer.
@@ -31,41 +43,32 @@ pub(crate) enum Origin {
     Peer { node: NodeId, id: u64 },
 }
 
-/// A request this node is working on.
+/// The requests subsystem: everything this node coordinates or forwarded, by id.
+#[derive(Debug, Default)]
+pub(crate) struct Requests {
+    pending: BTreeMap<u64, Pending>,
+    forwards: ForwardsSeen,
+    /// Stale replicas repaired after reads.
+    read_repairs: u64,
+}
+
+/// What the requests subsystem borrows from the data side for one call.
 #[derive(Debug)]
-pub(crate) enum Pending {
+pub(crate) struct Data<'a> {
+    pub(crate) replica: &'a mut Replica,
+    pub(crate) members: &'a Membership,
+    pub(crate) hlc: &'a mut Hlc,
+    pub(crate) actor: ActorId,
+    /// Request counts of the keys this node coordinates (hot keys).
+    pub(crate) traffic: &'a mut RequestWindows,
+}
+
+/// A request in flight.
+#[derive(Debug)]
+enum Pending {
     Write(WriteState),
     Read(ReadState),
-    Forward {
-        origin: Origin,
-        coordinator: NodeId,
-    },
-    Handoff {
-        primary: NodeId,
-        key: Key,
-        object: Object,
-    },
-}
-
-#[derive(Debug)]
-pub(crate) struct WriteState {
-    origin: Origin,
-    key: Key,
-    op_name: &'static str,
-    quorum: Quorum,
-    value: ReadValue,
-    warning: Option<String>,
-}
-
-#[derive(Debug)]
-pub(crate) struct ReadState {
-    origin: Origin,
-    key: Key,
-    quorum: Quorum,
-    targets: Vec<Target>,
-    replies: BTreeMap<NodeId, Option<Object>>,
-    merged: Option<Object>,
-    replied: bool,
+    Forward { origin: Origin, coordinator: NodeId },
 }
 
 /// A request this node coordinates, as it starts.
@@ -76,81 +79,63 @@ struct Job {
     /// The primary this node stands in for, when it is a fallback for the key.
     my_hint: Option<NodeId>,
     quorum: Quorum,
-    targets: Vec<Target>,
+    targets: Vec<crate::core::placement::ring::Target>,
 }
 
-/// Resolved replication settings of one request.
-struct Plan {
-    n: usize,
-    needed: usize,
-    strict: bool,
-    timeout_ms: u64,
-}
+impl Requests {
+    /// Requests coordinated or forwarded and not yet finished.
+    pub(crate) fn len(&self) -> usize {
+        self.pending.len()
+    }
 
-impl Node {
-    pub(crate) fn start_request(&mut self, now: Now, origin: Origin, request: ClientRequest) {
-        let (key, op, opts) = match request {
-            ClientRequest::Status => {
-                let status = self.status();
-                return self.finish(origin, ClientReply::Status(status));
-            }
-            ClientRequest::Ring => {
-                let ring = self.ring_info();
-                return self.finish(origin, ClientReply::Ring(ring));
-            }
-            ClientRequest::Join { seed } => {
-                let reply = self.join_through(now, seed);
-                return self.finish(origin, reply);
-            }
-            ClientRequest::Leave => {
-                let reply = self.start_leave(now);
-                return self.finish(origin, reply);
-            }
-            ClientRequest::Stats => {
-                let reply = match self.stats_info(now) {
-                    Ok(info) => ClientReply::Stats(Box::new(info)),
-                    Err(e) => ClientReply::Error(RequestError::Internal {
-                        node: self.config.name.clone(),
-                        message: e.to_string(),
-                    }),
-                };
-                return self.finish(origin, reply);
-            }
-            ClientRequest::Get { key, opts } => (key, None, opts),
-            ClientRequest::Write { key, op, opts } => (key, Some(op), opts),
-        };
-        if !self.synced || self.left {
-            let reason = if self.left {
-                "it has left the cluster; send requests to another node".to_string()
-            } else {
-                "it is still joining and has not received the member table from its seeds; retry on another node or in a moment".to_string()
-            };
-            let err = RequestError::NotReady {
-                node: self.config.name.clone(),
-                reason,
-            };
-            return self.finish(origin, ClientReply::Error(err));
-        }
-        if self.pending.len() >= self.config.inflight_max {
+    pub(crate) fn read_repairs(&self) -> u64 {
+        self.read_repairs
+    }
+
+    /// True when `id` is a request of this subsystem (not a handoff or a repair).
+    pub(crate) fn owns(&self, id: u64) -> bool {
+        self.pending.contains_key(&id)
+    }
+
+    /// Records a forwarded request; false when the same one was delivered before.
+    pub(crate) fn first_forward(&mut self, from: &NodeId, id: u64) -> bool {
+        self.forwards.first(from, id)
+    }
+
+    /// Starts a get or a write. `other_inflight` counts the node's other requests in
+    /// flight (hint deliveries), which share the in-flight limit.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn start(
+        &mut self,
+        cx: &mut Cx<'_>,
+        data: Data<'_>,
+        origin: Origin,
+        key: Key,
+        op: Option<Op>,
+        opts: QuorumOpts,
+        other_inflight: usize,
+    ) {
+        let inflight = self.pending.len() + other_inflight;
+        if inflight >= cx.config.inflight_max {
             let err = RequestError::Overloaded {
-                node: self.config.name.clone(),
-                inflight: self.pending.len(),
-                limit: self.config.inflight_max,
+                node: cx.me().clone(),
+                inflight,
+                limit: cx.config.inflight_max,
             };
-            return self.finish(origin, ClientReply::Error(err));
+            return finish(cx, origin, ClientReply::Error(err));
         }
         if let Err(e) = check_data_key(&key.bucket, &key.key) {
             let err = RequestError::BadRequest(format!("{key}: {e}"));
-            return self.finish(origin, ClientReply::Error(err));
+            return finish(cx, origin, ClientReply::Error(err));
         }
-        let plan = match self.plan(&opts, op.is_none()) {
+        let plan = match Plan::resolve(&opts, op.is_none(), cx.config, data.members.len()) {
             Ok(p) => p,
-            Err(e) => return self.finish(origin, ClientReply::Error(e)),
+            Err(e) => return finish(cx, origin, ClientReply::Error(e)),
         };
-        let ring = self.membership.ring();
+        let members = data.members;
+        let ring = members.ring();
         let partition = ring.partition_of(key_position(&key.bucket, &key.key));
-        let membership = &self.membership;
-        let pref = ring.preference_list(partition, plan.n, plan.strict, |n| membership.is_up(n));
+        let pref = ring.preference_list(partition, plan.n, plan.strict, |n| members.is_up(n));
         let op_name = op.as_ref().map_or("get", op_name);
         if pref.targets.len() < plan.needed {
             let quorum = Quorum::new(plan.needed, plan.n, plan.strict, &[], &pref.uncovered);
@@ -159,30 +144,29 @@ impl Node {
                 .uncovered
                 .iter()
                 .chain(pref.targets.iter().map(|t| &t.node))
-                .filter(|n| !self.membership.is_up(n))
+                .filter(|n| !members.is_up(n))
                 .cloned()
                 .collect();
             failure.acked.clear();
             let err = RequestError::QuorumFailed(Box::new(failure));
-            return self.finish(origin, ClientReply::Error(err));
+            return finish(cx, origin, ClientReply::Error(err));
         }
-        let me = self.config.name.clone();
         let Some(my_hint) = pref
             .targets
             .iter()
-            .find(|t| t.node == me)
+            .find(|t| &t.node == cx.me())
             .map(|t| t.hint.clone())
         else {
             let request = match op {
                 Some(op) => ClientRequest::Write { key, op, opts },
                 None => ClientRequest::Get { key, opts },
             };
-            let deadline_ms = now.mono_ms + plan.timeout_ms + plan.timeout_ms / 2;
+            let deadline_ms = cx.now.mono_ms + plan.timeout_ms + plan.timeout_ms / 2;
             let coordinator = pref.targets[0].node.clone();
-            return self.forward(deadline_ms, origin, request, coordinator);
+            return self.forward(cx, deadline_ms, origin, request, coordinator);
         };
-        self.traffic.observe(now.mono_ms, &key);
-        let id = self.fresh_id();
+        data.traffic.observe(cx.now.mono_ms, &key);
+        let id = cx.ids.fresh();
         let job = Job {
             id,
             origin,
@@ -198,16 +182,23 @@ impl Node {
             targets: pref.targets,
         };
         match op {
-            Some(op) => self.coordinate_write(job, op, op_name, now),
-            None => self.coordinate_read(job),
+            Some(op) => self.coordinate_write(cx, data, job, op, op_name),
+            None => self.coordinate_read(cx, data.replica, job),
         }
         if self.pending.contains_key(&id) {
-            self.timers
-                .set(now.mono_ms + plan.timeout_ms, Timer::Request(id));
+            cx.timers
+                .set(cx.now.mono_ms + plan.timeout_ms, Timer::Request(id));
         }
     }
 
-    fn coordinate_write(&mut self, job: Job, op: Op, op_name: &'static str, now: Now) {
+    fn coordinate_write(
+        &mut self,
+        cx: &mut Cx<'_>,
+        data: Data<'_>,
+        job: Job,
+        op: Op,
+        op_name: &'static str,
+    ) {
         let Job {
             id,
             origin,
@@ -216,12 +207,12 @@ impl Node {
             mut quorum,
             targets,
         } = job;
-        let ts = self.hlc.now(now.wall_ms);
-        let limits = self.config.limits;
+        let ts = data.hlc.now(cx.now.wall_ms);
+        let limits = cx.config.limits;
         let (object, applied) =
-            match self
+            match data
                 .replica
-                .apply(&key, op, self.actor, ts, &limits, my_hint.as_ref())
+                .apply(&key, op, data.actor, ts, &limits, my_hint.as_ref())
             {
                 Ok(done) => done,
                 Err(ReplicaError::Object(error)) => {
@@ -229,19 +220,19 @@ impl Node {
                         key: key.to_string(),
                         error,
                     };
-                    return self.finish(origin, ClientReply::Error(err));
+                    return finish(cx, origin, ClientReply::Error(err));
                 }
                 Err(e) => {
                     let err = RequestError::Storage {
-                        node: self.config.name.clone(),
+                        node: cx.me().clone(),
                         message: e.to_string(),
                     };
-                    return self.finish(origin, ClientReply::Error(err));
+                    return finish(cx, origin, ClientReply::Error(err));
                 }
             };
-        let me = self.config.name.clone();
+        let me = cx.me().clone();
         quorum.ack(&me);
-        let value = object.read();
+        let value: ReadValue = object.read();
         // The last replica gets the object itself, the others a copy.
         let mut object = Some(object);
         let mut peers = targets.iter().filter(|t| t.node != me).peekable();
@@ -257,7 +248,7 @@ impl Node {
                 object: copy,
                 hint: t.hint.clone(),
             };
-            self.send(t.node.clone(), msg);
+            cx.out.send(t.node.clone(), msg);
         }
         let state = WriteState {
             origin,
@@ -268,10 +259,10 @@ impl Node {
             warning: applied.warning,
         };
         self.pending.insert(id, Pending::Write(state));
-        self.check_write(id);
+        self.check_write(cx, id);
     }
 
-    fn coordinate_read(&mut self, job: Job) {
+    fn coordinate_read(&mut self, cx: &mut Cx<'_>, replica: &mut Replica, job: Job) {
         let Job {
             id,
             origin,
@@ -280,16 +271,16 @@ impl Node {
             quorum,
             targets,
         } = job;
-        let me = self.config.name.clone();
+        let me = cx.me().clone();
         for t in targets.iter().filter(|t| t.node != me) {
             let msg = PeerMessage::Read {
                 id,
                 key: key.clone(),
                 hint: t.hint.clone(),
             };
-            self.send(t.node.clone(), msg);
+            cx.out.send(t.node.clone(), msg);
         }
-        let local = self.replica.read(&key, my_hint.as_ref());
+        let local = replica.read(&key, my_hint.as_ref());
         let state = ReadState {
             origin,
             key,
@@ -300,12 +291,13 @@ impl Node {
             replied: false,
         };
         self.pending.insert(id, Pending::Read(state));
-        self.on_read_reply(id, me, local.map_err(|e| e.to_string()));
+        self.on_read_reply(cx, replica, id, me, local.map_err(|e| e.to_string()));
     }
 
     /// Hands the request to `coordinator`; the answer comes back as a `ForwardReply`.
     fn forward(
         &mut self,
+        cx: &mut Cx<'_>,
         deadline_ms: u64,
         origin: Origin,
         request: ClientRequest,
@@ -315,14 +307,15 @@ impl Node {
             // Forwarded once already and our view disagrees with the sender's: refuse
             // rather than bounce the request around the ring.
             let err = RequestError::Forward {
-                via: self.config.name.clone(),
+                via: cx.me().clone(),
                 coordinator,
                 reason: "the membership views disagree about who replicates this key".into(),
             };
-            return self.finish(origin, ClientReply::Error(err));
+            return finish(cx, origin, ClientReply::Error(err));
         }
-        let id = self.fresh_id();
-        self.send(coordinator.clone(), PeerMessage::Forward { id, request });
+        let id = cx.ids.fresh();
+        cx.out
+            .send(coordinator.clone(), PeerMessage::Forward { id, request });
         self.pending.insert(
             id,
             Pending::Forward {
@@ -331,435 +324,178 @@ impl Node {
             },
         );
         // Later than the coordinator's own timeout, so its error arrives first.
-        self.timers.set(deadline_ms, Timer::Request(id));
+        cx.timers.set(deadline_ms, Timer::Request(id));
     }
 
-    pub(crate) fn on_peer_message(&mut self, now: Now, from: NodeId, msg: PeerMessage) {
-        match msg {
-            PeerMessage::Forward { id, request } => {
-                if self.first_forward(&from, id) {
-                    self.start_request(now, Origin::Peer { node: from, id }, request)
-                }
-            }
-            PeerMessage::ForwardReply { id, reply } => {
-                if let Some(Pending::Forward { coordinator, .. }) = self.pending.get(&id)
-                    && coordinator == &from
-                    && let Some(Pending::Forward { origin, .. }) = self.pending.remove(&id)
-                {
-                    self.finish(origin, reply);
-                }
-            }
-            PeerMessage::Replicate {
-                id,
-                key,
-                object,
-                hint,
-            } => {
-                if let Object::Lww(cell) = &object {
-                    // A peer's clock far in the future is refused; the data still merges.
-                    let _ = self.hlc.observe(cell.ts, now.wall_ms);
-                }
-                let hint = hint.filter(|p| p != &self.config.name);
-                let error = self
-                    .replica
-                    .merge(&key, &object, hint.as_ref())
-                    .err()
-                    .map(|e| e.to_string());
-                self.send(from, PeerMessage::ReplicateAck { id, error });
-            }
-            PeerMessage::ReplicateAck { id, error } => self.on_replicate_ack(id, from, error),
-            PeerMessage::Read { id, key, hint } => {
-                let hint = hint.filter(|p| p != &self.config.name);
-                let (object, error) = match self.replica.read(&key, hint.as_ref()) {
-                    Ok(o) => (o, None),
-                    Err(e) => (None, Some(e.to_string())),
-                };
-                self.send(from, PeerMessage::ReadReply { id, object, error });
-            }
-            PeerMessage::ReadReply { id, object, error } => {
-                let result = match error {
-                    Some(e) => Err(e),
-                    None => Ok(object),
-                };
-                self.on_read_reply(id, from, result);
-            }
-            PeerMessage::Ping { nonce } => self.send(from, PeerMessage::Pong { nonce }),
-            PeerMessage::Pong { .. } => {}
-            PeerMessage::Members {
-                partitions,
-                members,
-            } => self.on_members_message(now, from, partitions, members),
-            PeerMessage::Transfer { id, objects, .. } => self.on_transfer(from, id, objects),
-            PeerMessage::TransferAck { id, error } => self.on_transfer_ack(now, from, id, error),
-            msg @ (PeerMessage::AeRoots { .. }
-            | PeerMessage::AeBranches { .. }
-            | PeerMessage::AeLeaves { .. }
-            | PeerMessage::AeKeys { .. }
-            | PeerMessage::AePull { .. }) => self.on_ae_message(from, msg),
-            msg @ (PeerMessage::AeSketch { .. }
-            | PeerMessage::AeBloom { .. }
-            | PeerMessage::AeBloomReply { .. }
-            | PeerMessage::AeBloomNext { .. }) => self.on_reconcile_message(from, msg),
-            msg @ (PeerMessage::ReapCheck { .. }
-            | PeerMessage::ReapConfirm { .. }
-            | PeerMessage::Reap { .. }) => self.on_reap_message(from, msg),
+    /// The coordinator's answer to a request this node forwarded.
+    pub(crate) fn on_forward_reply(
+        &mut self,
+        cx: &mut Cx<'_>,
+        from: &NodeId,
+        id: u64,
+        reply: ClientReply,
+    ) {
+        if let Some(Pending::Forward { coordinator, .. }) = self.pending.get(&id)
+            && coordinator == from
+            && let Some(Pending::Forward { origin, .. }) = self.pending.remove(&id)
+        {
+            finish(cx, origin, reply);
         }
     }
 
-    fn on_replicate_ack(&mut self, id: u64, from: NodeId, error: Option<String>) {
-        match self.pending.get_mut(&id) {
-            Some(Pending::Write(w)) => {
-                let counted = match error {
-                    None => w.quorum.ack(&from),
-                    Some(e) => w.quorum.fail(&from, e),
-                };
-                if counted {
-                    self.check_write(id);
-                }
-            }
-            Some(Pending::Handoff { primary, .. }) if primary == &from => {
-                let Some(Pending::Handoff {
-                    primary,
-                    key,
-                    object,
-                }) = self.pending.remove(&id)
-                else {
-                    return;
-                };
-                self.handoff_inflight
-                    .remove(&(primary.clone(), key.clone()));
-                if error.is_none()
-                    && let Ok(true) = self.replica.drop_hint_if_unchanged(&primary, &key, &object)
-                {
-                    self.stats.hints_delivered += 1;
-                }
-            }
-            _ => {}
+    /// A replica's ack of a write this node coordinates.
+    pub(crate) fn on_replicate_ack(
+        &mut self,
+        cx: &mut Cx<'_>,
+        id: u64,
+        from: &NodeId,
+        error: Option<String>,
+    ) {
+        if let Some(Pending::Write(w)) = self.pending.get_mut(&id)
+            && w.on_ack(from, error)
+        {
+            self.check_write(cx, id);
         }
     }
 
-    fn on_read_reply(&mut self, id: u64, from: NodeId, result: Result<Option<Object>, String>) {
+    /// A replica's reply to a read this node coordinates.
+    pub(crate) fn on_read_reply(
+        &mut self,
+        cx: &mut Cx<'_>,
+        replica: &mut Replica,
+        id: u64,
+        from: NodeId,
+        result: Result<Option<crate::core::object::Object>, String>,
+    ) {
         let Some(Pending::Read(r)) = self.pending.get_mut(&id) else {
             return;
         };
-        let counted = match result {
-            Ok(object) => {
-                if !r.quorum.ack(&from) {
-                    return;
-                }
-                if let Some(obj) = &object {
-                    match &mut r.merged {
-                        Some(m) => {
-                            m.merge(obj);
-                        }
-                        None => r.merged = Some(obj.clone()),
-                    }
-                }
-                r.replies.insert(from, object);
-                true
-            }
-            Err(e) => r.quorum.fail(&from, e),
-        };
-        if counted {
-            self.check_read(id);
+        if r.on_reply(from, result) {
+            self.check_read(cx, replica, id);
         }
     }
 
-    pub(crate) fn on_unreachable(&mut self, _now: Now, node: &NodeId) {
+    /// `node` cannot be reached: count it against every request waiting on it.
+    pub(crate) fn on_unreachable(&mut self, cx: &mut Cx<'_>, replica: &mut Replica, node: &NodeId) {
         let ids: Vec<u64> = self.pending.keys().copied().collect();
         for id in ids {
             match self.pending.get_mut(&id) {
                 Some(Pending::Write(w)) => {
-                    let counted = w.quorum.unreachable(node);
-                    if counted {
-                        self.check_write(id);
+                    if w.quorum.unreachable(node) {
+                        self.check_write(cx, id);
                     }
                 }
                 Some(Pending::Read(r)) => {
-                    let counted = r.quorum.unreachable(node);
-                    if counted {
-                        self.check_read(id);
+                    if r.quorum.unreachable(node) {
+                        self.check_read(cx, replica, id);
                     }
                 }
                 Some(Pending::Forward { coordinator, .. }) if coordinator == node => {
-                    self.fail_forward(id, "it is unreachable");
-                }
-                Some(Pending::Handoff { primary, .. }) if primary == node => {
-                    self.drop_handoff(id);
+                    self.fail_forward(cx, id, "it is unreachable");
                 }
                 _ => {}
             }
         }
     }
 
-    pub(crate) fn on_request_timeout(&mut self, _now: Now, id: u64) {
+    /// A request's deadline passed; stale ids (finished requests) are ignored.
+    pub(crate) fn on_timeout(&mut self, cx: &mut Cx<'_>, replica: &mut Replica, id: u64) {
         match self.pending.get(&id) {
             Some(Pending::Write(_)) => {
                 if let Some(Pending::Write(w)) = self.pending.remove(&id) {
-                    let failure = w.quorum.failure(w.op_name, w.key.to_string());
-                    let err = RequestError::QuorumFailed(Box::new(failure));
-                    self.finish(w.origin, ClientReply::Error(err));
+                    let reply = w.failure();
+                    finish(cx, w.origin, reply);
                 }
             }
             Some(Pending::Read(_)) => {
                 if let Some(Pending::Read(r)) = self.pending.remove(&id) {
-                    self.end_read(r);
+                    self.end_read(cx, replica, r);
                 }
             }
-            Some(Pending::Forward { .. }) => self.fail_forward(id, "it timed out"),
-            Some(Pending::Handoff { .. }) => self.drop_handoff(id),
+            Some(Pending::Forward { .. }) => self.fail_forward(cx, id, "it timed out"),
             None => {}
         }
     }
 
-    /// Pushes up to a batch of hints for `primary`, bounded by the in-flight limit.
-    pub(crate) fn push_hints(&mut self, now: Now, primary: &NodeId) {
-        let room = HANDOFF_INFLIGHT_MAX.saturating_sub(self.handoff_inflight.len());
-        if room == 0 {
-            return;
-        }
-        let hinted = match self
-            .replica
-            .hinted(primary, room + self.handoff_inflight.len())
-        {
-            Ok(h) => h,
-            Err(e) => {
-                tracing::warn!(node = %self.config.name, %primary, error = %e, "cannot read hints");
-                return;
-            }
-        };
-        for (key, object) in hinted {
-            if self.handoff_inflight.len() >= HANDOFF_INFLIGHT_MAX {
-                break;
-            }
-            if !self.handoff_inflight.insert((primary.clone(), key.clone())) {
-                continue;
-            }
-            let id = self.fresh_id();
-            let msg = PeerMessage::Replicate {
-                id,
-                key: key.clone(),
-                object: object.clone(),
-                hint: None,
-            };
-            self.send(primary.clone(), msg);
-            self.pending.insert(
-                id,
-                Pending::Handoff {
-                    primary: primary.clone(),
-                    key,
-                    object,
-                },
-            );
-            self.timers.set(
-                now.mono_ms + self.config.request_timeout_ms,
-                Timer::Request(id),
-            );
-        }
-    }
-
-    fn check_write(&mut self, id: u64) {
+    fn check_write(&mut self, cx: &mut Cx<'_>, id: u64) {
         let Some(Pending::Write(w)) = self.pending.get(&id) else {
             return;
         };
-        let outcome = w.quorum.outcome();
-        if outcome == Outcome::Pending {
+        let Some(outcome) = w.outcome() else {
             return;
-        }
+        };
         let Some(Pending::Write(w)) = self.pending.remove(&id) else {
             return;
         };
-        let reply = if outcome == Outcome::Met {
-            ClientReply::Written {
-                value: w.value,
-                warning: w.warning,
-            }
-        } else {
-            let failure = w.quorum.failure(w.op_name, w.key.to_string());
-            ClientReply::Error(RequestError::QuorumFailed(Box::new(failure)))
-        };
-        self.finish(w.origin, reply);
+        let (origin, reply) = w.into_reply(outcome);
+        finish(cx, origin, reply);
     }
 
-    fn check_read(&mut self, id: u64) {
+    fn check_read(&mut self, cx: &mut Cx<'_>, replica: &mut Replica, id: u64) {
         let Some(Pending::Read(r)) = self.pending.get_mut(&id) else {
             return;
         };
-        let outcome = r.quorum.outcome();
-        if outcome == Outcome::Met && !r.replied {
-            r.replied = true;
-            let reply = read_reply(&r.merged, self.config.limits.siblings_warn);
-            let origin = r.origin.clone();
-            self.finish(origin, reply);
+        if let Some((origin, reply)) = r.answer_if_met(cx.config.limits.siblings_warn) {
+            finish(cx, origin, reply);
         }
         let Some(Pending::Read(r)) = self.pending.get(&id) else {
             return;
         };
-        if r.quorum.settled() || outcome == Outcome::Impossible {
-            if let Some(Pending::Read(r)) = self.pending.remove(&id) {
-                self.end_read(r);
-            }
+        if r.is_done()
+            && let Some(Pending::Read(r)) = self.pending.remove(&id)
+        {
+            self.end_read(cx, replica, r);
         }
     }
 
     /// Answers the client if it is still waiting, then repairs stale replicas.
-    fn end_read(&mut self, r: ReadState) {
-        if !r.replied {
-            let reply = if r.quorum.outcome() == Outcome::Met {
-                read_reply(&r.merged, self.config.limits.siblings_warn)
-            } else {
-                let failure = r.quorum.failure("get", r.key.to_string());
-                ClientReply::Error(RequestError::QuorumFailed(Box::new(failure)))
-            };
-            self.finish(r.origin.clone(), reply);
+    fn end_read(&mut self, cx: &mut Cx<'_>, replica: &mut Replica, r: ReadState) {
+        if let Some((origin, reply)) = r.final_answer(cx.config.limits.siblings_warn) {
+            finish(cx, origin, reply);
         }
+        let repairs = r.repairs();
         let Some(merged) = r.merged else { return };
-        let me = self.config.name.clone();
-        for (node, copy) in &r.replies {
-            if copy.as_ref() == Some(&merged) {
-                continue;
-            }
-            let hint = r
-                .targets
-                .iter()
-                .find(|t| &t.node == node)
-                .and_then(|t| t.hint.clone());
-            self.stats.read_repairs += 1;
-            if node == &me {
-                if let Err(e) = self.replica.merge(&r.key, &merged, hint.as_ref()) {
+        let me = cx.me().clone();
+        for repair in repairs {
+            self.read_repairs += 1;
+            if repair.node == me {
+                if let Err(e) = replica.merge(&r.key, &merged, repair.hint.as_ref()) {
                     tracing::warn!(node = %me, key = %r.key, error = %e, "local read repair failed");
                 }
             } else {
-                let id = self.fresh_id();
+                let id = cx.ids.fresh();
                 let msg = PeerMessage::Replicate {
                     id,
                     key: r.key.clone(),
                     object: merged.clone(),
-                    hint,
+                    hint: repair.hint,
                 };
-                self.send(node.clone(), msg);
+                cx.out.send(repair.node, msg);
             }
         }
     }
 
-    fn fail_forward(&mut self, id: u64, reason: &str) {
+    fn fail_forward(&mut self, cx: &mut Cx<'_>, id: u64, reason: &str) {
         if let Some(Pending::Forward {
             origin,
             coordinator,
         }) = self.pending.remove(&id)
         {
             let err = RequestError::Forward {
-                via: self.config.name.clone(),
+                via: cx.me().clone(),
                 coordinator,
                 reason: reason.to_string(),
             };
-            self.finish(origin, ClientReply::Error(err));
+            finish(cx, origin, ClientReply::Error(err));
         }
     }
+}
 
-    fn drop_handoff(&mut self, id: u64) {
-        if let Some(Pending::Handoff { primary, key, .. }) = self.pending.remove(&id) {
-            self.handoff_inflight.remove(&(primary, key));
-        }
-    }
-
-    fn finish(&mut self, origin: Origin, reply: ClientReply) {
-        match origin {
-            Origin::Client(req) => self.reply(req, reply),
-            Origin::Peer { node, id } => self.send(node, PeerMessage::ForwardReply { id, reply }),
-        }
-    }
-
-    fn plan(&self, opts: &QuorumOpts, read: bool) -> Result<Plan, RequestError> {
-        let n = opts.n.unwrap_or(self.config.n);
-        if n == 0 || n > REPLICAS_MAX {
-            return Err(RequestError::InvalidQuorum(format!(
-                "n={n}: n must be between 1 and {REPLICAS_MAX}"
-            )));
-        }
-        let (name, given, default) = if read {
-            ("r", opts.r, self.config.r)
-        } else {
-            ("w", opts.w, self.config.w)
-        };
-        let needed = given.unwrap_or(default.min(n));
-        if needed == 0 || needed > n {
-            return Err(RequestError::InvalidQuorum(format!(
-                "{name}={needed} with n={n}: {name} must be between 1 and n"
-            )));
-        }
-        let members = self.membership.len();
-        if n as usize > members {
-            return Err(RequestError::InvalidQuorum(format!(
-                "n={n} but the cluster has only {members} member(s){}; lower --n or add nodes",
-                if opts.strict {
-                    " and --strict counts only primaries"
-                } else {
-                    ""
-                }
-            )));
-        }
-        let timeout_ms = opts
-            .timeout_ms
-            .map(|t| t.clamp(1, REQUEST_TIMEOUT_MS_MAX) as u64)
-            .unwrap_or(self.config.request_timeout_ms);
-        Ok(Plan {
-            n: n as usize,
-            needed: needed as usize,
-            strict: opts.strict,
-            timeout_ms,
-        })
-    }
-
-    fn status(&self) -> StatusInfo {
-        let ring = self.membership.ring();
-        let members = self
-            .membership
-            .members()
-            .map(|m| MemberStatus {
-                name: m.name.clone(),
-                addr: m.addr.clone(),
-                state: if m.name == self.config.name {
-                    "up".to_string()
-                } else {
-                    m.state.to_string()
-                },
-                share: ring.replica_share(&m.name, self.config.n as usize),
-                hints: self.replica.hints().for_primary(&m.name),
-                phase: match m.phase {
-                    MemberPhase::Normal => "normal",
-                    MemberPhase::Leaving => "leaving",
-                    MemberPhase::Left => "left",
-                }
-                .to_string(),
-            })
-            .collect();
-        StatusInfo {
-            node: self.config.name.clone(),
-            members,
-            transfers: self.transfer_info(),
-        }
-    }
-
-    fn ring_info(&self) -> RingInfo {
-        let ring = self.membership.ring();
-        let counts = ring.primary_counts();
-        let n = self.config.n;
-        RingInfo {
-            partitions: ring.partitions(),
-            n,
-            nodes: ring
-                .members()
-                .iter()
-                .map(|m| RingNode {
-                    name: m.name.clone(),
-                    vnodes: m.vnodes,
-                    primary_partitions: counts.get(&m.name).copied().unwrap_or(0) as u32,
-                    replica_share: ring.replica_share(&m.name, n as usize),
-                })
-                .collect(),
-            balance: ring.balance(),
-        }
+/// Sends `reply` to whoever waits: the driver's client, or the node that forwarded.
+pub(crate) fn finish(cx: &mut Cx<'_>, origin: Origin, reply: ClientReply) {
+    match origin {
+        Origin::Client(req) => cx.out.reply(req, reply),
+        Origin::Peer { node, id } => cx.out.send(node, PeerMessage::ForwardReply { id, reply }),
     }
 }
 
@@ -771,19 +507,6 @@ fn op_name(op: &Op) -> &'static str {
         Op::SetAdd { .. } | Op::SetRemove { .. } => "set update",
         Op::Map(_) => "map update",
         Op::HllAdd { .. } => "hll add",
-    }
-}
-
-fn read_reply(merged: &Option<Object>, siblings_warn: usize) -> ClientReply {
-    let warning = merged
-        .as_ref()
-        .map(Object::sibling_count)
-        .filter(|&c| c > siblings_warn)
-        .map(|c| format!("the key has {c} siblings; write back with the context to resolve them"));
-    ClientReply::Read {
-        found: merged.as_ref().is_some_and(|o| !o.is_tombstone()),
-        value: merged.as_ref().map(Object::read),
-        warning,
     }
 }
 

@@ -46,6 +46,7 @@ use crate::proto::Key;
 
 pub use cluster::{ClusterStats, HotKey, NodeAnswer, Unanswered};
 pub use progress::AeProgress;
+pub(crate) use report::Statistics;
 pub use report::{AeReport, PartitionStats, StatsInfo};
 pub use window::RequestWindows;
 

@@ -11,10 +11,22 @@ use serde::{Deserialize, Serialize};
 
 use ringkv_sketches::{Hll, TopK};
 
-use crate::core::node::{Node, Now};
+use crate::core::membership::Membership;
+use crate::core::node::{NodeConfig, Now};
 use crate::core::placement::ring::NodeId;
+use crate::core::repair::exchange::AeStats;
+use crate::core::replica::Replica;
+use crate::core::stats::{AeProgress, RequestWindows};
 use crate::core::stats::{HotKey, PARTITION_HLL_PRECISION, StatsError};
 use crate::proto::PeerMessage;
+
+/// The statistics subsystem: request counts for hot keys, and when each partition was
+/// last compared. Distinct keys are counted by the replica, which sees every write.
+#[derive(Debug)]
+pub(crate) struct Statistics {
+    traffic: RequestWindows,
+    progress: AeProgress,
+}
 
 /// One node's statistics, as `ClientReply::Stats` carries them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -130,10 +142,46 @@ impl StatsInfo {
     }
 }
 
-impl Node {
+impl Statistics {
+    pub(crate) fn new(
+        window_ms: u64,
+        partitions: u32,
+        now_ms: u64,
+    ) -> Result<Statistics, StatsError> {
+        Ok(Statistics {
+            traffic: RequestWindows::new(window_ms, now_ms)?,
+            progress: AeProgress::new(partitions),
+        })
+    }
+
+    /// Request counts of the keys this node coordinated (hot keys).
+    pub(crate) fn traffic(&self) -> &RequestWindows {
+        &self.traffic
+    }
+
+    pub(crate) fn traffic_mut(&mut self) -> &mut RequestWindows {
+        &mut self.traffic
+    }
+
+    /// When this node last compared each partition with a peer.
+    pub(crate) fn progress(&self) -> &AeProgress {
+        &self.progress
+    }
+
+    pub(crate) fn progress_mut(&mut self) -> &mut AeProgress {
+        &mut self.progress
+    }
+
     /// This node's statistics at `now`; rotates the request windows first.
-    pub fn stats_info(&mut self, now: Now) -> Result<StatsInfo, StatsError> {
-        let node = self.config.name.clone();
+    pub(crate) fn report(
+        &mut self,
+        now: Now,
+        config: &NodeConfig,
+        replica: &mut Replica,
+        members: &Membership,
+        ae_stats: &AeStats,
+    ) -> Result<StatsInfo, StatsError> {
+        let node = config.name.clone();
         let encode = |what: &str, e: rmp_serde::encode::Error| StatsError::Encode {
             node: node.clone(),
             reason: format!("{what}: {e}"),
@@ -144,8 +192,8 @@ impl Node {
         let hot_previous =
             rmp_serde::to_vec(self.traffic.previous()).map_err(|e| encode("previous window", e))?;
         // The start-up tree rebuild is the scan that fills the distinct-key sketches.
-        let scan_complete = self.replica.trees().is_ready();
-        let distinct = self.replica.distinct_mut();
+        let scan_complete = replica.trees().is_ready();
+        let distinct = replica.distinct_mut();
         let distinct_keys = distinct.estimate();
         let distinct_sketch =
             rmp_serde::to_vec(distinct.node_sketch()).map_err(|e| encode("distinct keys", e))?;
@@ -159,16 +207,11 @@ impl Node {
                 partition,
                 distinct_keys,
                 sketch_bytes: bytes as u64,
-                last_exchange_age_ms: self.ae_progress.last(partition).map(age),
+                last_exchange_age_ms: self.progress.last(partition).map(age),
             })
             .collect();
-        for (partition, last) in self.ae_progress.compared() {
-            if self
-                .replica
-                .distinct()
-                .partition_sketch(partition)
-                .is_none()
-            {
+        for (partition, last) in self.progress.compared() {
+            if replica.distinct().partition_sketch(partition).is_none() {
                 partition_stats.push(PartitionStats {
                     partition,
                     distinct_keys: 0,
@@ -179,28 +222,28 @@ impl Node {
         }
         partition_stats.sort_by_key(|p| p.partition);
 
-        let ring = self.membership.ring();
-        let n = usize::from(self.config.n);
+        let ring = members.ring();
+        let n = usize::from(config.n);
         let mut ae = AeReport {
-            exchanges: self.ae.exchanges,
-            mismatches: self.ae.mismatches,
-            keys_repaired: self.ae.keys_sent,
-            bytes_sent: self.ae.bytes_sent,
+            exchanges: ae_stats.exchanges,
+            mismatches: ae_stats.mismatches,
+            keys_repaired: ae_stats.keys_sent,
+            bytes_sent: ae_stats.bytes_sent,
             ..AeReport::default()
         };
         for p in 0..ring.partitions() {
-            if !ring.primaries(p, n).contains(&&self.config.name) {
+            if !ring.primaries(p, n).contains(&&config.name) {
                 continue;
             }
             ae.primary_partitions += 1;
-            if let Some(last) = self.ae_progress.last(p) {
+            if let Some(last) = self.progress.last(p) {
                 ae.partitions_compared += 1;
                 ae.oldest_exchange_age_ms =
                     Some(ae.oldest_exchange_age_ms.unwrap_or(0).max(age(last)));
             }
         }
         Ok(StatsInfo {
-            node: self.config.name.clone(),
+            node: config.name.clone(),
             distinct_keys,
             scan_complete,
             distinct_sketch,
@@ -218,12 +261,12 @@ impl Node {
 
     /// Anti-entropy bookkeeping on a received message: each root in an `AeRoots` is a
     /// root comparison of its partition by this node, whether or not the roots match.
-    pub(crate) fn note_ae_message(&mut self, now: Now, msg: &PeerMessage) {
+    pub(crate) fn note_message(&mut self, now: Now, replica: &Replica, msg: &PeerMessage) {
         if let PeerMessage::AeRoots { roots, .. } = msg
-            && self.replica.trees().is_ready()
+            && replica.trees().is_ready()
         {
             for (partition, _) in crate::core::repair::exchange::unpack_roots(roots) {
-                self.ae_progress.record(partition, now.mono_ms);
+                self.progress.record(partition, now.mono_ms);
             }
         }
     }

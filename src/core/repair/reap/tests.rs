@@ -166,10 +166,7 @@ impl Cluster {
     }
 
     fn reaped(&self) -> u64 {
-        self.nodes
-            .values()
-            .map(|n| n.ae_stats().tombstones_reaped)
-            .sum()
+        self.nodes.values().map(|n| n.tombstones_reaped()).sum()
     }
 
     fn root(&self, name: &str) -> u64 {

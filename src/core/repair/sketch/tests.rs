@@ -5,7 +5,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::*;
-use crate::core::node::{MemberSpec, NodeConfig, Now};
+use crate::core::node::{MemberSpec, Node, NodeConfig, Now};
 use crate::core::object::clock::{ActorId, Timestamp};
 use crate::core::object::{Limits, Object, Op, ReadValue};
 use crate::core::repair::exchange::AeStats;
@@ -192,7 +192,10 @@ impl Pair {
     }
 
     fn store(&mut self, n: usize, key: &Key, object: &Object) {
-        self.nodes[n].replica.merge(key, object, None).unwrap();
+        self.nodes[n]
+            .replica_mut()
+            .merge(key, object, None)
+            .unwrap();
     }
 
     fn in_sync(&self) -> bool {

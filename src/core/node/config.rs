@@ -1,0 +1,162 @@
+//! A node's settings, its clocks at an input, and the errors of starting one.
+
+use thiserror::Error;
+
+use crate::core::membership::gossip::PROBE_PERIOD_MS_DEFAULT;
+use crate::core::object::Limits;
+use crate::core::placement::ring::{NodeId, PARTITIONS_DEFAULT, RingError, VNODES_DEFAULT};
+use crate::core::repair::merkle::AePath;
+use crate::core::repair::reap::TOMBSTONE_GRACE_MS_DEFAULT;
+use crate::core::repair::transfer::TRANSFER_BYTES_PER_SEC_DEFAULT;
+use crate::core::replica::ReplicaError;
+use crate::core::replica::handoff::HANDOFF_INTERVAL_MS_DEFAULT;
+use crate::core::replica::hints::HINTS_MAX_DEFAULT;
+use crate::core::stats::STATS_WINDOW_MS_DEFAULT;
+use crate::storage::StorageError;
+
+/// Key of the actor id in the `Meta` space.
+pub const META_ACTOR_KEY: &[u8] = b"actor_id";
+/// Key of the clean-stop marker in the `Meta` space: stored by the last persist of a
+/// clean stop ([`Node::mark_clean_stop`]) and removed at start, so its absence at start
+/// means the node crashed (or failed to persist) and takes a fresh actor id.
+pub const META_CLEAN_STOP_KEY: &[u8] = b"clean_stop";
+/// Most requests one node coordinates or forwards at once.
+pub const INFLIGHT_MAX_DEFAULT: usize = 16_384;
+/// Default time a coordinator waits for W acks or R replies.
+pub const REQUEST_TIMEOUT_MS_DEFAULT: u64 = 2_000;
+/// Key of the member table in the `Meta` space (the ring survives restarts).
+pub const META_MEMBERS_KEY: &[u8] = b"members";
+/// Default period of anti-entropy ticks (0 turns anti-entropy off).
+pub const ANTI_ENTROPY_INTERVAL_MS_DEFAULT: u64 = 1_000;
+/// Default period of member-table syncs.
+pub const MEMBER_SYNC_INTERVAL_MS_DEFAULT: u64 = 1_000;
+/// The driver's clocks at the moment of an input.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Now {
+    /// Monotonic milliseconds: timers and deadlines.
+    pub mono_ms: u64,
+    /// This node's wall-clock milliseconds: the HLC for LWW.
+    pub wall_ms: u64,
+}
+
+/// A member as configured: name, address and vnode count.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberSpec {
+    pub name: NodeId,
+    pub addr: String,
+    pub vnodes: u32,
+}
+
+/// A node's settings.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub name: NodeId,
+    pub partitions: u32,
+    /// Default N, W and R for requests that do not say.
+    pub n: u8,
+    pub w: u8,
+    pub r: u8,
+    pub request_timeout_ms: u64,
+    pub limits: Limits,
+    pub hints_max: u64,
+    /// This node's address as peers should dial it (gossip identity); taken from the
+    /// member list when the node is in it.
+    pub addr: String,
+    /// Addresses of members to join through (gossip announce) when this node knows no
+    /// other member yet.
+    pub seeds: Vec<String>,
+    /// SWIM protocol period: one probe per period.
+    pub probe_period_ms: u64,
+    /// Period of member-table syncs with one random member.
+    pub member_sync_interval_ms: u64,
+    /// Partition streaming budget when the ring changes.
+    pub transfer_bytes_per_sec: u64,
+    pub handoff_interval_ms: u64,
+    /// Period of anti-entropy ticks; 0 turns anti-entropy off.
+    pub anti_entropy_interval_ms: u64,
+    /// How anti-entropy finds differences (Merkle descent, Bloom filters, or chosen per
+    /// partition from HLL estimates).
+    pub ae_path: AePath,
+    pub inflight_max: usize,
+    /// Length of one hot-key request-count window (`core::stats`).
+    pub stats_window_ms: u64,
+    /// How long every primary must have held a tombstone before it is reaped; hints
+    /// expire after half of it (see `core/reap.rs`).
+    pub tombstone_grace_ms: u64,
+    /// Seeds this node's RNG (ping nonces, and the actor id of a fresh data directory).
+    pub rng_seed: u64,
+}
+
+/// Errors starting a node.
+#[derive(Debug, Error)]
+pub enum NodeError {
+    #[error("the member list is not a valid ring: {0}")]
+    Ring(#[from] RingError),
+    #[error(
+        "node {0} is not in its own member list and has no address to announce; add it with --peer {0}=ADDR"
+    )]
+    NotAMember(NodeId),
+    #[error("the stored member table is corrupt ({0}); the data directory is damaged")]
+    BadMembers(String),
+    #[error("cannot open the node's storage: {0}")]
+    Storage(#[from] StorageError),
+    #[error("cannot open the node's replica state: {0}")]
+    Replica(#[from] ReplicaError),
+    #[error("the stored actor id is corrupt ({0} bytes); the data directory is damaged")]
+    BadActor(usize),
+    #[error("invalid node configuration: {0}")]
+    Config(String),
+}
+
+/// Counters for status output and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeStats {
+    pub hints_delivered: u64,
+    pub read_repairs: u64,
+    pub outbox_dropped: u64,
+    /// Members gossip reported up / down (a false down under loss shows here).
+    pub gossip_ups: u64,
+    pub gossip_downs: u64,
+    /// Gossip packets refused (undecodable, too big, or from an impostor).
+    pub gossip_refused: u64,
+    /// Member tables refused because the sender's partition count differs.
+    pub members_refused: u64,
+}
+
+impl NodeConfig {
+    /// Defaults for a node called `name`: N/W/R 3/2/2, Q=1024.
+    pub fn new(name: impl Into<String>) -> NodeConfig {
+        NodeConfig {
+            name: NodeId::new(name),
+            partitions: PARTITIONS_DEFAULT,
+            n: 3,
+            w: 2,
+            r: 2,
+            request_timeout_ms: REQUEST_TIMEOUT_MS_DEFAULT,
+            limits: Limits::default(),
+            hints_max: HINTS_MAX_DEFAULT,
+            addr: String::new(),
+            seeds: Vec::new(),
+            probe_period_ms: PROBE_PERIOD_MS_DEFAULT,
+            member_sync_interval_ms: MEMBER_SYNC_INTERVAL_MS_DEFAULT,
+            transfer_bytes_per_sec: TRANSFER_BYTES_PER_SEC_DEFAULT,
+            handoff_interval_ms: HANDOFF_INTERVAL_MS_DEFAULT,
+            anti_entropy_interval_ms: ANTI_ENTROPY_INTERVAL_MS_DEFAULT,
+            ae_path: AePath::Auto,
+            inflight_max: INFLIGHT_MAX_DEFAULT,
+            stats_window_ms: STATS_WINDOW_MS_DEFAULT,
+            tombstone_grace_ms: TOMBSTONE_GRACE_MS_DEFAULT,
+            rng_seed: 0,
+        }
+    }
+}
+
+impl MemberSpec {
+    pub fn new(name: impl Into<String>, addr: impl Into<String>) -> MemberSpec {
+        MemberSpec {
+            name: NodeId::new(name),
+            addr: addr.into(),
+            vnodes: VNODES_DEFAULT,
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! What `ringkv status` and `ringkv ring` show, assembled from the subsystems' state.
+
+use crate::core::membership::Membership;
+use crate::core::membership::gossip::MemberPhase;
+use crate::core::node::NodeConfig;
+use crate::core::replica::Replica;
+use crate::proto::{MemberStatus, RingInfo, RingNode, StatusInfo, TransferInfo};
+
+/// Membership as this node sees it, with hints held per member and transfers.
+pub(crate) fn status(
+    config: &NodeConfig,
+    members: &Membership,
+    replica: &Replica,
+    transfers: TransferInfo,
+) -> StatusInfo {
+    let ring = members.ring();
+    let list = members
+        .members()
+        .map(|m| MemberStatus {
+            name: m.name.clone(),
+            addr: m.addr.clone(),
+            state: if m.name == config.name {
+                "up".to_string()
+            } else {
+                m.state.to_string()
+            },
+            share: ring.replica_share(&m.name, config.n as usize),
+            hints: replica.hints().for_primary(&m.name),
+            phase: match m.phase {
+                MemberPhase::Normal => "normal",
+                MemberPhase::Leaving => "leaving",
+                MemberPhase::Left => "left",
+            }
+            .to_string(),
+        })
+        .collect();
+    StatusInfo {
+        node: config.name.clone(),
+        members: list,
+        transfers,
+    }
+}
+
+/// The ring's members, their shares and its balance.
+pub(crate) fn ring_info(config: &NodeConfig, members: &Membership) -> RingInfo {
+    let ring = members.ring();
+    let counts = ring.primary_counts();
+    let n = config.n;
+    RingInfo {
+        partitions: ring.partitions(),
+        n,
+        nodes: ring
+            .members()
+            .iter()
+            .map(|m| RingNode {
+                name: m.name.clone(),
+                vnodes: m.vnodes,
+                primary_partitions: counts.get(&m.name).copied().unwrap_or(0) as u32,
+                replica_share: ring.replica_share(&m.name, n as usize),
+            })
+            .collect(),
+        balance: ring.balance(),
+    }
+}

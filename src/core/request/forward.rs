@@ -1,0 +1,36 @@
+//! Forwarded requests: a node outside a key's preference list hands the request to the
+//! first live replica once, and remembers which forwards it has served so a duplicate
+//! delivery is not run twice (a forward is an operation, not a state: running it twice
+//! would apply a counter increment or a set add twice).
+
+use std::collections::{BTreeSet, VecDeque};
+
+use crate::core::placement::ring::NodeId;
+
+/// Forwarded requests remembered to recognise a duplicate delivery.
+pub const FORWARDS_SEEN_MAX: usize = 65_536;
+
+/// The (forwarder, its request id) of recent forwards, bounded by [`FORWARDS_SEEN_MAX`].
+#[derive(Debug, Default)]
+pub(crate) struct ForwardsSeen {
+    seen: BTreeSet<(NodeId, u64)>,
+    /// Oldest first.
+    order: VecDeque<(NodeId, u64)>,
+}
+
+impl ForwardsSeen {
+    /// Records a forward; false when the same one was delivered before.
+    pub(crate) fn first(&mut self, from: &NodeId, id: u64) -> bool {
+        if !self.seen.insert((from.clone(), id)) {
+            return false;
+        }
+        self.order.push_back((from.clone(), id));
+        if self.order.len() > FORWARDS_SEEN_MAX
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.seen.remove(&oldest);
+        }
+        debug_assert_eq!(self.seen.len(), self.order.len());
+        true
+    }
+}
