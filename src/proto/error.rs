@@ -39,6 +39,14 @@ pub enum RequestError {
     },
     #[error("node {node} failed internally: {message}")]
     Internal { node: NodeId, message: String },
+    #[error(
+        "node {node} has {timers} timers pending (limit {limit}); retry with backoff or add nodes"
+    )]
+    TimersFull {
+        node: NodeId,
+        timers: usize,
+        limit: usize,
+    },
 }
 
 /// The details of a quorum that was not met.

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 
 use crate::core::membership::Membership;
 use crate::core::membership::gossip::{
-    Gossip, GossipEvent, GossipId, GossipState, MemberMeta, MemberPhase,
+    Gossip, GossipEvent, GossipId, GossipState, GossipTimer, MemberMeta, MemberPhase,
 };
 use crate::core::node::{Cx, META_MEMBERS_KEY};
 use crate::core::placement::ring::{MEMBERS_MAX, NodeId};
@@ -108,14 +108,9 @@ impl Cluster {
         self.gossip.poll_event()
     }
 
-    /// The earliest gossip deadline.
-    pub(crate) fn next_deadline(&self) -> Option<u64> {
-        self.gossip.next_deadline()
-    }
-
-    /// Fires gossip's due timers.
-    pub(crate) fn on_timeout(&mut self, cx: &Cx<'_>) {
-        if let Err(e) = self.gossip.handle_due(cx.now.mono_ms) {
+    /// Fires one of foca's timers.
+    pub(crate) fn on_gossip_timer(&mut self, cx: &mut Cx<'_>, timer: GossipTimer) {
+        if let Err(e) = self.gossip.handle_timer(cx.now.mono_ms, cx.timers, timer) {
             tracing::debug!(node = %cx.me(), error = %e, "gossip timer");
         }
     }
@@ -132,8 +127,11 @@ impl Cluster {
 
     /// A gossip datagram from the node whose certificate names it `from`; true when it
     /// brought `from` back up.
-    pub(crate) fn handle_datagram(&mut self, cx: &Cx<'_>, from: &NodeId, data: &[u8]) -> bool {
-        match self.gossip.handle_data(cx.now.mono_ms, from, data) {
+    pub(crate) fn handle_datagram(&mut self, cx: &mut Cx<'_>, from: &NodeId, data: &[u8]) -> bool {
+        match self
+            .gossip
+            .handle_data(cx.now.mono_ms, cx.timers, from, data)
+        {
             // A valid packet is proof of life even before foca says so.
             Ok(()) => self.view.heard_from(from, cx.now.mono_ms),
             Err(e) => {
@@ -145,7 +143,7 @@ impl Cluster {
     }
 
     /// Announces to every known member and seed, so probing starts at once.
-    pub(crate) fn announce_all(&mut self, cx: &Cx<'_>) {
+    pub(crate) fn announce_all(&mut self, cx: &mut Cx<'_>) {
         let me = cx.config.name.clone();
         let mut addrs: Vec<String> = self
             .view
@@ -157,7 +155,7 @@ impl Cluster {
             addrs.extend(self.seeds.iter().cloned());
         }
         for addr in addrs {
-            if let Err(e) = self.gossip.announce(cx.now.mono_ms, &addr) {
+            if let Err(e) = self.gossip.announce(cx.now.mono_ms, cx.timers, &addr) {
                 tracing::debug!(node = %me, %addr, error = %e, "gossip announce");
             }
         }
@@ -283,7 +281,7 @@ impl Cluster {
         for (name, addr) in &others {
             match self.gossip.state_of(name) {
                 None => {
-                    let _ = self.gossip.announce(cx.now.mono_ms, addr);
+                    let _ = self.gossip.announce(cx.now.mono_ms, cx.timers, addr);
                 }
                 Some(GossipState::Suspect) => {
                     self.view.mark_suspect(name, true);
@@ -296,7 +294,7 @@ impl Cluster {
         }
         if !self.synced {
             for seed in self.seeds.clone() {
-                let _ = self.gossip.announce(cx.now.mono_ms, &seed);
+                let _ = self.gossip.announce(cx.now.mono_ms, cx.timers, &seed);
             }
         }
         self.gossip.set_cluster_size(self.view.len() as u32);
@@ -307,10 +305,10 @@ impl Cluster {
     /// answers.
     pub(crate) fn join_through(
         &mut self,
-        cx: &Cx<'_>,
+        cx: &mut Cx<'_>,
         seed: String,
     ) -> Result<ClientReply, ClientReply> {
-        if let Err(e) = self.gossip.announce(cx.now.mono_ms, &seed) {
+        if let Err(e) = self.gossip.announce(cx.now.mono_ms, cx.timers, &seed) {
             return Err(ClientReply::Error(RequestError::BadRequest(format!(
                 "cannot announce to {seed}: {e}"
             ))));
@@ -371,7 +369,7 @@ impl Cluster {
         };
         self.publish_own(cx, record);
         self.persist_members(cx, storage);
-        if let Err(e) = self.gossip.leave(cx.now.mono_ms) {
+        if let Err(e) = self.gossip.leave(cx.now.mono_ms, cx.timers) {
             tracing::debug!(node = %cx.config.name, error = %e, "gossip leave");
         }
         self.left = true;

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::core::placement::ring::NodeId;
+use crate::core::timer::{Timer, TimerTable};
 
 /// Largest gossip packet: below QUIC's smallest datagram payload (~1150 B at a 1200 B
 /// path MTU), so a packet never needs fragmenting.
@@ -34,8 +35,6 @@ pub const GOSSIP_PACKET_BYTES_MAX: usize = 1_100;
 pub const PROBE_PERIOD_MS_DEFAULT: u64 = 1_000;
 /// How long a direct probe waits for its ack before asking others to probe indirectly.
 pub const PROBE_RTT_MS_DEFAULT: u64 = 400;
-/// Most gossip timers pending at once (foca keeps a handful per member).
-pub const GOSSIP_TIMERS_MAX: usize = 1 << 16;
 /// Most datagrams waiting for the driver; a drain follows every input.
 pub const GOSSIP_OUTBOX_MAX: usize = 1 << 16;
 /// Most membership events waiting for the node; a drain follows every foca call.
@@ -137,19 +136,21 @@ type FocaInstance = Foca<GossipId, PostcardCodec, GossipRng, MetaHandler>;
 pub struct Gossip {
     foca: FocaInstance,
     received: Arc<Mutex<VecDeque<MemberMeta>>>,
-    timers: BTreeMap<(u64, u64), foca::Timer<GossipId>>,
-    seq: u64,
     outbox: VecDeque<(String, Vec<u8>)>,
     events: VecDeque<GossipEvent>,
     probe_period_ms: u64,
     cluster_size: u32,
 }
 
-/// The foca runtime for one call: collects what foca asks for.
+/// One of foca's timers, as the node's timer table holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GossipTimer(foca::Timer<GossipId>);
+
+/// The foca runtime for one call: collects what foca asks for, its timers into the
+/// node's one timer table.
 struct Io<'a> {
     now_ms: u64,
-    timers: &'a mut BTreeMap<(u64, u64), foca::Timer<GossipId>>,
-    seq: &'a mut u64,
+    timers: &'a mut TimerTable,
     outbox: &'a mut VecDeque<(String, Vec<u8>)>,
     events: &'a mut VecDeque<GossipEvent>,
 }
@@ -203,8 +204,6 @@ impl Gossip {
         Gossip {
             foca,
             received,
-            timers: BTreeMap::new(),
-            seq: 0,
             outbox: VecDeque::new(),
             events: VecDeque::new(),
             probe_period_ms,
@@ -217,9 +216,14 @@ impl Gossip {
     }
 
     /// Asks the member listening at `addr` to let us in (join through a seed).
-    pub fn announce(&mut self, now_ms: u64, addr: &str) -> Result<(), GossipError> {
+    pub fn announce(
+        &mut self,
+        now_ms: u64,
+        timers: &mut TimerTable,
+        addr: &str,
+    ) -> Result<(), GossipError> {
         let result = {
-            let (foca, mut io) = self.split(now_ms);
+            let (foca, mut io) = self.split(now_ms, timers);
             foca.announce(GossipId::seed(addr), &mut io)
         };
         self.after(result)
@@ -229,6 +233,7 @@ impl Gossip {
     pub fn handle_data(
         &mut self,
         now_ms: u64,
+        timers: &mut TimerTable,
         from: &NodeId,
         data: &[u8],
     ) -> Result<(), GossipError> {
@@ -249,29 +254,24 @@ impl Gossip {
             });
         }
         let result = {
-            let (foca, mut io) = self.split(now_ms);
+            let (foca, mut io) = self.split(now_ms, timers);
             foca.handle_data(data, &mut io)
         };
         self.after(result)
     }
 
-    /// Fires every gossip timer due at `now_ms`.
-    pub fn handle_due(&mut self, now_ms: u64) -> Result<(), GossipError> {
-        let mut first_error = None;
-        while let Some(entry) = self.timers.first_entry() {
-            if entry.key().0 > now_ms {
-                break;
-            }
-            let timer = entry.remove();
-            let result = {
-                let (foca, mut io) = self.split(now_ms);
-                foca.handle_timer(timer, &mut io)
-            };
-            if let Err(e) = self.after(result) {
-                first_error.get_or_insert(e);
-            }
-        }
-        first_error.map_or(Ok(()), Err)
+    /// Fires one of foca's timers, due at `now_ms`.
+    pub fn handle_timer(
+        &mut self,
+        now_ms: u64,
+        timers: &mut TimerTable,
+        timer: GossipTimer,
+    ) -> Result<(), GossipError> {
+        let result = {
+            let (foca, mut io) = self.split(now_ms, timers);
+            foca.handle_timer(timer.0, &mut io)
+        };
+        self.after(result)
     }
 
     /// Queues our own member record for dissemination.
@@ -285,9 +285,9 @@ impl Gossip {
     }
 
     /// Tells the cluster we are leaving for good.
-    pub fn leave(&mut self, now_ms: u64) -> Result<(), GossipError> {
+    pub fn leave(&mut self, now_ms: u64, timers: &mut TimerTable) -> Result<(), GossipError> {
         let result = {
-            let (foca, mut io) = self.split(now_ms);
+            let (foca, mut io) = self.split(now_ms, timers);
             foca.leave_cluster(&mut io)
         };
         self.after(result)
@@ -306,11 +306,6 @@ impl Gossip {
         {
             tracing::warn!(error = %e, "foca refused a new configuration");
         }
-    }
-
-    /// The earliest gossip deadline.
-    pub fn next_deadline(&self) -> Option<u64> {
-        self.timers.keys().next().map(|(at, _)| *at)
     }
 
     pub fn poll_datagram(&mut self) -> Option<(String, Vec<u8>)> {
@@ -334,13 +329,16 @@ impl Gossip {
             })
     }
 
-    fn split(&mut self, now_ms: u64) -> (&mut FocaInstance, Io<'_>) {
+    fn split<'a>(
+        &'a mut self,
+        now_ms: u64,
+        timers: &'a mut TimerTable,
+    ) -> (&'a mut FocaInstance, Io<'a>) {
         (
             &mut self.foca,
             Io {
                 now_ms,
-                timers: &mut self.timers,
-                seq: &mut self.seq,
+                timers,
                 outbox: &mut self.outbox,
                 events: &mut self.events,
             },
@@ -457,14 +455,9 @@ impl Runtime<GossipId> for Io<'_> {
     }
 
     fn submit_after(&mut self, event: foca::Timer<GossipId>, after: Duration) {
-        // foca needs every timer delivered; the bound only guards against a bug.
-        if self.timers.len() >= GOSSIP_TIMERS_MAX {
-            tracing::warn!("gossip timer table full; a timer was dropped");
-            return;
-        }
+        // foca keeps a handful of timers per member, within the table's reserved room.
         let at = self.now_ms + after.as_millis() as u64;
-        self.timers.insert((at, *self.seq), event);
-        *self.seq += 1;
+        self.timers.set(at, Timer::Gossip(GossipTimer(event)));
     }
 }
 
@@ -473,7 +466,6 @@ impl fmt::Debug for Gossip {
         f.debug_struct("Gossip")
             .field("identity", self.foca.identity())
             .field("active_members", &self.foca.num_members())
-            .field("timers", &self.timers.len())
             .field("outbox", &self.outbox.len())
             .finish()
     }
@@ -516,13 +508,26 @@ mod tests {
         }
     }
 
+    /// A gossip instance with the timer table a node would lend it.
+    struct Member {
+        g: Gossip,
+        t: TimerTable,
+    }
+
+    fn member(name: &str, seed: u64) -> Member {
+        Member {
+            g: Gossip::new(id(name, 1), 2, seed, 100),
+            t: TimerTable::new(),
+        }
+    }
+
     /// Delivers every queued datagram between the instances until quiet or `rounds`.
-    fn pump(nodes: &mut [Gossip], now_ms: u64, rounds: usize) {
+    fn pump(nodes: &mut [Member], now_ms: u64, rounds: usize) {
         for _ in 0..rounds {
             let mut packets = Vec::new();
             for n in nodes.iter_mut() {
-                let from = n.identity().name.clone();
-                while let Some((addr, data)) = n.poll_datagram() {
+                let from = n.g.identity().name.clone();
+                while let Some((addr, data)) = n.g.poll_datagram() {
                     packets.push((from.clone(), addr, data));
                 }
             }
@@ -530,8 +535,10 @@ mod tests {
                 return;
             }
             for (from, addr, data) in packets {
-                if let Some(dest) = nodes.iter_mut().find(|n| n.identity().addr == addr) {
-                    dest.handle_data(now_ms, &from, &data).unwrap();
+                if let Some(dest) = nodes.iter_mut().find(|n| n.g.identity().addr == addr) {
+                    dest.g
+                        .handle_data(now_ms, &mut dest.t, &from, &data)
+                        .unwrap();
                 }
             }
         }
@@ -539,51 +546,56 @@ mod tests {
 
     #[test]
     fn a_member_joins_through_a_seed_and_both_see_it_up() {
-        let mut nodes = vec![
-            Gossip::new(id("a", 1), 2, 1, 100),
-            Gossip::new(id("b", 1), 2, 2, 100),
-        ];
-        nodes[1].announce(0, "a:1").unwrap();
+        let mut nodes = vec![member("a", 1), member("b", 2)];
+        let b = &mut nodes[1];
+        b.g.announce(0, &mut b.t, "a:1").unwrap();
         pump(&mut nodes, 0, 10);
         assert_eq!(
-            nodes[0].state_of(&NodeId::new("b")),
+            nodes[0].g.state_of(&NodeId::new("b")),
             Some(GossipState::Alive)
         );
         assert_eq!(
-            nodes[1].state_of(&NodeId::new("a")),
+            nodes[1].g.state_of(&NodeId::new("a")),
             Some(GossipState::Alive)
         );
-        let up: Vec<GossipEvent> = std::iter::from_fn(|| nodes[0].poll_event()).collect();
+        let up: Vec<GossipEvent> = std::iter::from_fn(|| nodes[0].g.poll_event()).collect();
         assert!(up.contains(&GossipEvent::Up(id("b", 1))), "{up:?}");
     }
 
     #[test]
     fn a_packet_claiming_another_sender_is_refused() {
-        let mut a = Gossip::new(id("a", 1), 2, 1, 100);
-        let mut b = Gossip::new(id("b", 1), 2, 2, 100);
-        b.announce(0, "a:1").unwrap();
+        let Member {
+            g: mut a,
+            t: mut at,
+        } = member("a", 1);
+        let Member {
+            g: mut b,
+            t: mut bt,
+        } = member("b", 2);
+        b.announce(0, &mut bt, "a:1").unwrap();
         let (_, data) = b.poll_datagram().unwrap();
         let err = a
-            .handle_data(0, &NodeId::new("mallory"), &data)
+            .handle_data(0, &mut at, &NodeId::new("mallory"), &data)
             .unwrap_err();
         assert!(matches!(err, GossipError::Impostor { .. }), "{err}");
-        assert!(a.handle_data(0, &NodeId::new("b"), &[0xff; 3]).is_err());
+        assert!(
+            a.handle_data(0, &mut at, &NodeId::new("b"), &[0xff; 3])
+                .is_err()
+        );
         let big = vec![0u8; GOSSIP_PACKET_BYTES_MAX + 1];
         assert!(matches!(
-            a.handle_data(0, &NodeId::new("b"), &big),
+            a.handle_data(0, &mut at, &NodeId::new("b"), &big),
             Err(GossipError::TooBig { .. })
         ));
     }
 
     #[test]
     fn member_records_spread_once_per_version() {
-        let mut nodes = vec![
-            Gossip::new(id("a", 1), 2, 1, 100),
-            Gossip::new(id("b", 1), 2, 2, 100),
-        ];
-        nodes[1].announce(0, "a:1").unwrap();
+        let mut nodes = vec![member("a", 1), member("b", 2)];
+        let b = &mut nodes[1];
+        b.g.announce(0, &mut b.t, "a:1").unwrap();
         pump(&mut nodes, 0, 10);
-        while nodes[0].poll_event().is_some() {}
+        while nodes[0].g.poll_event().is_some() {}
         let meta = MemberMeta {
             name: NodeId::new("b"),
             addr: "b:1".into(),
@@ -591,16 +603,18 @@ mod tests {
             version: 3,
             phase: MemberPhase::Leaving,
         };
-        nodes[1].broadcast_meta(&meta).unwrap();
+        nodes[1].g.broadcast_meta(&meta).unwrap();
         // Gossip rides the periodic timers; fire them until the record arrives.
         let mut seen = Vec::new();
         for t in 1..200u64 {
             let now = t * 20;
             for n in nodes.iter_mut() {
-                n.handle_due(now).unwrap();
+                while let Some(timer) = n.t.pop_due_gossip(now) {
+                    n.g.handle_timer(now, &mut n.t, timer).unwrap();
+                }
             }
             pump(&mut nodes, now, 10);
-            seen.extend(std::iter::from_fn(|| nodes[0].poll_event()));
+            seen.extend(std::iter::from_fn(|| nodes[0].g.poll_event()));
             if seen.iter().any(|e| matches!(e, GossipEvent::Meta(_))) {
                 break;
             }

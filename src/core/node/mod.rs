@@ -186,10 +186,10 @@ impl Node {
             transfer: Transfer::default(),
             stats,
         };
-        let cx = node.shared.lend(now);
+        let mut cx = node.shared.lend(now);
         node.cluster
             .persist_members(&cx, node.replica.storage().as_ref());
-        node.cluster.announce_all(&cx);
+        node.cluster.announce_all(&mut cx);
         let timers = &mut node.shared.timers;
         let config = &node.shared.config;
         timers.set(now.mono_ms, Timer::TreeRebuild);
@@ -334,7 +334,7 @@ impl Node {
     pub fn handle_datagram(&mut self, now: Now, from: NodeId, data: &[u8]) {
         self.replica.set_wall_ms(now.wall_ms);
         let mut cx = self.shared.lend(now);
-        if self.cluster.handle_datagram(&cx, &from, data) {
+        if self.cluster.handle_datagram(&mut cx, &from, data) {
             self.handoff.on_member_up(&mut cx, &mut self.replica, &from);
         }
         self.drain_gossip(now);
@@ -349,7 +349,10 @@ impl Node {
 
     /// Time passed; fires every due timer (stale ones are no-ops).
     pub fn handle_timeout(&mut self, now: Now) {
-        self.cluster.on_timeout(&self.shared.lend(now));
+        while let Some(timer) = self.shared.timers.pop_due_gossip(now.mono_ms) {
+            let mut cx = self.shared.lend(now);
+            self.cluster.on_gossip_timer(&mut cx, timer);
+        }
         self.drain_gossip(now);
         self.replica.set_wall_ms(now.wall_ms);
         for timer in self.shared.timers.expire(now.mono_ms) {
@@ -359,7 +362,12 @@ impl Node {
                 Timer::Request(id) if self.requests.owns(id) => {
                     self.requests.on_timeout(&mut cx, &mut self.replica, id)
                 }
-                Timer::Request(id) => self.handoff.on_timeout(id),
+                Timer::Request(id) => self.handoff.on_timeout(&mut cx, id),
+                Timer::TransferBatch(id) => self.transfer.on_batch_timeout(&cx, id),
+                Timer::ReapRound { partition, round } => {
+                    self.reaper.on_round_timeout(partition, round)
+                }
+                Timer::Gossip(timer) => self.cluster.on_gossip_timer(&mut cx, timer),
                 Timer::MemberSync => {
                     self.cluster.on_sync_tick(&mut cx);
                     self.drain_gossip(now);
@@ -402,13 +410,7 @@ impl Node {
 
     /// The earliest deadline at which `handle_timeout` must be called.
     pub fn poll_timeout(&self) -> Option<u64> {
-        match (
-            self.shared.timers.next_deadline(),
-            self.cluster.next_deadline(),
-        ) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        self.shared.timers.next_deadline()
     }
 
     /// Routes a peer message to the subsystem that owns what it concerns.
@@ -434,7 +436,8 @@ impl Node {
                 if self.requests.owns(id) {
                     self.requests.on_replicate_ack(&mut cx, id, &from, error);
                 } else {
-                    self.handoff.on_ack(&mut self.replica, id, &from, error);
+                    self.handoff
+                        .on_ack(cx.timers, &mut self.replica, id, &from, error);
                 }
             }
             PeerMessage::Read { id, key, hint } => {
@@ -550,7 +553,7 @@ impl Node {
                 return request::finish(&mut cx, origin, ClientReply::Ring(ring));
             }
             ClientRequest::Join { seed } => {
-                let reply = match self.cluster.join_through(&self.shared.lend(now), seed) {
+                let reply = match self.cluster.join_through(&mut self.shared.lend(now), seed) {
                     Ok(reply) => {
                         self.drain_gossip(now);
                         reply
@@ -661,7 +664,7 @@ impl Node {
         let mut cx = self.shared.lend(now);
         self.requests
             .on_unreachable(&mut cx, &mut self.replica, node);
-        self.handoff.on_unreachable(node);
+        self.handoff.on_unreachable(&mut cx, node);
     }
 
     /// Takes a fresh actor id and stores it for restarts. A node that dropped keys it

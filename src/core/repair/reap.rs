@@ -50,7 +50,7 @@ use crate::core::membership::Membership;
 use crate::core::node::{Cx, NodeConfig};
 use crate::core::placement::ring::{NodeId, key_position};
 use crate::core::replica::Replica;
-use crate::core::timer::Timer;
+use crate::core::timer::{Timer, TimerId};
 use crate::proto::{Key, PeerMessage};
 
 /// Default grace period: one hour. Hints live half of it, so a stand-in can hand off
@@ -85,13 +85,22 @@ struct Round {
     primaries: Vec<NodeId>,
     /// Keys every primary that answered so far confirmed.
     confirmed: BTreeSet<Key>,
-    deadline_ms: u64,
+    /// When the round is abandoned if some primary has not answered.
+    deadline: TimerId,
 }
 
 impl Reaper {
     /// Tombstones this replica removed after every primary confirmed them.
     pub(crate) fn reaped(&self) -> u64 {
         self.reaped
+    }
+
+    /// A round's deadline passed with a primary silent (a lost message, a primary that
+    /// went down): it is abandoned, and a later round asks again.
+    pub(crate) fn on_round_timeout(&mut self, partition: u32, round: u64) {
+        if self.rounds.get(&partition).is_some_and(|r| r.id == round) {
+            self.rounds.remove(&partition);
+        }
     }
 
     /// Starts reaping rounds for the next partitions this node is first primary of.
@@ -101,9 +110,6 @@ impl Reaper {
             return;
         }
         cx.timers.set(cx.now.mono_ms + interval, Timer::Reap);
-        // An unanswered round (a lost message, a primary that went down) is abandoned;
-        // a later round asks again.
-        self.rounds.retain(|_, r| r.deadline_ms > cx.now.mono_ms);
         let me = cx.config.name.clone();
         let n = cx.config.n as usize;
         let partitions = members.ring().partitions();
@@ -146,6 +152,13 @@ impl Reaper {
                     },
                 );
             }
+            let deadline = cx.timers.set(
+                cx.now.mono_ms + cx.config.request_timeout_ms,
+                Timer::ReapRound {
+                    partition: p,
+                    round: id,
+                },
+            );
             self.rounds.insert(
                 p,
                 Round {
@@ -154,7 +167,7 @@ impl Reaper {
                     entries: due.into_iter().collect(),
                     awaiting: others,
                     primaries,
-                    deadline_ms: cx.now.mono_ms + cx.config.request_timeout_ms,
+                    deadline,
                 },
             );
         }
@@ -244,6 +257,7 @@ impl Reaper {
         let Some(r) = self.rounds.remove(&partition) else {
             return;
         };
+        cx.timers.cancel(r.deadline);
         // The ring or liveness may have changed while the round ran: reap only if the
         // primaries asked are still exactly the partition's primaries, all up.
         let n = cx.config.n as usize;

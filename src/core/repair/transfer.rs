@@ -24,7 +24,7 @@ use crate::core::node::{Cx, NodeConfig};
 use crate::core::object::Object;
 use crate::core::placement::ring::NodeId;
 use crate::core::replica::Replica;
-use crate::core::timer::Timer;
+use crate::core::timer::{Timer, TimerId};
 use crate::proto::{Key, PeerMessage, TransferInfo};
 
 /// Default streaming budget per node.
@@ -60,7 +60,8 @@ struct Batch {
     partition: u32,
     entries: Vec<(Key, u64)>,
     waiting: BTreeSet<NodeId>,
-    sent_at_ms: u64,
+    /// When the batch is given up if some owner has not acked.
+    deadline: TimerId,
 }
 
 /// What the node must do after a transfer call.
@@ -106,12 +107,8 @@ impl Transfer {
         if !ready || !replica.trees().is_ready() {
             return TransferOutcome::Continue;
         }
-        if let Some(batch) = &self.inflight {
-            if now.mono_ms < batch.sent_at_ms + TRANSFER_ACK_TIMEOUT_MS {
-                return TransferOutcome::Continue;
-            }
-            tracing::info!(node = %cx.me(), partition = batch.partition, waiting = ?batch.waiting, "transfer batch not acknowledged in time; retrying");
-            self.inflight = None;
+        if self.inflight.is_some() {
+            return TransferOutcome::Continue;
         }
         if now.mono_ms < self.next_at_ms {
             return TransferOutcome::Continue;
@@ -193,12 +190,16 @@ impl Transfer {
         let wire_bytes = (bytes * owners.len()) as u64;
         self.bytes_sent += wire_bytes;
         self.next_at_ms = cx.now.mono_ms + wire_bytes * 1000 / rate;
+        let deadline = cx.timers.set(
+            cx.now.mono_ms + TRANSFER_ACK_TIMEOUT_MS,
+            Timer::TransferBatch(id),
+        );
         self.inflight = Some(Batch {
             id,
             partition,
             entries,
             waiting: owners.into_iter().collect(),
-            sent_at_ms: cx.now.mono_ms,
+            deadline,
         });
         true
     }
@@ -221,6 +222,7 @@ impl Transfer {
         }
         if let Some(e) = error {
             tracing::warn!(node = %cx.me(), %from, partition = batch.partition, error = %e, "transfer refused; retrying later");
+            cx.timers.cancel(batch.deadline);
             self.inflight = None;
             return TransferOutcome::Continue;
         }
@@ -231,6 +233,7 @@ impl Transfer {
         let Some(batch) = self.inflight.take() else {
             return TransferOutcome::Continue;
         };
+        cx.timers.cancel(batch.deadline);
         let mut removed = 0u64;
         for (key, digest) in &batch.entries {
             match replica.remove_if_digest(key, *digest) {
@@ -248,6 +251,15 @@ impl Transfer {
         } else {
             self.after_ack(cx, replica);
             TransferOutcome::Continue
+        }
+    }
+
+    /// A batch's deadline passed with an owner silent: it is given up, and the sweep
+    /// sends the partition again.
+    pub(crate) fn on_batch_timeout(&mut self, cx: &Cx<'_>, id: u64) {
+        if let Some(batch) = self.inflight.as_ref().filter(|b| b.id == id) {
+            tracing::info!(node = %cx.me(), partition = batch.partition, waiting = ?batch.waiting, "transfer batch not acknowledged in time; retrying");
+            self.inflight = None;
         }
     }
 

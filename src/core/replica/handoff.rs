@@ -15,7 +15,7 @@ use crate::core::node::Cx;
 use crate::core::object::Object;
 use crate::core::placement::ring::NodeId;
 use crate::core::replica::Replica;
-use crate::core::timer::Timer;
+use crate::core::timer::{Timer, TimerId, TimerTable};
 use crate::proto::{Key, PeerMessage};
 
 /// Default period of hinted-handoff rounds.
@@ -42,6 +42,7 @@ struct Delivery {
     primary: NodeId,
     key: Key,
     object: Object,
+    deadline: TimerId,
 }
 
 impl Handoff {
@@ -102,7 +103,7 @@ impl Handoff {
             }
         };
         for (key, object) in hinted {
-            if self.keys.len() >= HANDOFF_INFLIGHT_MAX {
+            if self.keys.len() >= HANDOFF_INFLIGHT_MAX || !cx.timers.has_room() {
                 break;
             }
             if !self.keys.insert((primary.clone(), key.clone())) {
@@ -116,17 +117,18 @@ impl Handoff {
                 hint: None,
             };
             cx.out.send(primary.clone(), msg);
+            let deadline = cx.timers.set(
+                cx.now.mono_ms + cx.config.request_timeout_ms,
+                Timer::Request(id),
+            );
             self.inflight.insert(
                 id,
                 Delivery {
                     primary: primary.clone(),
                     key,
                     object,
+                    deadline,
                 },
-            );
-            cx.timers.set(
-                cx.now.mono_ms + cx.config.request_timeout_ms,
-                Timer::Request(id),
             );
         }
         debug_assert_eq!(self.keys.len(), self.inflight.len());
@@ -135,6 +137,7 @@ impl Handoff {
     /// The primary's ack of a delivery: drop the hint if it is unchanged.
     pub(crate) fn on_ack(
         &mut self,
+        timers: &mut TimerTable,
         replica: &mut Replica,
         id: u64,
         from: &NodeId,
@@ -146,6 +149,7 @@ impl Handoff {
         let Some(d) = self.inflight.remove(&id) else {
             return;
         };
+        timers.cancel(d.deadline);
         self.keys.remove(&(d.primary.clone(), d.key.clone()));
         if error.is_none()
             && let Ok(true) = replica.drop_hint_if_unchanged(&d.primary, &d.key, &d.object)
@@ -155,7 +159,7 @@ impl Handoff {
     }
 
     /// `node` cannot be reached: its deliveries end, and a later round retries them.
-    pub(crate) fn on_unreachable(&mut self, node: &NodeId) {
+    pub(crate) fn on_unreachable(&mut self, cx: &mut Cx<'_>, node: &NodeId) {
         let ids: Vec<u64> = self
             .inflight
             .iter()
@@ -163,13 +167,17 @@ impl Handoff {
             .map(|(id, _)| *id)
             .collect();
         for id in ids {
-            self.on_timeout(id);
+            if let Some(d) = self.inflight.remove(&id) {
+                cx.timers.cancel(d.deadline);
+                self.keys.remove(&(d.primary, d.key));
+            }
         }
     }
 
     /// A delivery's deadline passed; a later round retries it.
-    pub(crate) fn on_timeout(&mut self, id: u64) {
+    pub(crate) fn on_timeout(&mut self, cx: &mut Cx<'_>, id: u64) {
         if let Some(d) = self.inflight.remove(&id) {
+            debug_assert!(!cx.timers.cancel(d.deadline), "a fired timer is still set");
             self.keys.remove(&(d.primary, d.key));
         }
     }

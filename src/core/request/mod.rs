@@ -32,7 +32,7 @@ use crate::core::request::plan::Plan;
 use crate::core::request::read::ReadState;
 use crate::core::request::write::WriteState;
 use crate::core::stats::RequestWindows;
-use crate::core::timer::Timer;
+use crate::core::timer::{TIMERS_MAX, Timer, TimerId, TimerTable};
 use crate::proto::{ClientReply, ClientRequest, Key, PeerMessage, QuorumOpts, RequestError};
 use crate::storage::check_data_key;
 
@@ -47,6 +47,9 @@ pub(crate) enum Origin {
 #[derive(Debug, Default)]
 pub(crate) struct Requests {
     pending: BTreeMap<u64, Pending>,
+    /// The deadline timer of each pending request that has one (a request decided
+    /// while it starts never gets one).
+    deadlines: BTreeMap<u64, TimerId>,
     forwards: ForwardsSeen,
     /// Stale replicas repaired after reads.
     read_repairs: u64,
@@ -124,6 +127,14 @@ impl Requests {
             };
             return finish(cx, origin, ClientReply::Error(err));
         }
+        if !cx.timers.has_room() {
+            let err = RequestError::TimersFull {
+                node: cx.me().clone(),
+                timers: cx.timers.len(),
+                limit: TIMERS_MAX,
+            };
+            return finish(cx, origin, ClientReply::Error(err));
+        }
         if let Err(e) = check_data_key(&key.bucket, &key.key) {
             let err = RequestError::BadRequest(format!("{key}: {e}"));
             return finish(cx, origin, ClientReply::Error(err));
@@ -186,9 +197,12 @@ impl Requests {
             None => self.coordinate_read(cx, data.replica, job),
         }
         if self.pending.contains_key(&id) {
-            cx.timers
+            let timer = cx
+                .timers
                 .set(cx.now.mono_ms + plan.timeout_ms, Timer::Request(id));
+            self.deadlines.insert(id, timer);
         }
+        self.check_invariants();
     }
 
     fn coordinate_write(
@@ -324,7 +338,8 @@ impl Requests {
             },
         );
         // Later than the coordinator's own timeout, so its error arrives first.
-        cx.timers.set(deadline_ms, Timer::Request(id));
+        let timer = cx.timers.set(deadline_ms, Timer::Request(id));
+        self.deadlines.insert(id, timer);
     }
 
     /// The coordinator's answer to a request this node forwarded.
@@ -337,7 +352,7 @@ impl Requests {
     ) {
         if let Some(Pending::Forward { coordinator, .. }) = self.pending.get(&id)
             && coordinator == from
-            && let Some(Pending::Forward { origin, .. }) = self.pending.remove(&id)
+            && let Some(Pending::Forward { origin, .. }) = self.take(cx.timers, id)
         {
             finish(cx, origin, reply);
         }
@@ -402,13 +417,13 @@ impl Requests {
     pub(crate) fn on_timeout(&mut self, cx: &mut Cx<'_>, replica: &mut Replica, id: u64) {
         match self.pending.get(&id) {
             Some(Pending::Write(_)) => {
-                if let Some(Pending::Write(w)) = self.pending.remove(&id) {
+                if let Some(Pending::Write(w)) = self.take(cx.timers, id) {
                     let reply = w.failure();
                     finish(cx, w.origin, reply);
                 }
             }
             Some(Pending::Read(_)) => {
-                if let Some(Pending::Read(r)) = self.pending.remove(&id) {
+                if let Some(Pending::Read(r)) = self.take(cx.timers, id) {
                     self.end_read(cx, replica, r);
                 }
             }
@@ -424,7 +439,7 @@ impl Requests {
         let Some(outcome) = w.outcome() else {
             return;
         };
-        let Some(Pending::Write(w)) = self.pending.remove(&id) else {
+        let Some(Pending::Write(w)) = self.take(cx.timers, id) else {
             return;
         };
         let (origin, reply) = w.into_reply(outcome);
@@ -442,7 +457,7 @@ impl Requests {
             return;
         };
         if r.is_done()
-            && let Some(Pending::Read(r)) = self.pending.remove(&id)
+            && let Some(Pending::Read(r)) = self.take(cx.timers, id)
         {
             self.end_read(cx, replica, r);
         }
@@ -475,11 +490,31 @@ impl Requests {
         }
     }
 
+    /// Removes a request that is done, with its deadline timer.
+    fn take(&mut self, timers: &mut TimerTable, id: u64) -> Option<Pending> {
+        if let Some(timer) = self.deadlines.remove(&id) {
+            timers.cancel(timer);
+        }
+        self.pending.remove(&id)
+    }
+
+    /// Every deadline belongs to a pending request, and every request but a forward
+    /// waits on a quorum that can still change.
+    fn check_invariants(&self) {
+        debug_assert!(
+            self.deadlines
+                .keys()
+                .all(|id| self.pending.contains_key(id)),
+            "a deadline outlived its request"
+        );
+        debug_assert!(self.pending.len() >= self.deadlines.len());
+    }
+
     fn fail_forward(&mut self, cx: &mut Cx<'_>, id: u64, reason: &str) {
         if let Some(Pending::Forward {
             origin,
             coordinator,
-        }) = self.pending.remove(&id)
+        }) = self.take(cx.timers, id)
         {
             let err = RequestError::Forward {
                 via: cx.me().clone(),
