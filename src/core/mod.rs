@@ -8,6 +8,7 @@
 pub mod anti_entropy;
 pub mod clock;
 pub mod cluster;
+pub mod commit_gate;
 pub mod coordinator;
 pub mod exchange;
 pub mod gossip;

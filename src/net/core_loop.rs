@@ -33,6 +33,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::core::commit_gate::{CommitGate, Departure};
 use crate::core::message::{ClientReply, PeerMessage};
 use crate::core::node::{Node, Now};
 use crate::core::ring::{MEMBERS_MAX, NodeId};
@@ -63,22 +64,17 @@ pub(crate) struct CoreLoop {
     waiting: HashMap<u64, ReplyTo>,
     addrs: AddrCache,
     next_req: u64,
-    /// Messages that may leave before the persist ([`PeerMessage::may_precede_persist`]):
-    /// sending the coordinator's replication at once puts its fsync and the replicas'
-    /// side by side instead of in series.
-    early: Vec<(NodeId, PeerMessage)>,
-    /// Outputs of batches handled since the running persist started.
-    pending: Outputs,
-    /// The running persist and the outputs it releases.
+    /// Which outputs may leave now and which wait for which persist.
+    gate: CommitGate<Output>,
+    /// The running persist; the gate holds what it releases.
     sync: Option<JoinHandle<Result<(), StorageError>>>,
-    in_flight: Outputs,
 }
 
-/// What batches produced that may leave only once their writes are durable.
-#[derive(Debug, Default)]
-struct Outputs {
-    transmits: Vec<(NodeId, PeerMessage)>,
-    replies: Vec<(ReplyTo, ClientReply)>,
+/// One output of the core on its way through the commit gate.
+#[derive(Debug)]
+enum Output {
+    Transmit(NodeId, PeerMessage),
+    Reply(ReplyTo, ClientReply),
 }
 
 /// Member addresses resolved once each (they are `IP:port` strings in practice).
@@ -129,10 +125,8 @@ impl CoreLoop {
             waiting: HashMap::new(),
             addrs: AddrCache::default(),
             next_req: 1,
-            early: Vec::new(),
-            pending: Outputs::default(),
+            gate: CommitGate::new(),
             sync: None,
-            in_flight: Outputs::default(),
         }
     }
 
@@ -141,12 +135,12 @@ impl CoreLoop {
         loop {
             let deadline = self.node.poll_timeout().map(|d| self.clock.instant_of(d));
             let syncing = self.sync.is_some();
-            let room = self.pending.len() < OUTPUTS_WAITING_MAX;
+            let room = self.gate.gathered_len() < OUTPUTS_WAITING_MAX;
             tokio::select! {
                 done = wait_sync(&mut self.sync), if syncing => {
                     self.sync = None;
                     self.check(done)?;
-                    let outputs = std::mem::take(&mut self.in_flight);
+                    let outputs = self.gate.complete_persist();
                     self.dispatch(outputs).await;
                 }
                 input = self.rx.recv(), if room => {
@@ -212,19 +206,17 @@ impl CoreLoop {
         stop
     }
 
-    /// Drains the core's outputs: messages and replies wait for a persist; gossip
-    /// datagrams carry no stored state and leave at once.
+    /// Drains the core's outputs into the commit gate; gossip datagrams carry no stored
+    /// state and leave at once.
     fn collect(&mut self) {
-        while let Some(out) = self.node.poll_transmit() {
-            if out.1.may_precede_persist() {
-                self.early.push(out);
-            } else {
-                self.pending.transmits.push(out);
-            }
+        while let Some((to, msg)) = self.node.poll_transmit() {
+            let departure = Departure::of_message(&msg);
+            self.gate.push(Output::Transmit(to, msg), departure);
         }
         while let Some((id, reply)) = self.node.poll_reply() {
             if let Some(tx) = self.waiting.remove(&id) {
-                self.pending.replies.push((tx, reply));
+                self.gate
+                    .push(Output::Reply(tx, reply), Departure::of_reply());
             }
         }
         while let Some((addr, data)) = self.node.poll_datagram() {
@@ -242,15 +234,15 @@ impl CoreLoop {
         }
         let dirty = self.tracker.is_dirty();
         if !dirty {
-            if !self.pending.is_empty() {
-                let outputs = std::mem::take(&mut self.pending);
+            let outputs = self.gate.release_unwritten();
+            if !outputs.is_empty() {
                 self.dispatch(outputs).await;
             }
             return;
         }
         let storage = self.tracker.clone();
         self.sync = Some(tokio::task::spawn_blocking(move || storage.persist()));
-        self.in_flight = std::mem::take(&mut self.pending);
+        self.gate.start_persist();
     }
 
     /// Waits until everything handled so far is durable and sent (shutdown, leave).
@@ -258,13 +250,14 @@ impl CoreLoop {
         if let Some(task) = self.sync.take() {
             let done = task.await;
             self.check(done)?;
-            let outputs = std::mem::take(&mut self.in_flight);
+            let outputs = self.gate.complete_persist();
             self.dispatch(outputs).await;
         }
         let storage = self.tracker.clone();
+        self.gate.start_persist();
         let done = tokio::task::spawn_blocking(move || storage.persist()).await;
         self.check(done)?;
-        let outputs = std::mem::take(&mut self.pending);
+        let outputs = self.gate.complete_persist();
         self.dispatch(outputs).await;
         self.send_early().await;
         Ok(())
@@ -272,15 +265,11 @@ impl CoreLoop {
 
     /// Sends the messages that need not wait for a persist.
     async fn send_early(&mut self) {
-        if self.early.is_empty() {
+        let outputs = self.gate.take_early();
+        if outputs.is_empty() {
             return;
         }
-        let transmits = std::mem::take(&mut self.early);
-        self.dispatch(Outputs {
-            transmits,
-            replies: Vec::new(),
-        })
-        .await;
+        self.dispatch(outputs).await;
     }
 
     /// Fail-stop on a failed persist.
@@ -302,10 +291,18 @@ impl CoreLoop {
         }
     }
 
-    /// Sends outputs whose writes are durable.
-    async fn dispatch(&mut self, outputs: Outputs) {
+    /// Sends outputs the gate released: messages first, then replies, each in order.
+    async fn dispatch(&mut self, outputs: Vec<Output>) {
         let now = self.clock.now();
-        for (to, msg) in outputs.transmits {
+        let mut replies = Vec::new();
+        for out in outputs {
+            let (to, msg) = match out {
+                Output::Transmit(to, msg) => (to, msg),
+                Output::Reply(to, reply) => {
+                    replies.push((to, reply));
+                    continue;
+                }
+            };
             let member_addr = self.node.membership().get(&to).map(|m| m.addr.clone());
             match member_addr.and_then(|a| self.addrs.resolve(&a)) {
                 Some(addr) => {
@@ -320,21 +317,11 @@ impl CoreLoop {
                 }
             }
         }
-        for (to, reply) in outputs.replies {
+        for (to, reply) in replies {
             to.send(reply);
         }
         // Unreachable peers may have failed requests: their replies wait like any other.
         self.collect();
-    }
-}
-
-impl Outputs {
-    fn len(&self) -> usize {
-        self.transmits.len() + self.replies.len()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::core::commit_gate::CommitGate;
 use crate::core::message::PeerMessage;
 use crate::core::node::{MemberSpec, Node, NodeConfig, Now};
 use crate::core::ring::{NodeId, Ring};
@@ -155,7 +156,7 @@ pub(crate) struct SimNode {
     /// It handed everything over and left; it is never restarted.
     pub(crate) left: bool,
     /// Outputs waiting for the node's next persist, and when that persist runs.
-    pub(crate) held: Vec<Held>,
+    pub(crate) gate: CommitGate<Held>,
     pub(crate) persist_at: Option<u64>,
 }
 
@@ -206,7 +207,7 @@ impl SimNode {
             members,
             seeds,
             left: false,
-            held: Vec::new(),
+            gate: CommitGate::new(),
             persist_at: None,
         }
     }
@@ -477,7 +478,7 @@ impl World {
         }
         sim.incarnation += 1;
         sim.timer_at = None;
-        sim.held.clear();
+        sim.gate.crash();
         sim.persist_at = None;
         let lost = sim.storage.simulate_crash();
         if lose_disk {
