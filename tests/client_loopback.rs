@@ -20,7 +20,7 @@ use ringkv::core::message::{
 };
 use ringkv::core::object::{Context, Limits, Object, ObjectError, Op};
 use ringkv::core::ring::NodeId;
-use ringkv::net::certs::CertStore;
+use ringkv::net::transport::certs::CertStore;
 use ringkv::net::{
     FRAME_BYTES_MAX, FrameReader, Handler, NetError, PeerIdentity, Role, bind, decode_body,
     encode_frame_into, load_identity, serve,

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 
 use ringkv::core::message::{Key, RequestError};
-use ringkv::net::certs::validate_name;
+use ringkv::net::transport::certs::validate_name;
 
 use crate::error::CliError;
 

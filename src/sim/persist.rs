@@ -1,7 +1,9 @@
 //! Deferred persists: the simulator's model of the driver's overlapped group commit.
 //!
-//! The real driver (`net/core_loop.rs`) sends replication, reads and forwards at once,
-//! and holds acks and replies until a persist that started after they were produced.
+//! The real driver (`net/driver/core_loop.rs`) sends replication, reads and forwards at
+//! once, and holds acks and replies until a persist that started after they were produced;
+//! both it and this module keep that rule through the core's `CommitGate`, so the
+//! simulator cannot drift from the driver.
 //! A crash between the two loses the unpersisted writes and everything held for them,
 //! while replicas may already hold what the crashed node replicated. With
 //! [`super::WorldConfig::persist_delay_ms`] above 0 the world plays exactly that window:

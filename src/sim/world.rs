@@ -3,7 +3,7 @@
 //! Everything that happens — a message arriving, a timer firing, a client waking up, a
 //! fault — is an event in one queue ordered by (virtual time, insertion sequence), and
 //! every random choice comes from one seeded RNG, so a seed fixes the whole run. The
-//! world drives each node exactly as `net/driver.rs` does: feed one input, persist the
+//! world drives each node exactly as `net/driver/core_loop.rs` does: feed one input, persist the
 //! node's storage, then drain its messages, replies and next deadline. A crash drops
 //! what was not persisted; a disk loss replaces the storage, so the node returns as a new
 //! actor.

@@ -6,24 +6,25 @@
 //! CPUs 40% idle at 64 requests in flight. Here the fsync runs on a blocking thread while
 //! the core keeps handling inputs; their outputs gather and leave after the *next* fsync.
 //!
-//! The group-commit contract is unchanged (DESIGN.md §7): no ack or reply leaves before
-//! the writes of its batch are durable. Outputs of a batch are released only after a
-//! persist that *started* after the batch was handled; a persist covers every write made
-//! before it starts, and only one runs at a time, so whatever a batch read or wrote is
-//! durable before its outputs go, including the unsynced writes of earlier batches it
-//! may have read. When no persist is running and nothing was written since the last one
-//! (reads, forwards, acks), outputs leave at once. If a persist fails the node stops
-//! (fail-stop) without releasing what waited for it.
+//! The group-commit contract: no ack or reply leaves before the writes of its batch are
+//! durable. Outputs of a batch are released only after a persist that *started* after the
+//! batch was handled; a persist covers every write made before it starts, and only one
+//! runs at a time, so whatever a batch read or wrote is durable before its outputs go,
+//! including the unsynced writes of earlier batches it may have read. When no persist is
+//! running and nothing was written since the last one (reads, forwards, acks), outputs
+//! leave at once. If a persist fails the node stops (fail-stop) without releasing what
+//! waited for it. The rule of what waits for which persist is the core's [`CommitGate`],
+//! which the simulator's deferred persists use too; this task only tells it when a batch
+//! produced outputs and when a persist starts and completes.
 //!
 //! Replication does not wait: `Replicate`, `Read` and `Forward` messages promise nothing
 //! about this node's disk ([`PeerMessage::may_precede_persist`]) and leave right after
 //! their batch, so a coordinator's fsync and its replicas' run side by side instead of in
-//! series (a durable N=3 put used to cross two fsyncs back to back). The coordinator's own
-//! reply still waits for its persist. A crash in between may leave the replicas holding a
-//! write this node lost; the node then restarts under a fresh actor id (a clean stop
-//! records a marker that keeps it), so it never issues those dots again
-//! (`sim/persist.rs` plays this window; `tests/sim_world.rs` shows the lost update the
-//! old actor would cause).
+//! series. The coordinator's own reply still waits for its persist. A crash in between may
+//! leave the replicas holding a write this node lost; the node then restarts under a fresh
+//! actor id (a clean stop records a marker that keeps it), so it never issues those dots
+//! again (`sim/persist.rs` plays this window; `tests/sim_world.rs` shows the lost update
+//! the old actor would cause).
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -37,12 +38,17 @@ use crate::core::commit_gate::{CommitGate, Departure};
 use crate::core::message::{ClientReply, PeerMessage};
 use crate::core::node::{Node, Now};
 use crate::core::ring::{MEMBERS_MAX, NodeId};
-use crate::net::driver::{BATCH_MAX, DriverError, Input, LEAVE_DRAIN_MS, Sender};
-use crate::net::peer_link::PeerLinks;
-use crate::net::persist::PersistTracker;
-use crate::net::session::ReplyTo;
+use crate::net::driver::datagrams::DatagramSender;
+use crate::net::driver::error::DriverError;
+use crate::net::driver::input::{Input, ReplyTo};
+use crate::net::driver::peer_link::PeerLinks;
+use crate::net::driver::persist_tracker::PersistTracker;
 use crate::storage::{Storage, StorageError};
 
+/// Inputs fed to the core between two persists.
+pub const BATCH_MAX: usize = 1_024;
+/// How long a node that has left waits for its last messages to go out.
+pub const LEAVE_DRAIN_MS: u64 = 3_000;
 /// Outputs waiting for a persist at most (messages plus replies); beyond it the core
 /// stops taking inputs until the running persist ends, so a slow disk pushes back.
 pub const OUTPUTS_WAITING_MAX: usize = BATCH_MAX * 16;
@@ -57,7 +63,7 @@ pub(crate) struct Clock {
 pub(crate) struct CoreLoop {
     node: Node,
     rx: mpsc::Receiver<Input>,
-    sender: Sender,
+    datagrams: DatagramSender,
     links: PeerLinks,
     clock: Clock,
     tracker: Arc<PersistTracker>,
@@ -110,7 +116,7 @@ impl CoreLoop {
     pub(crate) fn new(
         node: Node,
         rx: mpsc::Receiver<Input>,
-        sender: Sender,
+        datagrams: DatagramSender,
         links: PeerLinks,
         clock: Clock,
         tracker: Arc<PersistTracker>,
@@ -118,7 +124,7 @@ impl CoreLoop {
         CoreLoop {
             node,
             rx,
-            sender,
+            datagrams,
             links,
             clock,
             tracker,
@@ -221,7 +227,7 @@ impl CoreLoop {
         }
         while let Some((addr, data)) = self.node.poll_datagram() {
             if let Some(addr) = self.addrs.resolve(&addr) {
-                self.sender.send_datagram(addr, data);
+                self.datagrams.send(addr, data);
             }
         }
     }
