@@ -99,6 +99,12 @@ struct Waiting<'a> {
     id: u64,
 }
 
+/// The stream side of a session's writer.
+struct RequestStream {
+    shared: Arc<Shared>,
+    send: quinn::SendStream,
+}
+
 impl SessionSlot {
     /// The live session, opening one if there is none or the last one ended.
     pub(crate) async fn get(
@@ -262,30 +268,6 @@ impl Drop for Waiting<'_> {
     }
 }
 
-/// Encodes queued requests, batching whatever is queued into one write; finishes the
-/// stream once every handle on the session is gone.
-async fn write_requests(
-    shared: Arc<Shared>,
-    send: quinn::SendStream,
-    mut requests: mpsc::Receiver<SessionRequest>,
-) {
-    let limits = BatchLimits {
-        bytes_max: SESSION_WRITE_BYTES_MAX,
-        write_timeout_ms: SESSION_WRITE_TIMEOUT_MS,
-    };
-    let mut sink = RequestStream { shared, send };
-    if write_batches(&mut requests, &mut sink, limits).await == Ended::Drained {
-        // Every handle is gone: tell the node no more requests come.
-        let _ = sink.send.finish();
-    }
-}
-
-/// The stream side of a session's writer.
-struct RequestStream {
-    shared: Arc<Shared>,
-    send: quinn::SendStream,
-}
-
 impl BatchSink<SessionRequest> for RequestStream {
     type Error = quinn::WriteError;
 
@@ -324,6 +306,24 @@ impl BatchSink<SessionRequest> for RequestStream {
             }
         }
         Flow::Stop
+    }
+}
+
+/// Encodes queued requests, batching whatever is queued into one write; finishes the
+/// stream once every handle on the session is gone.
+async fn write_requests(
+    shared: Arc<Shared>,
+    send: quinn::SendStream,
+    mut requests: mpsc::Receiver<SessionRequest>,
+) {
+    let limits = BatchLimits {
+        bytes_max: SESSION_WRITE_BYTES_MAX,
+        write_timeout_ms: SESSION_WRITE_TIMEOUT_MS,
+    };
+    let mut sink = RequestStream { shared, send };
+    if write_batches(&mut requests, &mut sink, limits).await == Ended::Drained {
+        // Every handle is gone: tell the node no more requests come.
+        let _ = sink.send.finish();
     }
 }
 

@@ -46,6 +46,47 @@ pub const STREAM_CODE_BAD_SESSION_FRAME: u32 = 0x19;
 /// Stream reset code: the client did not take answers within the write deadline.
 pub const STREAM_CODE_SESSION_WRITE_TIMEOUT: u32 = 0x1a;
 
+/// The stream side of a session's writer.
+struct AnswerStream {
+    peer: PeerIdentity,
+    remote: SocketAddr,
+    send: quinn::SendStream,
+}
+
+impl BatchSink<Answer> for AnswerStream {
+    type Error = quinn::WriteError;
+
+    fn encode(&mut self, batch: &mut Vec<u8>, answer: Answer) {
+        encode_answer(batch, answer, &self.peer);
+    }
+
+    async fn write(&mut self, batch: &[u8]) -> Result<(), quinn::WriteError> {
+        self.send.write_all(batch).await
+    }
+
+    /// A client that fails a write went away; one that takes nothing in time loses its
+    /// session. Either way the writer ends.
+    fn failed<Q: Queue<Item = Answer>>(
+        &mut self,
+        failure: WriteFailure<quinn::WriteError>,
+        _queue: &mut Q,
+    ) -> Flow {
+        let (peer, remote) = (&self.peer, self.remote);
+        match failure {
+            WriteFailure::Failed(e) => {
+                debug!(%peer, %remote, error = %e, "session answers not delivered; the client went away");
+            }
+            WriteFailure::TimedOut => {
+                warn!(%peer, %remote, timeout_ms = SESSION_WRITE_TIMEOUT_MS, "a session's client took no answers in time; ending the session");
+                let _ = self
+                    .send
+                    .reset(quinn::VarInt::from_u32(STREAM_CODE_SESSION_WRITE_TIMEOUT));
+            }
+        }
+        Flow::Stop
+    }
+}
+
 /// Serves one session stream until the client finishes it, it fails, or the node stops:
 /// every request read is answered (or the stream fails) before the stream is finished.
 pub(crate) async fn serve_session(
@@ -153,47 +194,6 @@ async fn write_answers(
     if write_batches(&mut answers, &mut sink, limits).await == Ended::Drained {
         // Already closed means the client went away; there is nothing left to tell it.
         let _ = sink.send.finish();
-    }
-}
-
-/// The stream side of a session's writer.
-struct AnswerStream {
-    peer: PeerIdentity,
-    remote: SocketAddr,
-    send: quinn::SendStream,
-}
-
-impl BatchSink<Answer> for AnswerStream {
-    type Error = quinn::WriteError;
-
-    fn encode(&mut self, batch: &mut Vec<u8>, answer: Answer) {
-        encode_answer(batch, answer, &self.peer);
-    }
-
-    async fn write(&mut self, batch: &[u8]) -> Result<(), quinn::WriteError> {
-        self.send.write_all(batch).await
-    }
-
-    /// A client that fails a write went away; one that takes nothing in time loses its
-    /// session. Either way the writer ends.
-    fn failed<Q: Queue<Item = Answer>>(
-        &mut self,
-        failure: WriteFailure<quinn::WriteError>,
-        _queue: &mut Q,
-    ) -> Flow {
-        let (peer, remote) = (&self.peer, self.remote);
-        match failure {
-            WriteFailure::Failed(e) => {
-                debug!(%peer, %remote, error = %e, "session answers not delivered; the client went away");
-            }
-            WriteFailure::TimedOut => {
-                warn!(%peer, %remote, timeout_ms = SESSION_WRITE_TIMEOUT_MS, "a session's client took no answers in time; ending the session");
-                let _ = self
-                    .send
-                    .reset(quinn::VarInt::from_u32(STREAM_CODE_SESSION_WRITE_TIMEOUT));
-            }
-        }
-        Flow::Stop
     }
 }
 
