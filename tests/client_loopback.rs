@@ -15,7 +15,7 @@ use ringkv::client::{Client, ClientError};
 use ringkv::core::object::clock::{ActorId, Timestamp};
 use ringkv::core::object::{Context, Limits, Object, ObjectError, Op};
 use ringkv::core::placement::ring::NodeId;
-use ringkv::net::certs::CertStore;
+use ringkv::net::transport::certs::CertStore;
 use ringkv::net::{
     FRAME_BYTES_MAX, FrameReader, Handler, NetError, PeerIdentity, Role, bind, decode_body,
     encode_frame_into, load_identity, serve,

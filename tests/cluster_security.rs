@@ -8,7 +8,7 @@ use common::TestCluster;
 use ringkv::client::Client;
 use ringkv::core::object::{Object, Policy};
 use ringkv::core::placement::ring::NodeId;
-use ringkv::net::peer_link::{
+use ringkv::net::driver::peer_link::{
     STREAM_CODE_BAD_HEADER, STREAM_CODE_BAD_PEER_FRAME, STREAM_CODE_NOT_A_NODE,
 };
 use ringkv::net::{

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use ringkv::net::certs::{CertStore, NAME_BYTES_MAX, issue, load_identity};
+use ringkv::net::transport::certs::{CertStore, NAME_BYTES_MAX, issue, load_identity};
 use ringkv::net::{NetError, PeerIdentity, Role, SERVER_NAME};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 

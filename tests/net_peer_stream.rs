@@ -10,7 +10,7 @@ use std::time::Duration;
 use ringkv::core::node::{MemberSpec, NodeConfig};
 use ringkv::core::placement::ring::NodeId;
 use ringkv::net::driver::{NodeOptions, bind_node, start_bound};
-use ringkv::net::frame::decode_body;
+use ringkv::net::transport::frame::decode_body;
 use ringkv::net::{
     CertStore, FRAME_BYTES_MAX, FrameReader, Role, bind, connect, encode_frame_into, load_identity,
 };

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
-use ringkv::net::certs::CertStore;
-use ringkv::net::frame::{FRAME_BYTES_MAX, encode_frame, read_frame};
+use ringkv::net::transport::certs::CertStore;
+use ringkv::net::transport::frame::{FRAME_BYTES_MAX, encode_frame, read_frame};
 use ringkv::net::{
     ConnectionPool, Handler, Identity, NetError, PeerIdentity, Role, bind, bind_client,
     load_identity, serve,

@@ -11,8 +11,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 use ringkv::core::node::{MemberSpec, NodeConfig};
-use ringkv::net::certs::validate_name;
 use ringkv::net::driver::{NodeHandle, NodeOptions, start_node};
+use ringkv::net::transport::certs::validate_name;
 use ringkv::storage::SyncMode;
 
 use crate::certs_cmd::ensure_dev_certs;

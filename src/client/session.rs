@@ -17,10 +17,12 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+use crate::net::transport::batch_writer::{
+    BatchLimits, BatchSink, Ended, Flow, Queue, WriteFailure, write_batches,
+};
 use crate::net::{
     ConnectionPool, FRAME_BYTES_MAX, FrameReader, NetError, decode_body, encode_frame,
     encode_frame_into,
@@ -95,6 +97,12 @@ struct Calls {
 struct Waiting<'a> {
     shared: &'a Shared,
     id: u64,
+}
+
+/// The stream side of a session's writer.
+struct RequestStream {
+    shared: Arc<Shared>,
+    send: quinn::SendStream,
 }
 
 impl SessionSlot {
@@ -260,53 +268,62 @@ impl Drop for Waiting<'_> {
     }
 }
 
-/// Encodes queued requests, batching whatever is queued into one write; finishes the
-/// stream once every handle on the session is gone.
-async fn write_requests(
-    shared: Arc<Shared>,
-    mut send: quinn::SendStream,
-    mut requests: mpsc::Receiver<SessionRequest>,
-) {
-    let mut buf = Vec::new();
-    while let Some(first) = requests.recv().await {
-        buf.clear();
-        encode_request(&shared, &mut buf, &first);
-        while buf.len() < SESSION_WRITE_BYTES_MAX {
-            match requests.try_recv() {
-                Ok(request) => encode_request(&shared, &mut buf, &request),
-                Err(_) => break,
-            }
+impl BatchSink<SessionRequest> for RequestStream {
+    type Error = quinn::WriteError;
+
+    /// Appends one request's frame; one that cannot be framed fails its own call only.
+    fn encode(&mut self, batch: &mut Vec<u8>, request: SessionRequest) {
+        if let Err(e) = encode_frame_into(batch, &request, FRAME_BYTES_MAX) {
+            self.shared.fail(request.id, e);
         }
-        if buf.is_empty() {
-            continue;
-        }
-        let wait = Duration::from_millis(SESSION_WRITE_TIMEOUT_MS);
-        match tokio::time::timeout(wait, send.write_all(&buf)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                shared.end(format!("sending requests failed: {e}"), false);
-                return;
+    }
+
+    async fn write(&mut self, batch: &[u8]) -> Result<(), quinn::WriteError> {
+        self.send.write_all(batch).await
+    }
+
+    /// A failed or late write ends the session: every call still waiting fails at once.
+    fn failed<Q: Queue<Item = SessionRequest>>(
+        &mut self,
+        failure: WriteFailure<quinn::WriteError>,
+        _queue: &mut Q,
+    ) -> Flow {
+        match failure {
+            WriteFailure::Failed(e) => {
+                self.shared
+                    .end(format!("sending requests failed: {e}"), false);
             }
-            Err(_) => {
-                let _ = send.reset(quinn::VarInt::from_u32(STREAM_CODE_REQUESTS_TIMEOUT));
-                shared.end(
+            WriteFailure::TimedOut => {
+                let _ = self
+                    .send
+                    .reset(quinn::VarInt::from_u32(STREAM_CODE_REQUESTS_TIMEOUT));
+                self.shared.end(
                     format!(
                         "the node took no requests for {SESSION_WRITE_TIMEOUT_MS} ms; it may be overloaded"
                     ),
                     false,
                 );
-                return;
             }
         }
+        Flow::Stop
     }
-    // Every handle is gone: tell the node no more requests come.
-    let _ = send.finish();
 }
 
-/// Appends one request's frame; one that cannot be framed fails its own call only.
-fn encode_request(shared: &Shared, buf: &mut Vec<u8>, request: &SessionRequest) {
-    if let Err(e) = encode_frame_into(buf, request, FRAME_BYTES_MAX) {
-        shared.fail(request.id, e);
+/// Encodes queued requests, batching whatever is queued into one write; finishes the
+/// stream once every handle on the session is gone.
+async fn write_requests(
+    shared: Arc<Shared>,
+    send: quinn::SendStream,
+    mut requests: mpsc::Receiver<SessionRequest>,
+) {
+    let limits = BatchLimits {
+        bytes_max: SESSION_WRITE_BYTES_MAX,
+        write_timeout_ms: SESSION_WRITE_TIMEOUT_MS,
+    };
+    let mut sink = RequestStream { shared, send };
+    if write_batches(&mut requests, &mut sink, limits).await == Ended::Drained {
+        // Every handle is gone: tell the node no more requests come.
+        let _ = sink.send.finish();
     }
 }
 

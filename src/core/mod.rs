@@ -17,6 +17,7 @@
 //! - [`stats`]: hot keys, distinct keys and repair progress;
 //! - [`timer`]: the one table of deadlines.
 
+pub mod commit_gate;
 pub mod membership;
 pub mod node;
 pub mod object;

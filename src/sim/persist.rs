@@ -1,7 +1,9 @@
 //! Deferred persists: the simulator's model of the driver's overlapped group commit.
 //!
-//! The real driver (`net/core_loop.rs`) sends replication, reads and forwards at once,
-//! and holds acks and replies until a persist that started after they were produced.
+//! The real driver (`net/driver/core_loop.rs`) sends replication, reads and forwards at
+//! once, and holds acks and replies until a persist that started after they were produced;
+//! both it and this module keep that rule through the core's `CommitGate`, so the
+//! simulator cannot drift from the driver.
 //! A crash between the two loses the unpersisted writes and everything held for them,
 //! while replicas may already hold what the crashed node replicated. With
 //! [`super::WorldConfig::persist_delay_ms`] above 0 the world plays exactly that window:
@@ -9,12 +11,13 @@
 //! in between exercises it, so the checkers prove that no acknowledged write is lost and
 //! no dot is reused (the node's fresh actor after a crash, `core/node.rs`).
 
+use crate::core::commit_gate::Departure;
 use crate::core::placement::ring::NodeId;
 use crate::proto::{ClientReply, PeerMessage};
 use crate::sim::history::OpOutcome;
 use crate::sim::world::{Event, World};
 
-/// An output waiting for its node's next persist.
+/// An output on its way through its node's commit gate.
 #[derive(Debug)]
 pub(crate) enum Held {
     Transmit(NodeId, PeerMessage),
@@ -22,8 +25,8 @@ pub(crate) enum Held {
 }
 
 impl World {
-    /// Sends what may precede a persist and holds the rest; schedules the node's next
-    /// persist if none is due.
+    /// Sends what may precede a persist and holds the rest in the node's commit gate;
+    /// schedules the node's next persist if none is due.
     pub(crate) fn hold(
         &mut self,
         name: &NodeId,
@@ -31,23 +34,25 @@ impl World {
         transmits: Vec<(NodeId, PeerMessage)>,
         replies: Vec<(u64, ClientReply)>,
     ) {
-        let mut held = Vec::with_capacity(transmits.len() + replies.len());
-        for (to, msg) in transmits {
-            if msg.may_precede_persist() {
-                self.transmit(name, incarnation, to, msg);
-            } else {
-                held.push(Held::Transmit(to, msg));
-            }
-        }
-        held.extend(replies.into_iter().map(|(op, r)| Held::Reply(op, r)));
         let delay = self.config.persist_delay_ms;
         let at = self.now + delay;
         let Some(sim) = self.nodes.get_mut(name) else {
             return;
         };
-        sim.held.extend(held);
-        if delay > 0 && sim.persist_at.is_none() && sim.node.is_some() {
+        for (to, msg) in transmits {
+            let departure = Departure::of_message(&msg);
+            sim.gate.push(Held::Transmit(to, msg), departure);
+        }
+        for (op, reply) in replies {
+            sim.gate.push(Held::Reply(op, reply), Departure::of_reply());
+        }
+        let early = sim.gate.take_early();
+        let schedule = delay > 0 && sim.persist_at.is_none() && sim.node.is_some();
+        if schedule {
             sim.persist_at = Some(at);
+        }
+        self.release(name, incarnation, early);
+        if schedule {
             let event = Event::Persist {
                 node: name.clone(),
                 incarnation,
@@ -67,7 +72,8 @@ impl World {
         self.persist_and_release(name);
     }
 
-    /// Persists the node's writes, then sends everything held for them.
+    /// Persists the node's writes, then sends everything held for them. The simulated
+    /// persist is instantaneous, so it starts and completes at once.
     pub(crate) fn persist_and_release(&mut self, name: &NodeId) {
         let now = self.now;
         let Some(sim) = self.nodes.get_mut(name) else {
@@ -82,8 +88,15 @@ impl World {
                 .push(format!("@{now}: {name} could not persist: {e}"));
             return;
         }
-        let held = std::mem::take(&mut sim.held);
-        for out in held {
+        sim.gate.start_persist();
+        let held = sim.gate.complete_persist();
+        self.release(name, incarnation, held);
+    }
+
+    /// Sends outputs the gate released, in its order.
+    fn release(&mut self, name: &NodeId, incarnation: u64, outputs: Vec<Held>) {
+        let now = self.now;
+        for out in outputs {
             match out {
                 Held::Transmit(to, msg) => self.transmit(name, incarnation, to, msg),
                 Held::Reply(op, reply) => {

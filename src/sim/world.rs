@@ -3,7 +3,7 @@
 //! Everything that happens — a message arriving, a timer firing, a client waking up, a
 //! fault — is an event in one queue ordered by (virtual time, insertion sequence), and
 //! every random choice comes from one seeded RNG, so a seed fixes the whole run. The
-//! world drives each node exactly as `net/driver.rs` does: feed one input, persist the
+//! world drives each node exactly as `net/driver/core_loop.rs` does: feed one input, persist the
 //! node's storage, then drain its messages, replies and next deadline. A crash drops
 //! what was not persisted; a disk loss replaces the storage, so the node returns as a new
 //! actor.
@@ -14,6 +14,7 @@ use std::sync::Arc;
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::core::commit_gate::CommitGate;
 use crate::core::node::{MemberSpec, Node, NodeConfig, Now};
 use crate::core::placement::ring::{NodeId, Ring};
 use crate::proto::PeerMessage;
@@ -155,7 +156,7 @@ pub(crate) struct SimNode {
     /// It handed everything over and left; it is never restarted.
     pub(crate) left: bool,
     /// Outputs waiting for the node's next persist, and when that persist runs.
-    pub(crate) held: Vec<Held>,
+    pub(crate) gate: CommitGate<Held>,
     pub(crate) persist_at: Option<u64>,
 }
 
@@ -206,7 +207,7 @@ impl SimNode {
             members,
             seeds,
             left: false,
-            held: Vec::new(),
+            gate: CommitGate::new(),
             persist_at: None,
         }
     }
@@ -477,7 +478,7 @@ impl World {
         }
         sim.incarnation += 1;
         sim.timer_at = None;
-        sim.held.clear();
+        sim.gate.crash();
         sim.persist_at = None;
         let lost = sim.storage.simulate_crash();
         if lose_disk {

@@ -25,7 +25,7 @@ use clap::Args;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use ringkv::client::{Client, ClientError};
-use ringkv::net::tls::BIDI_STREAMS_CONCURRENT_MAX;
+use ringkv::net::transport::tls::BIDI_STREAMS_CONCURRENT_MAX;
 
 use crate::error::CliError;
 use crate::output::Rendered;

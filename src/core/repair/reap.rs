@@ -74,6 +74,15 @@ pub(crate) struct Reaper {
     reaped: u64,
 }
 
+/// A primary's answer to a round: the keys it holds as the same tombstone.
+#[derive(Debug)]
+struct Confirm {
+    from: NodeId,
+    round: u64,
+    partition: u32,
+    keys: Vec<Key>,
+}
+
 #[derive(Debug)]
 struct Round {
     id: u64,
@@ -217,7 +226,15 @@ impl Reaper {
                 round,
                 partition,
                 keys,
-            } => self.on_confirm(cx, replica, members, from, round, partition, keys),
+            } => {
+                let confirm = Confirm {
+                    from,
+                    round,
+                    partition,
+                    keys,
+                };
+                self.on_confirm(cx, replica, members, confirm)
+            }
             PeerMessage::Reap { partition, entries } => {
                 if !is_fellow_primary(cx.config, members, partition, &from) {
                     return;
@@ -238,11 +255,14 @@ impl Reaper {
         cx: &mut Cx<'_>,
         replica: &mut Replica,
         members: &Membership,
-        from: NodeId,
-        round: u64,
-        partition: u32,
-        keys: Vec<Key>,
+        confirm: Confirm,
     ) {
+        let Confirm {
+            from,
+            round,
+            partition,
+            keys,
+        } = confirm;
         let Some(r) = self.rounds.get_mut(&partition) else {
             return;
         };

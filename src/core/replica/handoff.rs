@@ -143,7 +143,7 @@ impl Handoff {
         from: &NodeId,
         error: Option<String>,
     ) {
-        if !self.inflight.get(&id).is_some_and(|d| &d.primary == from) {
+        if self.inflight.get(&id).is_none_or(|d| &d.primary != from) {
             return;
         }
         let Some(d) = self.inflight.remove(&id) else {

@@ -394,19 +394,17 @@ impl Requests {
     pub(crate) fn on_unreachable(&mut self, cx: &mut Cx<'_>, replica: &mut Replica, node: &NodeId) {
         let ids: Vec<u64> = self.pending.keys().copied().collect();
         for id in ids {
-            match self.pending.get_mut(&id) {
-                Some(Pending::Write(w)) => {
-                    if w.quorum.unreachable(node) {
-                        self.check_write(cx, id);
-                    }
-                }
-                Some(Pending::Read(r)) => {
-                    if r.quorum.unreachable(node) {
-                        self.check_read(cx, replica, id);
-                    }
-                }
-                Some(Pending::Forward { coordinator, .. }) if coordinator == node => {
-                    self.fail_forward(cx, id, "it is unreachable");
+            let counted = match self.pending.get_mut(&id) {
+                Some(Pending::Write(w)) => w.quorum.unreachable(node),
+                Some(Pending::Read(r)) => r.quorum.unreachable(node),
+                Some(Pending::Forward { coordinator, .. }) => coordinator == node,
+                None => false,
+            };
+            match self.pending.get(&id) {
+                Some(Pending::Write(_)) if counted => self.check_write(cx, id),
+                Some(Pending::Read(_)) if counted => self.check_read(cx, replica, id),
+                Some(Pending::Forward { .. }) if counted => {
+                    self.fail_forward(cx, id, "it is unreachable")
                 }
                 _ => {}
             }

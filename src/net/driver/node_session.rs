@@ -7,7 +7,8 @@
 //! kernel's context switches and wake-ups (docs/BENCHMARKS.md, "Issue 6, part 4"). A
 //! session is one bidirectional stream: a reader loop feeds [`SessionRequest`]s to the
 //! core, and one writer task drains every answer that is ready into one buffer and one
-//! write, as peer streams ([`super::peer_link`]) do for node-to-node messages.
+//! write ([`crate::net::transport::batch_writer`]), as peer streams
+//! ([`super::peer_link`]) do for node-to-node messages.
 //!
 //! Bounds: a session has at most [`SESSION_IN_FLIGHT_MAX`] requests in the node at once;
 //! beyond it the reader stops reading, so QUIC flow control pushes back on the client.
@@ -18,17 +19,18 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc};
 use tracing::{debug, warn};
 
-use crate::net::driver::Input;
-use crate::net::frame::{FRAME_BYTES_MAX, FrameReader, decode_body, encode_frame_into};
-use crate::net::{NetError, PeerIdentity};
-use crate::proto::{
-    ClientReply, PROTOCOL_VERSION, SESSION_ID_NONE, SessionRequest, SessionResponse, WireResponse,
+use crate::net::driver::input::{Answer, Input, ReplyTo};
+use crate::net::transport::batch_writer::{
+    BatchLimits, BatchSink, Ended, Flow, Queue, WriteFailure, write_batches,
 };
+use crate::net::{
+    FRAME_BYTES_MAX, FrameReader, NetError, PeerIdentity, decode_body, encode_frame_into,
+};
+use crate::proto::{PROTOCOL_VERSION, SessionRequest, SessionResponse, WireResponse};
 
 /// Requests of one session in the node at once; the reader waits for an answer to go out
 /// before it reads more.
@@ -44,53 +46,44 @@ pub const STREAM_CODE_BAD_SESSION_FRAME: u32 = 0x19;
 /// Stream reset code: the client did not take answers within the write deadline.
 pub const STREAM_CODE_SESSION_WRITE_TIMEOUT: u32 = 0x1a;
 
-/// Where the core's answer to one client request goes.
-#[derive(Debug)]
-pub(crate) enum ReplyTo {
-    /// The task serving a one-request stream waits on this.
-    Stream(oneshot::Sender<WireResponse>),
-    /// A session's writer; the permit holds the request's in-flight slot until its
-    /// answer is taken for writing.
-    Session {
-        id: u64,
-        out: mpsc::UnboundedSender<Answer>,
-        permit: OwnedSemaphorePermit,
-    },
+/// The stream side of a session's writer.
+struct AnswerStream {
+    peer: PeerIdentity,
+    remote: SocketAddr,
+    send: quinn::SendStream,
 }
 
-/// One answer on its way to a session's writer.
-#[derive(Debug)]
-pub(crate) struct Answer {
-    id: u64,
-    response: WireResponse,
-    _permit: Option<OwnedSemaphorePermit>,
-}
+impl BatchSink<Answer> for AnswerStream {
+    type Error = quinn::WriteError;
 
-impl ReplyTo {
-    /// Hands the core's reply to whoever waits for it; a client that went away is no
-    /// longer waiting, which is not an error.
-    pub(crate) fn send(self, reply: ClientReply) {
-        self.respond(WireResponse::Client(reply));
+    fn encode(&mut self, batch: &mut Vec<u8>, answer: Answer) {
+        encode_answer(batch, answer, &self.peer);
     }
 
-    /// Answers with a refusal instead of a reply (the node is shutting down).
-    pub(crate) fn refuse(self, reason: String) {
-        self.respond(WireResponse::Refused(reason));
+    async fn write(&mut self, batch: &[u8]) -> Result<(), quinn::WriteError> {
+        self.send.write_all(batch).await
     }
 
-    fn respond(self, response: WireResponse) {
-        match self {
-            ReplyTo::Stream(tx) => {
-                let _ = tx.send(response);
+    /// A client that fails a write went away; one that takes nothing in time loses its
+    /// session. Either way the writer ends.
+    fn failed<Q: Queue<Item = Answer>>(
+        &mut self,
+        failure: WriteFailure<quinn::WriteError>,
+        _queue: &mut Q,
+    ) -> Flow {
+        let (peer, remote) = (&self.peer, self.remote);
+        match failure {
+            WriteFailure::Failed(e) => {
+                debug!(%peer, %remote, error = %e, "session answers not delivered; the client went away");
             }
-            ReplyTo::Session { id, out, permit } => {
-                let _ = out.send(Answer {
-                    id,
-                    response,
-                    _permit: Some(permit),
-                });
+            WriteFailure::TimedOut => {
+                warn!(%peer, %remote, timeout_ms = SESSION_WRITE_TIMEOUT_MS, "a session's client took no answers in time; ending the session");
+                let _ = self
+                    .send
+                    .reset(quinn::VarInt::from_u32(STREAM_CODE_SESSION_WRITE_TIMEOUT));
             }
         }
+        Flow::Stop
     }
 }
 
@@ -182,11 +175,7 @@ async fn read_requests(
 
 /// Queues the answer that refuses the whole session.
 fn refuse_session(out: &mpsc::UnboundedSender<Answer>, reason: String) {
-    let _ = out.send(Answer {
-        id: SESSION_ID_NONE,
-        response: WireResponse::Refused(reason),
-        _permit: None,
-    });
+    let _ = out.send(Answer::refuse_session(reason));
 }
 
 /// Writes answers as they come, batching whatever is ready into one write; finishes the
@@ -194,41 +183,24 @@ fn refuse_session(out: &mpsc::UnboundedSender<Answer>, reason: String) {
 async fn write_answers(
     peer: PeerIdentity,
     remote: SocketAddr,
-    mut send: quinn::SendStream,
+    send: quinn::SendStream,
     mut answers: mpsc::UnboundedReceiver<Answer>,
 ) {
-    let mut buf = Vec::new();
-    while let Some(first) = answers.recv().await {
-        buf.clear();
-        encode_answer(&mut buf, first, &peer);
-        while buf.len() < SESSION_WRITE_BYTES_MAX {
-            match answers.try_recv() {
-                Ok(answer) => encode_answer(&mut buf, answer, &peer),
-                Err(_) => break,
-            }
-        }
-        let wait = Duration::from_millis(SESSION_WRITE_TIMEOUT_MS);
-        match tokio::time::timeout(wait, send.write_all(&buf)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                debug!(%peer, %remote, error = %e, "session answers not delivered; the client went away");
-                return;
-            }
-            Err(_) => {
-                warn!(%peer, %remote, timeout_ms = SESSION_WRITE_TIMEOUT_MS, "a session's client took no answers in time; ending the session");
-                let _ = send.reset(quinn::VarInt::from_u32(STREAM_CODE_SESSION_WRITE_TIMEOUT));
-                return;
-            }
-        }
+    let limits = BatchLimits {
+        bytes_max: SESSION_WRITE_BYTES_MAX,
+        write_timeout_ms: SESSION_WRITE_TIMEOUT_MS,
+    };
+    let mut sink = AnswerStream { peer, remote, send };
+    if write_batches(&mut answers, &mut sink, limits).await == Ended::Drained {
+        // Already closed means the client went away; there is nothing left to tell it.
+        let _ = sink.send.finish();
     }
-    // Already closed means the client went away; there is nothing left to tell it.
-    let _ = send.finish();
 }
 
 /// Appends one answer's frame; an answer too large for a frame is replaced by a refusal
 /// that says so, so the client's call ends instead of waiting for its deadline.
 fn encode_answer(buf: &mut Vec<u8>, answer: Answer, peer: &PeerIdentity) {
-    let Answer { id, response, .. } = answer;
+    let (id, response) = answer.into_parts();
     let framed = SessionResponse { id, response };
     if let Err(e) = encode_frame_into(buf, &framed, FRAME_BYTES_MAX) {
         warn!(%peer, id, error = %e, "cannot encode a session answer");

@@ -6,24 +6,25 @@
 //! CPUs 40% idle at 64 requests in flight. Here the fsync runs on a blocking thread while
 //! the core keeps handling inputs; their outputs gather and leave after the *next* fsync.
 //!
-//! The group-commit contract is unchanged (DESIGN.md §7): no ack or reply leaves before
-//! the writes of its batch are durable. Outputs of a batch are released only after a
-//! persist that *started* after the batch was handled; a persist covers every write made
-//! before it starts, and only one runs at a time, so whatever a batch read or wrote is
-//! durable before its outputs go, including the unsynced writes of earlier batches it
-//! may have read. When no persist is running and nothing was written since the last one
-//! (reads, forwards, acks), outputs leave at once. If a persist fails the node stops
-//! (fail-stop) without releasing what waited for it.
+//! The group-commit contract: no ack or reply leaves before the writes of its batch are
+//! durable. Outputs of a batch are released only after a persist that *started* after the
+//! batch was handled; a persist covers every write made before it starts, and only one
+//! runs at a time, so whatever a batch read or wrote is durable before its outputs go,
+//! including the unsynced writes of earlier batches it may have read. When no persist is
+//! running and nothing was written since the last one (reads, forwards, acks), outputs
+//! leave at once. If a persist fails the node stops (fail-stop) without releasing what
+//! waited for it. The rule of what waits for which persist is the core's [`CommitGate`],
+//! which the simulator's deferred persists use too; this task only tells it when a batch
+//! produced outputs and when a persist starts and completes.
 //!
 //! Replication does not wait: `Replicate`, `Read` and `Forward` messages promise nothing
 //! about this node's disk ([`PeerMessage::may_precede_persist`]) and leave right after
 //! their batch, so a coordinator's fsync and its replicas' run side by side instead of in
-//! series (a durable N=3 put used to cross two fsyncs back to back). The coordinator's own
-//! reply still waits for its persist. A crash in between may leave the replicas holding a
-//! write this node lost; the node then restarts under a fresh actor id (a clean stop
-//! records a marker that keeps it), so it never issues those dots again
-//! (`sim/persist.rs` plays this window; `tests/sim_world.rs` shows the lost update the
-//! old actor would cause).
+//! series. The coordinator's own reply still waits for its persist. A crash in between may
+//! leave the replicas holding a write this node lost; the node then restarts under a fresh
+//! actor id (a clean stop records a marker that keeps it), so it never issues those dots
+//! again (`sim/persist.rs` plays this window; `tests/sim_world.rs` shows the lost update
+//! the old actor would cause).
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -33,15 +34,21 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::core::commit_gate::{CommitGate, Departure};
 use crate::core::node::{Node, Now};
 use crate::core::placement::ring::{MEMBERS_MAX, NodeId};
-use crate::net::driver::{BATCH_MAX, DriverError, Input, LEAVE_DRAIN_MS, Sender};
-use crate::net::peer_link::PeerLinks;
-use crate::net::persist::PersistTracker;
-use crate::net::session::ReplyTo;
+use crate::net::driver::datagrams::DatagramSender;
+use crate::net::driver::error::DriverError;
+use crate::net::driver::input::{Input, ReplyTo};
+use crate::net::driver::peer_link::PeerLinks;
+use crate::net::driver::persist_tracker::PersistTracker;
 use crate::proto::{ClientReply, PeerMessage};
 use crate::storage::{Storage, StorageError};
 
+/// Inputs fed to the core between two persists.
+pub const BATCH_MAX: usize = 1_024;
+/// How long a node that has left waits for its last messages to go out.
+pub const LEAVE_DRAIN_MS: u64 = 3_000;
 /// Outputs waiting for a persist at most (messages plus replies); beyond it the core
 /// stops taking inputs until the running persist ends, so a slow disk pushes back.
 pub const OUTPUTS_WAITING_MAX: usize = BATCH_MAX * 16;
@@ -56,29 +63,24 @@ pub(crate) struct Clock {
 pub(crate) struct CoreLoop {
     node: Node,
     rx: mpsc::Receiver<Input>,
-    sender: Sender,
+    datagrams: DatagramSender,
     links: PeerLinks,
     clock: Clock,
     tracker: Arc<PersistTracker>,
     waiting: HashMap<u64, ReplyTo>,
     addrs: AddrCache,
     next_req: u64,
-    /// Messages that may leave before the persist ([`PeerMessage::may_precede_persist`]):
-    /// sending the coordinator's replication at once puts its fsync and the replicas'
-    /// side by side instead of in series.
-    early: Vec<(NodeId, PeerMessage)>,
-    /// Outputs of batches handled since the running persist started.
-    pending: Outputs,
-    /// The running persist and the outputs it releases.
+    /// Which outputs may leave now and which wait for which persist.
+    gate: CommitGate<Output>,
+    /// The running persist; the gate holds what it releases.
     sync: Option<JoinHandle<Result<(), StorageError>>>,
-    in_flight: Outputs,
 }
 
-/// What batches produced that may leave only once their writes are durable.
-#[derive(Debug, Default)]
-struct Outputs {
-    transmits: Vec<(NodeId, PeerMessage)>,
-    replies: Vec<(ReplyTo, ClientReply)>,
+/// One output of the core on its way through the commit gate.
+#[derive(Debug)]
+enum Output {
+    Transmit(NodeId, PeerMessage),
+    Reply(ReplyTo, ClientReply),
 }
 
 /// Member addresses resolved once each (they are `IP:port` strings in practice).
@@ -114,7 +116,7 @@ impl CoreLoop {
     pub(crate) fn new(
         node: Node,
         rx: mpsc::Receiver<Input>,
-        sender: Sender,
+        datagrams: DatagramSender,
         links: PeerLinks,
         clock: Clock,
         tracker: Arc<PersistTracker>,
@@ -122,17 +124,15 @@ impl CoreLoop {
         CoreLoop {
             node,
             rx,
-            sender,
+            datagrams,
             links,
             clock,
             tracker,
             waiting: HashMap::new(),
             addrs: AddrCache::default(),
             next_req: 1,
-            early: Vec::new(),
-            pending: Outputs::default(),
+            gate: CommitGate::new(),
             sync: None,
-            in_flight: Outputs::default(),
         }
     }
 
@@ -141,12 +141,12 @@ impl CoreLoop {
         loop {
             let deadline = self.node.poll_timeout().map(|d| self.clock.instant_of(d));
             let syncing = self.sync.is_some();
-            let room = self.pending.len() < OUTPUTS_WAITING_MAX;
+            let room = self.gate.gathered_len() < OUTPUTS_WAITING_MAX;
             tokio::select! {
                 done = wait_sync(&mut self.sync), if syncing => {
                     self.sync = None;
                     self.check(done)?;
-                    let outputs = std::mem::take(&mut self.in_flight);
+                    let outputs = self.gate.complete_persist();
                     self.dispatch(outputs).await;
                 }
                 input = self.rx.recv(), if room => {
@@ -212,24 +212,22 @@ impl CoreLoop {
         stop
     }
 
-    /// Drains the core's outputs: messages and replies wait for a persist; gossip
-    /// datagrams carry no stored state and leave at once.
+    /// Drains the core's outputs into the commit gate; gossip datagrams carry no stored
+    /// state and leave at once.
     fn collect(&mut self) {
-        while let Some(out) = self.node.poll_transmit() {
-            if out.1.may_precede_persist() {
-                self.early.push(out);
-            } else {
-                self.pending.transmits.push(out);
-            }
+        while let Some((to, msg)) = self.node.poll_transmit() {
+            let departure = Departure::of_message(&msg);
+            self.gate.push(Output::Transmit(to, msg), departure);
         }
         while let Some((id, reply)) = self.node.poll_reply() {
             if let Some(tx) = self.waiting.remove(&id) {
-                self.pending.replies.push((tx, reply));
+                self.gate
+                    .push(Output::Reply(tx, reply), Departure::of_reply());
             }
         }
         while let Some((addr, data)) = self.node.poll_datagram() {
             if let Some(addr) = self.addrs.resolve(&addr) {
-                self.sender.send_datagram(addr, data);
+                self.datagrams.send(addr, data);
             }
         }
     }
@@ -242,15 +240,15 @@ impl CoreLoop {
         }
         let dirty = self.tracker.is_dirty();
         if !dirty {
-            if !self.pending.is_empty() {
-                let outputs = std::mem::take(&mut self.pending);
+            let outputs = self.gate.release_unwritten();
+            if !outputs.is_empty() {
                 self.dispatch(outputs).await;
             }
             return;
         }
         let storage = self.tracker.clone();
         self.sync = Some(tokio::task::spawn_blocking(move || storage.persist()));
-        self.in_flight = std::mem::take(&mut self.pending);
+        self.gate.start_persist();
     }
 
     /// Waits until everything handled so far is durable and sent (shutdown, leave).
@@ -258,13 +256,14 @@ impl CoreLoop {
         if let Some(task) = self.sync.take() {
             let done = task.await;
             self.check(done)?;
-            let outputs = std::mem::take(&mut self.in_flight);
+            let outputs = self.gate.complete_persist();
             self.dispatch(outputs).await;
         }
         let storage = self.tracker.clone();
+        self.gate.start_persist();
         let done = tokio::task::spawn_blocking(move || storage.persist()).await;
         self.check(done)?;
-        let outputs = std::mem::take(&mut self.pending);
+        let outputs = self.gate.complete_persist();
         self.dispatch(outputs).await;
         self.send_early().await;
         Ok(())
@@ -272,15 +271,11 @@ impl CoreLoop {
 
     /// Sends the messages that need not wait for a persist.
     async fn send_early(&mut self) {
-        if self.early.is_empty() {
+        let outputs = self.gate.take_early();
+        if outputs.is_empty() {
             return;
         }
-        let transmits = std::mem::take(&mut self.early);
-        self.dispatch(Outputs {
-            transmits,
-            replies: Vec::new(),
-        })
-        .await;
+        self.dispatch(outputs).await;
     }
 
     /// Fail-stop on a failed persist.
@@ -302,10 +297,18 @@ impl CoreLoop {
         }
     }
 
-    /// Sends outputs whose writes are durable.
-    async fn dispatch(&mut self, outputs: Outputs) {
+    /// Sends outputs the gate released: messages first, then replies, each in order.
+    async fn dispatch(&mut self, outputs: Vec<Output>) {
         let now = self.clock.now();
-        for (to, msg) in outputs.transmits {
+        let mut replies = Vec::new();
+        for out in outputs {
+            let (to, msg) = match out {
+                Output::Transmit(to, msg) => (to, msg),
+                Output::Reply(to, reply) => {
+                    replies.push((to, reply));
+                    continue;
+                }
+            };
             let member_addr = self.node.membership().get(&to).map(|m| m.addr.clone());
             match member_addr.and_then(|a| self.addrs.resolve(&a)) {
                 Some(addr) => {
@@ -320,21 +323,11 @@ impl CoreLoop {
                 }
             }
         }
-        for (to, reply) in outputs.replies {
+        for (to, reply) in replies {
             to.send(reply);
         }
         // Unreachable peers may have failed requests: their replies wait like any other.
         self.collect();
-    }
-}
-
-impl Outputs {
-    fn len(&self) -> usize {
-        self.transmits.len() + self.replies.len()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

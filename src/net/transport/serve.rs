@@ -49,7 +49,7 @@ pub const STREAM_CODE_NO_SESSIONS: u32 = 0x18;
 /// What a server does with the requests of one protocol.
 ///
 /// The transport knows nothing about the message enums; the handler does, and it is the
-/// one that enforces roles (for example: peer messages only from [`super::Role::Node`]).
+/// one that enforces roles (for example: peer messages only from [`super::identity::Role::Node`]).
 pub trait Handler: Send + Sync + 'static {
     /// The request enum, decoded from each stream's frame.
     type Request: DeserializeOwned + Send + 'static;

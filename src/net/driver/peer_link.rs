@@ -28,9 +28,14 @@ use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
 use crate::core::placement::ring::{MEMBERS_MAX, NodeId};
-use crate::net::driver::Input;
-use crate::net::frame::{FRAME_BYTES_MAX, FrameReader, decode_body, encode_frame_into};
-use crate::net::{ConnectionPool, NetError, PeerIdentity, Role};
+use crate::net::driver::input::Input;
+use crate::net::transport::batch_writer::{
+    BatchLimits, BatchSink, Flow, Queue, WriteFailure, write_batches,
+};
+use crate::net::{
+    ConnectionPool, FRAME_BYTES_MAX, FrameReader, NetError, PeerIdentity, Role, decode_body,
+    encode_frame_into,
+};
 use crate::proto::{PROTOCOL_VERSION, PeerMessage, PeerStreamHeader};
 
 /// Messages queued for one peer; beyond it the core waits up to [`PEER_QUEUE_WAIT_MS`].
@@ -46,11 +51,10 @@ pub const PEER_WRITE_TIMEOUT_MS: u64 = 2_000;
 pub const PEER_CLOSE_WAIT_MS: u64 = 2_000;
 /// Deadline for a new peer stream's header frame.
 pub const PEER_HEADER_TIMEOUT_MS: u64 = 10_000;
-/// Links (one per destination) kept at most; idle ones are dropped beyond it.
+/// Links (one per destination) kept at most; idle ones are dropped beyond it (each peer
+/// may open at most [`crate::net::transport::tls::UNI_STREAMS_CONCURRENT_MAX`] streams on
+/// a connection).
 pub const PEER_LINKS_MAX: usize = MEMBERS_MAX * 2;
-/// Unidirectional streams a connection may have open at once: one per link, plus room
-/// for the streams a link reopens after a failure while the old one is being reset.
-pub const PEER_STREAMS_CONCURRENT_MAX: u32 = 8;
 
 /// Stream stop code: a client certificate tried to open a peer stream.
 pub const STREAM_CODE_NOT_A_NODE: u32 = 0x14;
@@ -77,16 +81,21 @@ struct Link {
     task: JoinHandle<()>,
 }
 
-/// One destination's writer.
+/// One destination's writer: its queue, batched into its stream.
 struct LinkTask {
+    queue: mpsc::Receiver<PeerMessage>,
+    stream: LinkStream,
+}
+
+/// The stream side of one destination's writer, opened on first use and again after a
+/// failure.
+struct LinkStream {
     me: NodeId,
     to: NodeId,
     addr: SocketAddr,
     pool: ConnectionPool,
     inputs: mpsc::Sender<Input>,
-    queue: mpsc::Receiver<PeerMessage>,
     stream: Option<quinn::SendStream>,
-    buf: Vec<u8>,
 }
 
 impl PeerLinks {
@@ -143,14 +152,15 @@ impl PeerLinks {
         }
         let (queue, rx) = mpsc::channel(PEER_QUEUE_MAX);
         let task = LinkTask {
-            me: self.me.clone(),
-            to: to.clone(),
-            addr,
-            pool: self.pool.clone(),
-            inputs: self.inputs.clone(),
             queue: rx,
-            stream: None,
-            buf: Vec::new(),
+            stream: LinkStream {
+                me: self.me.clone(),
+                to: to.clone(),
+                addr,
+                pool: self.pool.clone(),
+                inputs: self.inputs.clone(),
+                stream: None,
+            },
         };
         let task = tokio::spawn(task.run());
         // Replacing a link (its member moved) drops the old queue: the old task finishes
@@ -169,56 +179,16 @@ impl PeerLinks {
 
 impl LinkTask {
     async fn run(mut self) {
-        while let Some(first) = self.queue.recv().await {
-            self.buf.clear();
-            self.encode(&first);
-            // Batch whatever else is already queued into the same write.
-            while self.buf.len() < PEER_WRITE_BYTES_MAX {
-                match self.queue.try_recv() {
-                    Ok(msg) => self.encode(&msg),
-                    Err(_) => break,
-                }
-            }
-            if self.buf.is_empty() {
-                continue;
-            }
-            let wait = Duration::from_millis(PEER_WRITE_TIMEOUT_MS);
-            let written = match tokio::time::timeout(wait, self.write()).await {
-                Ok(result) => result,
-                Err(_) => Err(NetError::Timeout {
-                    what: "writing peer messages to",
-                    addr: self.addr,
-                    timeout_ms: PEER_WRITE_TIMEOUT_MS,
-                }),
-            };
-            if let Err(e) = written {
-                self.fail(&e);
-            }
-        }
-        self.finish().await;
-    }
-
-    fn encode(&mut self, msg: &PeerMessage) {
-        if let Err(e) = encode_frame_into(&mut self.buf, msg, FRAME_BYTES_MAX) {
-            warn!(node = %self.me, to = %self.to, error = %e, "a peer message cannot be encoded; dropped");
-            let _ = self.inputs.try_send(Input::Unreachable(self.to.clone()));
-        }
-    }
-
-    /// Writes the buffer to the stream, opening the connection and stream if needed.
-    async fn write(&mut self) -> Result<(), NetError> {
-        if self.stream.is_none() {
-            self.stream = Some(self.open().await?);
-        }
-        let Some(stream) = self.stream.as_mut() else {
-            return Err(NetError::StreamClosed);
+        let limits = BatchLimits {
+            bytes_max: PEER_WRITE_BYTES_MAX,
+            write_timeout_ms: PEER_WRITE_TIMEOUT_MS,
         };
-        stream
-            .write_all(&self.buf)
-            .await
-            .map_err(|source| NetError::StreamWrite { source })
+        write_batches(&mut self.queue, &mut self.stream, limits).await;
+        self.stream.finish().await;
     }
+}
 
+impl LinkStream {
     async fn open(&mut self) -> Result<quinn::SendStream, NetError> {
         let addr = self.addr;
         let conn = self.pool.get(addr).await?;
@@ -239,22 +209,6 @@ impl LinkTask {
         Ok(stream)
     }
 
-    /// The stream failed: abandon it, drop what is queued and tell the core once.
-    fn fail(&mut self, err: &NetError) {
-        if let Some(mut stream) = self.stream.take() {
-            let _ = stream.reset(quinn::VarInt::from_u32(STREAM_CODE_ABANDONED));
-        }
-        if err.is_connection_lost() {
-            self.pool.evict(self.addr);
-        }
-        let mut dropped = 0usize;
-        while self.queue.try_recv().is_ok() {
-            dropped += 1;
-        }
-        debug!(node = %self.me, to = %self.to, addr = %self.addr, error = %err, dropped, "peer unreachable");
-        let _ = self.inputs.try_send(Input::Unreachable(self.to.clone()));
-    }
-
     async fn finish(&mut self) {
         if let Some(mut stream) = self.stream.take() {
             if stream.finish().is_ok() {
@@ -262,6 +216,60 @@ impl LinkTask {
                 let _ = tokio::time::timeout(wait, stream.stopped()).await;
             }
         }
+    }
+}
+
+impl BatchSink<PeerMessage> for LinkStream {
+    type Error = NetError;
+
+    fn encode(&mut self, batch: &mut Vec<u8>, msg: PeerMessage) {
+        if let Err(e) = encode_frame_into(batch, &msg, FRAME_BYTES_MAX) {
+            warn!(node = %self.me, to = %self.to, error = %e, "a peer message cannot be encoded; dropped");
+            let _ = self.inputs.try_send(Input::Unreachable(self.to.clone()));
+        }
+    }
+
+    /// Writes a batch to the stream, opening the connection and stream if needed.
+    async fn write(&mut self, batch: &[u8]) -> Result<(), NetError> {
+        if self.stream.is_none() {
+            self.stream = Some(self.open().await?);
+        }
+        let Some(stream) = self.stream.as_mut() else {
+            return Err(NetError::StreamClosed);
+        };
+        stream
+            .write_all(batch)
+            .await
+            .map_err(|source| NetError::StreamWrite { source })
+    }
+
+    /// The stream failed: abandon it, drop what is queued and tell the core once.
+    fn failed<Q: Queue<Item = PeerMessage>>(
+        &mut self,
+        failure: WriteFailure<NetError>,
+        queue: &mut Q,
+    ) -> Flow {
+        let err = match failure {
+            WriteFailure::Failed(e) => e,
+            WriteFailure::TimedOut => NetError::Timeout {
+                what: "writing peer messages to",
+                addr: self.addr,
+                timeout_ms: PEER_WRITE_TIMEOUT_MS,
+            },
+        };
+        if let Some(mut stream) = self.stream.take() {
+            let _ = stream.reset(quinn::VarInt::from_u32(STREAM_CODE_ABANDONED));
+        }
+        if err.is_connection_lost() {
+            self.pool.evict(self.addr);
+        }
+        let mut dropped = 0usize;
+        while queue.try_recv().is_some() {
+            dropped += 1;
+        }
+        debug!(node = %self.me, to = %self.to, addr = %self.addr, error = %err, dropped, "peer unreachable");
+        let _ = self.inputs.try_send(Input::Unreachable(self.to.clone()));
+        Flow::Continue
     }
 }
 

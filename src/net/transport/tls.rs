@@ -26,6 +26,10 @@ pub const IDLE_TIMEOUT_MS: u32 = 30_000;
 pub const KEEP_ALIVE_INTERVAL_MS: u64 = 5_000;
 /// Bidirectional streams (one per request) a peer may have open on one connection.
 pub const BIDI_STREAMS_CONCURRENT_MAX: u32 = 256;
+/// Unidirectional streams a peer may have open on one connection: the node driver's
+/// long-lived peer streams, one per link, plus room for the streams a link reopens after
+/// a failure while the old one is being reset.
+pub const UNI_STREAMS_CONCURRENT_MAX: u32 = 8;
 
 /// The crypto provider every config of this crate uses.
 pub fn crypto_provider() -> Arc<CryptoProvider> {
@@ -42,9 +46,7 @@ pub fn transport_config() -> quinn::TransportConfig {
     transport.max_concurrent_bidi_streams(quinn::VarInt::from_u32(BIDI_STREAMS_CONCURRENT_MAX));
     // Requests use bidirectional streams; node-to-node messages use a few long-lived
     // unidirectional peer streams (refused on client connections by the node driver).
-    transport.max_concurrent_uni_streams(quinn::VarInt::from_u32(
-        super::peer_link::PEER_STREAMS_CONCURRENT_MAX,
-    ));
+    transport.max_concurrent_uni_streams(quinn::VarInt::from_u32(UNI_STREAMS_CONCURRENT_MAX));
     transport
 }
 

@@ -1,6 +1,6 @@
 //! How the node driver knows whether its group-commit persist is needed at all.
 //!
-//! The driver persists before it lets the outputs of a batch go (DESIGN.md §7). An fsync
+//! The driver persists before it lets the outputs of a batch go. An fsync
 //! after batches that wrote nothing (reads, forwarded requests, acks, pings) is not
 //! free: on ext4 it still flushes the device cache, which costs about as much as syncing
 //! a small write. [`PersistTracker`] skips it, and tells the driver
