@@ -21,6 +21,7 @@ use thiserror::Error;
 use tokio::time::Instant;
 
 use crate::core::object::{Context, FieldRead, MapOp, ObjectError, Op, Policy, ReadValue};
+use crate::core::stats::{ClusterStats, StatsInfo};
 use crate::net::{ConnectionPool, Identity, NetError, bind_client, load_identity};
 use crate::proto::{
     ClientReply, ClientRequest, Key, QuorumOpts, RequestError, RingInfo, StatusInfo, WireResponse,
@@ -406,6 +407,25 @@ impl Client {
             Some(ReadValue::Hll { estimate }) => Ok(estimate),
             _ => Ok(0),
         }
+    }
+
+    /// The connected node's statistics (its sketches, per-partition estimates and
+    /// anti-entropy progress).
+    pub async fn stats(&self) -> Result<StatsInfo, ClientError> {
+        stats::node_stats(self).await
+    }
+
+    /// Every member's statistics, merged: members come from the connected node's status,
+    /// and each is asked with the `certs_dir/cert_name` identity. Lists at most
+    /// `hot_keys_max` cluster hot keys. Fails only if the connected node cannot say who
+    /// the members are; an unreachable member makes the result partial.
+    pub async fn cluster_stats(
+        &self,
+        certs_dir: &std::path::Path,
+        cert_name: &str,
+        hot_keys_max: usize,
+    ) -> Result<ClusterStats, ClientError> {
+        stats::cluster_stats(self, certs_dir, cert_name, hot_keys_max).await
     }
 
     /// Membership as the connected node sees it.

@@ -15,61 +15,55 @@ use crate::client::{Client, ClientError, load_client_identity, reply_kind};
 use crate::core::stats::{ClusterStats, NodeAnswer, StatsInfo};
 use crate::proto::{ClientReply, ClientRequest};
 
-impl Client {
-    /// The connected node's statistics (its sketches, per-partition estimates and
-    /// anti-entropy progress).
-    pub async fn stats(&self) -> Result<StatsInfo, ClientError> {
-        match self.call(ClientRequest::Stats).await? {
-            ClientReply::Stats(info) => Ok(*info),
-            other => Err(self.unexpected("stats", reply_kind(&other))),
-        }
+/// The connected node's statistics ([`Client::stats`]).
+pub(super) async fn node_stats(client: &Client) -> Result<StatsInfo, ClientError> {
+    match client.call(ClientRequest::Stats).await? {
+        ClientReply::Stats(info) => Ok(*info),
+        other => Err(client.unexpected("stats", reply_kind(&other))),
     }
+}
 
-    /// Every member's statistics, merged: members come from the connected node's status,
-    /// and each is asked with the `certs_dir/cert_name` identity. Lists at most
-    /// `hot_keys_max` cluster hot keys. Fails only if the connected node cannot say who
-    /// the members are; an unreachable member makes the result partial.
-    pub async fn cluster_stats(
-        &self,
-        certs_dir: &Path,
-        cert_name: &str,
-        hot_keys_max: usize,
-    ) -> Result<ClusterStats, ClientError> {
-        let status = self.status().await?;
-        let identity = load_client_identity(certs_dir, cert_name)?;
-        let mut asks = JoinSet::new();
-        let mut answers = Vec::with_capacity(status.members.len());
-        for (index, member) in status.members.into_iter().enumerate() {
-            let client = match resolve(&member.addr).await {
-                Ok(addr) => Client::with_identity(addr, &identity)
-                    .map(|client| client.with_timeout_ms(self.timeout_ms))
-                    .map_err(|e| e.to_string()),
+/// Every member's statistics, merged ([`Client::cluster_stats`]).
+pub(super) async fn cluster_stats(
+    client: &Client,
+    certs_dir: &Path,
+    cert_name: &str,
+    hot_keys_max: usize,
+) -> Result<ClusterStats, ClientError> {
+    let status = client.status().await?;
+    let identity = load_client_identity(certs_dir, cert_name)?;
+    let mut asks = JoinSet::new();
+    let mut answers = Vec::with_capacity(status.members.len());
+    for (index, member) in status.members.into_iter().enumerate() {
+        let member_client = match resolve(&member.addr).await {
+            Ok(addr) => Client::with_identity(addr, &identity)
+                .map(|member| member.with_timeout_ms(client.timeout_ms))
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        asks.spawn(async move {
+            let result = match member_client {
+                Ok(member) => member.stats().await.map_err(|e| e.to_string()),
                 Err(e) => Err(e),
             };
-            asks.spawn(async move {
-                let result = match client {
-                    Ok(client) => client.stats().await.map_err(|e| e.to_string()),
-                    Err(e) => Err(e),
-                };
-                (index, result)
-            });
-            answers.push(NodeAnswer {
-                node: member.name,
-                addr: member.addr,
-                result: Err("the stats request ended without an answer".to_string()),
-            });
-        }
-        while let Some(joined) = asks.join_next().await {
-            // A task fails to join only if it panicked or the runtime is shutting down;
-            // that member keeps its "no answer" error.
-            if let Ok((index, result)) = joined
-                && let Some(answer) = answers.get_mut(index)
-            {
-                answer.result = result;
-            }
-        }
-        Ok(ClusterStats::merge(answers, hot_keys_max))
+            (index, result)
+        });
+        answers.push(NodeAnswer {
+            node: member.name,
+            addr: member.addr,
+            result: Err("the stats request ended without an answer".to_string()),
+        });
     }
+    while let Some(joined) = asks.join_next().await {
+        // A task fails to join only if it panicked or the runtime is shutting down;
+        // that member keeps its "no answer" error.
+        if let Ok((index, result)) = joined
+            && let Some(answer) = answers.get_mut(index)
+        {
+            answer.result = result;
+        }
+    }
+    Ok(ClusterStats::merge(answers, hot_keys_max))
 }
 
 /// A member's advertised address as a socket address (names are looked up).

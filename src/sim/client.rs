@@ -13,127 +13,133 @@ use crate::sim::history::{OpOutcome, REPAIR_CLIENT};
 use crate::sim::workload::Program;
 use crate::sim::world::{Event, SimClient, World};
 
-impl World {
-    /// Adds a client that starts after a think pause; returns its index.
-    pub fn add_client(&mut self, program: Box<dyn Program>) -> usize {
-        let client = self.clients.len();
-        self.clients.push(SimClient {
-            program,
-            waiting: None,
-            done: false,
-        });
-        let think = self.think();
-        self.push(self.now + think, Event::ClientWake { client });
-        client
-    }
+/// Adds a client that starts after a think pause; returns its index.
+pub(crate) fn add_client(world: &mut World, program: Box<dyn Program>) -> usize {
+    let client = world.clients.len();
+    world.clients.push(SimClient {
+        program,
+        waiting: None,
+        done: false,
+    });
+    let think = think(world);
+    world.push(world.now + think, Event::ClientWake { client });
+    client
+}
 
-    /// Clients start no new operation from now on.
-    pub fn stop_clients(&mut self) {
-        self.clients_stopped = true;
-    }
+/// Clients start no new operation from now on.
+pub(crate) fn stop_clients(world: &mut World) {
+    world.clients_stopped = true;
+}
 
-    /// True while some client waits for an answer.
-    pub fn clients_busy(&self) -> bool {
-        self.clients.iter().any(|c| c.waiting.is_some())
-    }
+/// True while some client waits for an answer.
+pub(crate) fn clients_busy(world: &World) -> bool {
+    world.clients.iter().any(|c| c.waiting.is_some())
+}
 
-    /// True once every client has finished its program or been stopped, and none waits.
-    pub fn clients_finished(&self) -> bool {
-        !self.clients_busy() && (self.clients_stopped || self.clients.iter().all(|c| c.done))
-    }
+/// True once every client has finished its program or been stopped, and none waits.
+pub(crate) fn clients_finished(world: &World) -> bool {
+    !clients_busy(world) && (world.clients_stopped || world.clients.iter().all(|c| c.done))
+}
 
-    /// Workload operations that have ended, one way or another.
-    pub fn completed_ops(&self) -> usize {
-        self.history
-            .workload()
-            .filter(|o| o.outcome != OpOutcome::Pending)
-            .count()
-    }
+/// Workload operations that have ended, one way or another.
+pub(crate) fn completed_ops(world: &World) -> usize {
+    world
+        .history
+        .workload()
+        .filter(|o| o.outcome != OpOutcome::Pending)
+        .count()
+}
 
-    /// Sends a request outside the client programs (the settle phase's repair reads).
-    pub fn submit(&mut self, node: NodeId, request: ClientRequest) -> u64 {
-        let id = self
-            .history
-            .invoke(REPAIR_CLIENT, node.clone(), request, self.now);
-        self.send_request(node, id);
-        id
-    }
+/// Sends a request outside the client programs (the settle phase's repair reads).
+pub(crate) fn submit(world: &mut World, node: NodeId, request: ClientRequest) -> u64 {
+    let id = world
+        .history
+        .invoke(REPAIR_CLIENT, node.clone(), request, world.now);
+    send_request(world, node, id);
+    id
+}
 
-    pub(crate) fn think(&mut self) -> u64 {
-        self.rng.random_range(0..=self.config.think_ms_max)
-    }
+pub(crate) fn think(world: &mut World) -> u64 {
+    world.rng.random_range(0..=world.config.think_ms_max)
+}
 
-    pub(crate) fn client_delay(&mut self) -> u64 {
-        self.rng
-            .random_range(1..=self.config.client_delay_ms_max.max(1))
-    }
+pub(crate) fn client_delay(world: &mut World) -> u64 {
+    world
+        .rng
+        .random_range(1..=world.config.client_delay_ms_max.max(1))
+}
 
-    pub(crate) fn wake(&mut self, client: usize) {
-        if self.clients_stopped {
-            return;
-        }
-        let Some(c) = self.clients.get_mut(client) else {
-            return;
-        };
-        if c.waiting.is_some() || c.done {
-            return;
-        }
-        let Some(request) = c.program.next(&mut self.rng) else {
-            c.done = true;
-            return;
-        };
-        let node = self.pick_node();
-        let id = self.history.invoke(client, node.clone(), request, self.now);
-        if let Some(c) = self.clients.get_mut(client) {
-            c.waiting = Some(id);
-        }
-        self.send_request(node, id);
+pub(crate) fn wake(world: &mut World, client: usize) {
+    if world.clients_stopped {
+        return;
     }
+    let Some(c) = world.clients.get_mut(client) else {
+        return;
+    };
+    if c.waiting.is_some() || c.done {
+        return;
+    }
+    let Some(request) = c.program.next(&mut world.rng) else {
+        c.done = true;
+        return;
+    };
+    let node = pick_node(world);
+    let id = world
+        .history
+        .invoke(client, node.clone(), request, world.now);
+    if let Some(c) = world.clients.get_mut(client) {
+        c.waiting = Some(id);
+    }
+    send_request(world, node, id);
+}
 
-    /// A random running node (any node when none runs, so the request fails visibly).
-    fn pick_node(&mut self) -> NodeId {
-        let up: Vec<NodeId> = self
-            .node_names()
-            .into_iter()
-            .filter(|n| self.is_up(n))
-            .collect();
-        let pool = if up.is_empty() { self.node_names() } else { up };
-        pool[self.rng.random_range(0..pool.len())].clone()
-    }
+/// A random running node (any node when none runs, so the request fails visibly).
+pub(crate) fn pick_node(world: &mut World) -> NodeId {
+    let up: Vec<NodeId> = world
+        .node_names()
+        .into_iter()
+        .filter(|n| world.is_up(n))
+        .collect();
+    let pool = if up.is_empty() {
+        world.node_names()
+    } else {
+        up
+    };
+    pool[world.rng.random_range(0..pool.len())].clone()
+}
 
-    pub(crate) fn send_request(&mut self, node: NodeId, op: u64) {
-        let delay = self.client_delay();
-        self.push(self.now + delay, Event::ClientArrive { node, op });
-        let timeout = self.config.client_timeout_ms;
-        self.push(self.now + timeout, Event::ClientTimeout { op });
-    }
+pub(crate) fn send_request(world: &mut World, node: NodeId, op: u64) {
+    let delay = client_delay(world);
+    world.push(world.now + delay, Event::ClientArrive { node, op });
+    let timeout = world.config.client_timeout_ms;
+    world.push(world.now + timeout, Event::ClientTimeout { op });
+}
 
-    pub(crate) fn arrive(&mut self, node: NodeId, op: u64) {
-        let Some(request) = self.history.get(op).map(|o| o.request.clone()) else {
-            return;
-        };
-        if !self.is_up(&node) {
-            let at = self.now + self.network.config.connect_timeout_ms;
-            let outcome = OpOutcome::Failed(format!("cannot reach node {node}: it is down"));
-            self.push(at, Event::ClientResult { op, outcome });
-            return;
-        }
-        self.input(&node, |n, now| n.handle_client(now, op, request));
+pub(crate) fn arrive(world: &mut World, node: NodeId, op: u64) {
+    let Some(request) = world.history.get(op).map(|o| o.request.clone()) else {
+        return;
+    };
+    if !world.is_up(&node) {
+        let at = world.now + world.network.config.connect_timeout_ms;
+        let outcome = OpOutcome::Failed(format!("cannot reach node {node}: it is down"));
+        world.push(at, Event::ClientResult { op, outcome });
+        return;
     }
+    world.input(&node, |n, now| n.handle_client(now, op, request));
+}
 
-    pub(crate) fn finish_op(&mut self, op: u64, outcome: OpOutcome) {
-        if !self.history.complete(op, outcome.clone(), self.now) {
-            return;
-        }
-        let Some(client) = self.history.get(op).map(|o| o.client) else {
-            return;
-        };
-        let Some(c) = self.clients.get_mut(client) else {
-            return;
-        };
-        c.program.complete(&outcome);
-        c.waiting = None;
-        let think = self.think();
-        self.push(self.now + think, Event::ClientWake { client });
+pub(crate) fn finish_op(world: &mut World, op: u64, outcome: OpOutcome) {
+    if !world.history.complete(op, outcome.clone(), world.now) {
+        return;
     }
+    let Some(client) = world.history.get(op).map(|o| o.client) else {
+        return;
+    };
+    let Some(c) = world.clients.get_mut(client) else {
+        return;
+    };
+    c.program.complete(&outcome);
+    c.waiting = None;
+    let think = think(world);
+    world.push(world.now + think, Event::ClientWake { client });
 }

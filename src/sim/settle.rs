@@ -14,6 +14,7 @@ use crate::proto::{ClientRequest, Key, QuorumOpts};
 use crate::sim::history::OpOutcome;
 use crate::sim::workload::WORKLOAD_N;
 use crate::sim::world::{Fault, World};
+use crate::sim::{client, members};
 
 /// Virtual time given to each settle step (several ping and handoff periods).
 pub const SETTLE_STEP_MS: u64 = 3_000;
@@ -36,139 +37,140 @@ pub struct Settled {
     pub repair_failures: Vec<String>,
 }
 
-impl World {
-    /// Every key some workload request wrote to.
-    pub fn written_keys(&self) -> BTreeSet<Key> {
-        self.history
-            .workload()
-            .filter(|o| o.is_write())
-            .filter_map(|o| o.key().cloned())
-            .collect()
-    }
+/// Every key some workload request wrote to.
+pub(crate) fn written_keys(world: &World) -> BTreeSet<Key> {
+    world
+        .history
+        .workload()
+        .filter(|o| o.is_write())
+        .filter_map(|o| o.key().cloned())
+        .collect()
+}
 
-    /// Hints held by running nodes.
-    pub fn hints_pending(&self) -> u64 {
-        self.node_names()
+/// Hints held by running nodes.
+pub(crate) fn hints_pending(world: &World) -> u64 {
+    world
+        .node_names()
+        .iter()
+        .filter_map(|n| world.node(n))
+        .map(|n| n.replica().hints().total())
+        .sum()
+}
+
+/// The first `n` nodes of the key's preference list.
+pub(crate) fn primaries(world: &World, key: &Key, n: usize) -> Vec<NodeId> {
+    let partition = world.ring.partition_of(key_position(&key.bucket, &key.key));
+    world
+        .ring
+        .primaries(partition, n)
+        .into_iter()
+        .cloned()
+        .collect()
+}
+
+/// Each primary's copy of `key`, read straight from its storage.
+pub(crate) fn replicas(world: &World, key: &Key, n: usize) -> Vec<ReplicaCopy> {
+    primaries(world, key, n)
+        .into_iter()
+        .map(|name| {
+            let copy = match world.node(&name) {
+                Some(node) => node.replica().read(key, None).map_err(|e| e.to_string()),
+                None => Err(format!("{name} is not running")),
+            };
+            (name, copy)
+        })
+        .collect()
+}
+
+/// Stops the clients, lets their last requests end, heals the network, restarts
+/// every node, drains hints and repairs every written key; returns the replicas.
+pub(crate) fn settle(world: &mut World) -> Settled {
+    client::stop_clients(world);
+    let deadline = world.now() + world.config.client_timeout_ms + 1;
+    world.run_while(World::clients_busy, deadline);
+    world.apply(Fault::Heal);
+    for node in world.node_names() {
+        if !world.is_up(&node) && !members::has_left(world, &node) {
+            world.apply(Fault::Restart(node));
+        }
+    }
+    let mut net = world.network.config;
+    net.loss = 0.0;
+    net.duplicate = 0.0;
+    world.apply(Fault::Net(net));
+    drain_hints(world);
+    members::refresh_ring(world);
+    let mut todo: Vec<Key> = written_keys(world).into_iter().collect();
+    let mut repair_failures = Vec::new();
+    for round in 0..REPAIR_ROUNDS_MAX {
+        let ids: Vec<(Key, u64)> = todo
             .iter()
-            .filter_map(|n| self.node(n))
-            .map(|n| n.replica().hints().total())
-            .sum()
-    }
-
-    /// The first `n` nodes of the key's preference list.
-    pub fn primaries(&self, key: &Key, n: usize) -> Vec<NodeId> {
-        let partition = self.ring.partition_of(key_position(&key.bucket, &key.key));
-        self.ring
-            .primaries(partition, n)
-            .into_iter()
-            .cloned()
-            .collect()
-    }
-
-    /// Each primary's copy of `key`, read straight from its storage.
-    pub fn replicas(&self, key: &Key, n: usize) -> Vec<ReplicaCopy> {
-        self.primaries(key, n)
-            .into_iter()
-            .map(|name| {
-                let copy = match self.node(&name) {
-                    Some(node) => node.replica().read(key, None).map_err(|e| e.to_string()),
-                    None => Err(format!("{name} is not running")),
-                };
-                (name, copy)
-            })
-            .collect()
-    }
-
-    /// Stops the clients, lets their last requests end, heals the network, restarts
-    /// every node, drains hints and repairs every written key; returns the replicas.
-    pub fn settle(&mut self) -> Settled {
-        self.stop_clients();
-        let deadline = self.now() + self.config.client_timeout_ms + 1;
-        self.run_while(World::clients_busy, deadline);
-        self.apply(Fault::Heal);
-        for node in self.node_names() {
-            if !self.is_up(&node) && !self.has_left(&node) {
-                self.apply(Fault::Restart(node));
-            }
-        }
-        let mut net = self.network.config;
-        net.loss = 0.0;
-        net.duplicate = 0.0;
-        self.apply(Fault::Net(net));
-        self.drain_hints();
-        self.refresh_ring();
-        let mut todo: Vec<Key> = self.written_keys().into_iter().collect();
-        let mut repair_failures = Vec::new();
-        for round in 0..REPAIR_ROUNDS_MAX {
-            let ids: Vec<(Key, u64)> = todo
-                .iter()
-                .map(|key| {
-                    let coordinator = self.primaries(key, 1).remove(0);
-                    let request = ClientRequest::Get {
-                        key: key.clone(),
-                        opts: QuorumOpts {
-                            n: Some(WORKLOAD_N),
-                            r: Some(WORKLOAD_N),
-                            strict: true,
-                            ..QuorumOpts::default()
-                        },
-                    };
-                    (key.clone(), self.submit(coordinator, request))
-                })
-                .collect();
-            let deadline = self.now() + self.config.client_timeout_ms + 1;
-            self.run_while(
-                |w| {
-                    ids.iter().any(|(_, id)| {
-                        w.history()
-                            .get(*id)
-                            .is_some_and(|o| o.outcome == OpOutcome::Pending)
-                    })
-                },
-                deadline,
-            );
-            // Read repair is sent after the reply; give it time to land.
-            self.run_until(self.now() + SETTLE_STEP_MS);
-            let mut failed = Vec::new();
-            repair_failures.clear();
-            for (key, id) in ids {
-                let outcome = self.history().get(id).map(|o| o.outcome.clone());
-                if !outcome.as_ref().is_some_and(OpOutcome::is_ok) {
-                    repair_failures.push(format!(
-                        "repair read of {key} failed in round {}: {outcome:?}",
-                        round + 1
-                    ));
-                    failed.push(key);
-                }
-            }
-            todo = failed;
-            if todo.is_empty() {
-                break;
-            }
-        }
-        self.drain_hints();
-        let replicas = self
-            .written_keys()
-            .into_iter()
             .map(|key| {
-                let copies = self.replicas(&key, WORKLOAD_N as usize);
-                (key, copies)
+                let coordinator = primaries(world, key, 1).remove(0);
+                let request = ClientRequest::Get {
+                    key: key.clone(),
+                    opts: QuorumOpts {
+                        n: Some(WORKLOAD_N),
+                        r: Some(WORKLOAD_N),
+                        strict: true,
+                        ..QuorumOpts::default()
+                    },
+                };
+                (key.clone(), client::submit(world, coordinator, request))
             })
             .collect();
-        Settled {
-            replicas,
-            hints_left: self.hints_pending(),
-            repair_failures,
+        let deadline = world.now() + world.config.client_timeout_ms + 1;
+        world.run_while(
+            |w| {
+                ids.iter().any(|(_, id)| {
+                    w.history()
+                        .get(*id)
+                        .is_some_and(|o| o.outcome == OpOutcome::Pending)
+                })
+            },
+            deadline,
+        );
+        // Read repair is sent after the reply; give it time to land.
+        world.run_until(world.now() + SETTLE_STEP_MS);
+        let mut failed = Vec::new();
+        repair_failures.clear();
+        for (key, id) in ids {
+            let outcome = world.history().get(id).map(|o| o.outcome.clone());
+            if !outcome.as_ref().is_some_and(OpOutcome::is_ok) {
+                repair_failures.push(format!(
+                    "repair read of {key} failed in round {}: {outcome:?}",
+                    round + 1
+                ));
+                failed.push(key);
+            }
+        }
+        todo = failed;
+        if todo.is_empty() {
+            break;
         }
     }
+    drain_hints(world);
+    let replicas = world
+        .written_keys()
+        .into_iter()
+        .map(|key| {
+            let copies = replicas(world, &key, WORKLOAD_N as usize);
+            (key, copies)
+        })
+        .collect();
+    Settled {
+        replicas,
+        hints_left: hints_pending(world),
+        repair_failures,
+    }
+}
 
-    /// Runs until hints are handed off and ring-change transfers are done (bounded).
-    fn drain_hints(&mut self) {
-        for _ in 0..HANDOFF_ROUNDS_MAX {
-            self.run_until(self.now() + SETTLE_STEP_MS);
-            if self.hints_pending() == 0 && self.transfers_pending() == 0 {
-                return;
-            }
+/// Runs until hints are handed off and ring-change transfers are done (bounded).
+pub(crate) fn drain_hints(world: &mut World) {
+    for _ in 0..HANDOFF_ROUNDS_MAX {
+        world.run_until(world.now() + SETTLE_STEP_MS);
+        if hints_pending(world) == 0 && members::transfers_pending(world) == 0 {
+            return;
         }
     }
 }

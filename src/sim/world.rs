@@ -8,7 +8,7 @@
 //! what was not persisted; a disk loss replaces the storage, so the node returns as a new
 //! actor.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use rand::{Rng, RngCore, SeedableRng};
@@ -17,12 +17,14 @@ use rand_chacha::ChaCha8Rng;
 use crate::core::commit_gate::CommitGate;
 use crate::core::node::{MemberSpec, Node, NodeConfig, Now};
 use crate::core::placement::ring::{NodeId, Ring};
-use crate::proto::PeerMessage;
+use crate::proto::{ClientRequest, Key, PeerMessage};
 use crate::sim::SimError;
 use crate::sim::history::{History, OpOutcome};
 use crate::sim::network::{Fate, NetConfig, Network};
 use crate::sim::persist::Held;
+use crate::sim::settle::{ReplicaCopy, Settled};
 use crate::sim::workload::Program;
+use crate::sim::{client, members, persist, settle};
 use crate::storage::{MemoryStorage, Storage, SyncMode};
 
 /// Wall-clock origin of virtual time (2024-01-01), so HLC stamps look like real ones.
@@ -342,10 +344,10 @@ impl World {
                 self.network.heal();
             }
             Fault::Crash { node, lose_disk } => self.crash(&node, lose_disk),
-            Fault::Join { node, seed } => self.join(node, seed),
-            Fault::Leave(node) => self.leave(&node),
+            Fault::Join { node, seed } => members::join(self, node, seed),
+            Fault::Leave(node) => members::leave(self, &node),
             Fault::Restart(node) => {
-                if !self.is_up(&node) && !self.has_left(&node) {
+                if !self.is_up(&node) && !members::has_left(self, &node) {
                     self.history.fault(now, format!("restart {node}"));
                     if let Err(e) = self.start_node(&node) {
                         self.errors
@@ -414,12 +416,12 @@ impl World {
                 }
             }
             Event::Timer { node, incarnation } => self.fire_timer(&node, incarnation, at),
-            Event::Datagram { from, to, data } => self.deliver_datagram(from, to, data),
-            Event::ClientArrive { node, op } => self.arrive(node, op),
-            Event::ClientResult { op, outcome } => self.finish_op(op, outcome),
-            Event::ClientTimeout { op } => self.finish_op(op, OpOutcome::TimedOut),
-            Event::ClientWake { client } => self.wake(client),
-            Event::Persist { node, incarnation } => self.on_persist(&node, incarnation),
+            Event::Datagram { from, to, data } => members::deliver_datagram(self, from, to, data),
+            Event::ClientArrive { node, op } => client::arrive(self, node, op),
+            Event::ClientResult { op, outcome } => client::finish_op(self, op, outcome),
+            Event::ClientTimeout { op } => client::finish_op(self, op, OpOutcome::TimedOut),
+            Event::ClientWake { client } => client::wake(self, client),
+            Event::Persist { node, incarnation } => persist::on_persist(self, &node, incarnation),
             Event::Fault(fault) => self.apply(fault),
         }
         true
@@ -548,15 +550,15 @@ impl World {
             self.push(d, event);
         }
         for (addr, data) in datagrams {
-            self.send_datagram(name, &addr, data);
+            members::send_datagram(self, name, &addr, data);
         }
-        self.hold(name, incarnation, transmits, replies);
+        persist::hold(self, name, incarnation, transmits, replies);
         // In line, or a node that has left, which flushes as the driver does.
         if !deferred || left {
-            self.persist_and_release(name);
+            persist::persist_and_release(self, name);
         }
         if left {
-            self.retire(name);
+            members::retire(self, name);
         }
     }
 
@@ -618,5 +620,77 @@ impl World {
         }
         sim.timer_at = None;
         self.input(name, |node, now| node.handle_timeout(now));
+    }
+
+    /// Adds a client that starts after a think pause; returns its index.
+    pub fn add_client(&mut self, program: Box<dyn Program>) -> usize {
+        client::add_client(self, program)
+    }
+
+    /// Clients start no new operation from now on.
+    pub fn stop_clients(&mut self) {
+        client::stop_clients(self)
+    }
+
+    /// True while some client waits for an answer.
+    pub fn clients_busy(&self) -> bool {
+        client::clients_busy(self)
+    }
+
+    /// True once every client has finished its program or been stopped, and none waits.
+    pub fn clients_finished(&self) -> bool {
+        client::clients_finished(self)
+    }
+
+    /// Workload operations that have ended, one way or another.
+    pub fn completed_ops(&self) -> usize {
+        client::completed_ops(self)
+    }
+
+    /// Sends a request outside the client programs (the settle phase's repair reads).
+    pub fn submit(&mut self, node: NodeId, request: ClientRequest) -> u64 {
+        client::submit(self, node, request)
+    }
+
+    /// True once `node` has handed everything over and left.
+    pub fn has_left(&self, node: &NodeId) -> bool {
+        members::has_left(self, node)
+    }
+
+    /// Partitions that running nodes hold but no longer own (transfers still to do).
+    pub fn transfers_pending(&self) -> u64 {
+        members::transfers_pending(self)
+    }
+
+    /// Recomputes the world's reference ring from a running, synced member (checkers
+    /// and settling use it to find each key's primaries after the ring changed).
+    pub fn refresh_ring(&mut self) {
+        members::refresh_ring(self)
+    }
+
+    /// Every key some workload request wrote to.
+    pub fn written_keys(&self) -> BTreeSet<Key> {
+        settle::written_keys(self)
+    }
+
+    /// Hints held by running nodes.
+    pub fn hints_pending(&self) -> u64 {
+        settle::hints_pending(self)
+    }
+
+    /// The first `n` nodes of the key's preference list.
+    pub fn primaries(&self, key: &Key, n: usize) -> Vec<NodeId> {
+        settle::primaries(self, key, n)
+    }
+
+    /// Each primary's copy of `key`, read straight from its storage.
+    pub fn replicas(&self, key: &Key, n: usize) -> Vec<ReplicaCopy> {
+        settle::replicas(self, key, n)
+    }
+
+    /// Stops the clients, lets their last requests end, heals the network, restarts
+    /// every node, drains hints and repairs every written key; returns the replicas.
+    pub fn settle(&mut self) -> Settled {
+        settle::settle(self)
     }
 }

@@ -15,28 +15,26 @@ use super::{Object, SetObj};
 /// Digest input reserved up front: a small object's encoding fits without regrowing.
 const DIGEST_INPUT_PREALLOC_BYTES: usize = 256;
 
-impl Object {
-    /// The version digest of this object.
-    pub fn digest(&self) -> u64 {
-        // The policy byte, then the msgpack, in one buffer: every write digests the old
-        // and the new object, so the encoding goes straight where it is hashed.
-        let mut input = Vec::with_capacity(DIGEST_INPUT_PREALLOC_BYTES);
-        input.push(self.policy() as u8);
-        let encoded = match self {
-            Object::Siblings(d) => rmp_serde::encode::write(&mut input, d),
-            Object::Lww(c) => rmp_serde::encode::write(&mut input, c),
-            Object::Counter(c) => rmp_serde::encode::write(&mut input, c),
-            Object::Map(m) => rmp_serde::encode::write(&mut input, m),
-            Object::Set(s) => rmp_serde::encode::write(&mut input, &set_view(s)),
-            Object::Hll(h) => rmp_serde::encode::write(&mut input, &h.0.clone().estimate()),
-        };
-        // Encoding these plain values into a Vec cannot fail; if it ever did, hash the
-        // policy byte alone, as the digest always has.
-        if encoded.is_err() {
-            input.truncate(1);
-        }
-        XxHash3_64::oneshot(&input)
+/// The version digest of `object` ([`Object::digest`]).
+pub(super) fn digest(object: &Object) -> u64 {
+    // The policy byte, then the msgpack, in one buffer: every write digests the old
+    // and the new object, so the encoding goes straight where it is hashed.
+    let mut input = Vec::with_capacity(DIGEST_INPUT_PREALLOC_BYTES);
+    input.push(object.policy() as u8);
+    let encoded = match object {
+        Object::Siblings(d) => rmp_serde::encode::write(&mut input, d),
+        Object::Lww(c) => rmp_serde::encode::write(&mut input, c),
+        Object::Counter(c) => rmp_serde::encode::write(&mut input, c),
+        Object::Map(m) => rmp_serde::encode::write(&mut input, m),
+        Object::Set(s) => rmp_serde::encode::write(&mut input, &set_view(s)),
+        Object::Hll(h) => rmp_serde::encode::write(&mut input, &h.0.clone().estimate()),
+    };
+    // Encoding these plain values into a Vec cannot fail; if it ever did, hash the
+    // policy byte alone, as the digest always has.
+    if encoded.is_err() {
+        input.truncate(1);
     }
+    XxHash3_64::oneshot(&input)
 }
 
 /// A version vector as sorted (actor, counter) pairs.

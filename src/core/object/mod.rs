@@ -192,6 +192,12 @@ impl Policy {
 }
 
 impl Object {
+    /// The version digest of this object: equal states give equal digests on every
+    /// replica (see [`digest`]).
+    pub fn digest(&self) -> u64 {
+        digest::digest(self)
+    }
+
     /// An empty object of a policy.
     pub fn empty(policy: Policy) -> Object {
         match policy {

@@ -14,6 +14,8 @@ pub(crate) mod handoff;
 pub mod hints;
 mod tombstones;
 
+use tombstones::Stamps;
+
 use std::sync::Arc;
 
 use thiserror::Error;
@@ -64,12 +66,8 @@ pub struct Replica {
     distinct: DistinctKeys,
     /// Merges that met an object of another policy (concurrent first writes).
     pub policy_conflicts: u64,
-    /// The node's wall clock at the current input: stamps tombstones and hints.
-    wall_ms: u64,
-    /// How long every primary must hold a tombstone before it is reaped; hints expire
-    /// after half of it.
-    tombstone_grace_ms: u64,
-    hints_expired: u64,
+    /// When tombstones and hints were first held here, and the clock that stamps them.
+    stamps: Stamps,
 }
 
 impl Replica {
@@ -87,10 +85,68 @@ impl Replica {
             trees: MerkleTrees::new(partitions),
             distinct: DistinctKeys::new(partitions),
             policy_conflicts: 0,
-            wall_ms: 0,
-            tombstone_grace_ms: TOMBSTONE_GRACE_MS_DEFAULT,
-            hints_expired: 0,
+            stamps: Stamps::new(TOMBSTONE_GRACE_MS_DEFAULT),
         })
+    }
+
+    /// Tells the replica the node's wall-clock time for the input being handled; it
+    /// stamps tombstones and hints with it.
+    pub fn set_wall_ms(&mut self, wall_ms: u64) {
+        self.stamps.set_wall_ms(wall_ms);
+    }
+
+    pub fn tombstone_grace_ms(&self) -> u64 {
+        self.stamps.grace_ms()
+    }
+
+    /// Sets the grace period; hints expire after half of it.
+    pub fn set_tombstone_grace_ms(&mut self, grace_ms: u64) {
+        self.stamps.set_grace_ms(grace_ms);
+    }
+
+    /// Age after which a hint is expired.
+    pub fn hint_ttl_ms(&self) -> u64 {
+        self.stamps.hint_ttl_ms()
+    }
+
+    /// Hints dropped because they outlived the hint TTL.
+    pub fn hints_expired(&self) -> u64 {
+        self.stamps.hints_expired()
+    }
+
+    /// Up to `limit` tombstones with positions in `[start, end]` that this replica has
+    /// held for at least the grace period, as (key, version digest).
+    pub fn tombstones_due(
+        &self,
+        start: u64,
+        end: u64,
+        limit: usize,
+    ) -> Result<Vec<(Key, u64)>, ReplicaError> {
+        self.stamps
+            .tombstones_due(self.storage.as_ref(), start, end, limit)
+    }
+
+    /// How long this replica has held `key` as a tombstone with version `digest`; None
+    /// when it holds something else or nothing.
+    pub fn tombstone_age_ms(&self, key: &Key, digest: u64) -> Result<Option<u64>, ReplicaError> {
+        let Some(object) = self.read(key, None)? else {
+            return Ok(None);
+        };
+        if !object.is_tombstone() || object.digest() != digest {
+            return Ok(None);
+        }
+        let (_, data_key) = location(key, None)?;
+        let age = self
+            .stamps
+            .tombstone_age_ms(self.storage.as_ref(), &data_key)?;
+        Ok(Some(age))
+    }
+
+    /// Removes `key` if it is still the tombstone with version `digest`, and takes it out
+    /// of the Merkle tree and the index. Returns whether it was removed; anything else
+    /// there (a write that landed since the check) is left alone.
+    pub fn reap_if_unchanged(&mut self, key: &Key, digest: u64) -> Result<bool, ReplicaError> {
+        self.remove_if_unchanged(key, digest, true)
     }
 
     pub fn trees(&self) -> &MerkleTrees {
@@ -145,7 +201,11 @@ impl Replica {
     pub fn read(&self, key: &Key, hint: Option<&NodeId>) -> Result<Option<Object>, ReplicaError> {
         let (space, raw) = location(key, hint)?;
         match self.storage.get(space, &raw)? {
-            Some(_) if hint.is_some() && self.hint_expired(&raw)? => Ok(None),
+            Some(_)
+                if hint.is_some() && self.stamps.hint_expired(self.storage.as_ref(), &raw)? =>
+            {
+                Ok(None)
+            }
             Some(bytes) => decode(key, &bytes).map(Some),
             None => Ok(None),
         }
@@ -238,7 +298,7 @@ impl Replica {
                 bucket: dk.bucket,
                 key: dk.key,
             };
-            if self.hint_expired(&raw)? {
+            if self.stamps.hint_expired(self.storage.as_ref(), &raw)? {
                 tracing::info!(%primary, %key, ttl_ms = self.hint_ttl_ms(), "dropping an expired hint; anti-entropy repairs the primary instead");
                 self.expire_hint(primary, &raw)?;
                 continue;
@@ -281,7 +341,7 @@ impl Replica {
         }
         if dropped {
             self.hints.counted(primary.clone(), -1);
-            self.unstamp_hint(&raw)?;
+            self.stamps.unstamp_hint(self.storage.as_ref(), &raw)?;
         }
         Ok(dropped)
     }
@@ -334,7 +394,7 @@ impl Replica {
         // An expired hint is replaced, not merged into: it may predate a reaped delete.
         let hint_expired = hint.is_some()
             && self.storage.get(space, &raw)?.is_some()
-            && self.hint_expired(&raw)?;
+            && self.stamps.hint_expired(self.storage.as_ref(), &raw)?;
         let mut result: Option<Result<(Object, T), ReplicaError>> = None;
         let mut created = false;
         let mut fresh = false;
@@ -408,10 +468,11 @@ impl Replica {
         if out.is_ok() && tracked && digests.0 != digests.1 {
             self.trees
                 .update(position, &raw, &key.bucket, &key.key, digests.0, digests.1);
-            self.index_tombstone(&raw, tombstones.0, tombstones.1);
+            self.stamps
+                .index_tombstone(self.storage.as_ref(), &raw, tombstones.0, tombstones.1);
         }
         if out.is_ok() && hint.is_some() && fresh {
-            self.stamp_hint(&raw)?;
+            self.stamps.stamp_hint(self.storage.as_ref(), &raw)?;
         }
         if out.is_ok() && tracked && created {
             self.distinct.insert(position);
@@ -423,6 +484,73 @@ impl Replica {
             self.hints.counted(primary.clone(), 1);
         }
         out
+    }
+
+    /// Removes the data-space copy of `key` if its version digest is still `digest` (and,
+    /// with `tombstones_only`, if it is a tombstone), updating the Merkle tree and the
+    /// tombstone index. Reaping and partition transfer both end this way.
+    fn remove_if_unchanged(
+        &mut self,
+        key: &Key,
+        digest: u64,
+        tombstones_only: bool,
+    ) -> Result<bool, ReplicaError> {
+        let (_, data_key) = location(key, None)?;
+        let mut reaped = false;
+        let mut failure = None;
+        self.storage
+            .update(Space::Data, &data_key, &mut |existing| {
+                let Some(bytes) = existing else {
+                    return Rmw::Keep;
+                };
+                match decode(key, bytes) {
+                    Ok(current)
+                        if (!tombstones_only || current.is_tombstone())
+                            && current.digest() == digest =>
+                    {
+                        reaped = true;
+                        Rmw::Delete
+                    }
+                    Ok(_) => Rmw::Keep,
+                    Err(e) => {
+                        failure = Some(e);
+                        Rmw::Keep
+                    }
+                }
+            })?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if reaped {
+            let position = key_position(&key.bucket, &key.key);
+            self.trees.update(
+                position,
+                &data_key,
+                &key.bucket,
+                &key.key,
+                Some(digest),
+                None,
+            );
+            self.stamps
+                .unindex_tombstone(self.storage.as_ref(), &data_key)?;
+        }
+        Ok(reaped)
+    }
+
+    /// Drops an expired hint held for `primary` (whatever it holds) and its time.
+    fn expire_hint(&mut self, primary: &NodeId, hint_key: &[u8]) -> Result<(), ReplicaError> {
+        let mut existed = false;
+        self.storage
+            .update(Space::Hints, hint_key, &mut |existing| {
+                existed = existing.is_some();
+                Rmw::Delete
+            })?;
+        self.stamps.unstamp_hint(self.storage.as_ref(), hint_key)?;
+        if existed {
+            self.hints.counted(primary.clone(), -1);
+            self.stamps.count_expired_hint();
+        }
+        Ok(())
     }
 }
 

@@ -1,7 +1,7 @@
 //! What a replica remembers so tombstones can be reaped without resurrecting keys.
 //!
 //! A tombstone may only go once every primary has held it for the grace period (see
-//! `core/reap.rs`), so each replica records, in the `Meta` space, the wall-clock time a
+//! `core/repair/reap.rs`), so each replica records, in the `Meta` space, the wall-clock time a
 //! key first became a tombstone here: `tomb\0[data key]` → u64 ms. The data key starts
 //! with the ring position, so one partition's tombstones are one contiguous scan of the
 //! index and the reaper never reads the data space to find them.
@@ -18,42 +18,68 @@
 //! leaves the other half for a handoff already in flight to land before any reap of a
 //! delete that followed the hinted write.
 
-use crate::core::placement::ring::{NodeId, key_position};
-use crate::core::replica::{Replica, ReplicaError, decode, location};
+use crate::core::replica::{ReplicaError, decode};
 use crate::proto::Key;
-use crate::storage::{self, Rmw, SCAN_ROWS_MAX, Space};
+use crate::storage::{self, Rmw, SCAN_ROWS_MAX, Space, Storage};
 
 /// Meta-space prefix of the tombstone index.
 pub const META_TOMBSTONE_PREFIX: &[u8] = b"tomb\0";
 /// Meta-space prefix of hint creation times.
 pub const META_HINT_TIME_PREFIX: &[u8] = b"hint\0";
 
-impl Replica {
-    /// Tells the replica the node's wall-clock time for the input being handled; it
-    /// stamps tombstones and hints with it.
-    pub fn set_wall_ms(&mut self, wall_ms: u64) {
+/// When this replica first held each tombstone and created each hint, kept in the
+/// `Meta` space, and the wall clock that stamps them.
+#[derive(Debug)]
+pub(crate) struct Stamps {
+    /// The node's wall clock at the current input.
+    wall_ms: u64,
+    /// How long every primary must hold a tombstone before it is reaped; hints expire
+    /// after half of it.
+    grace_ms: u64,
+    /// Hints dropped because they outlived the hint TTL.
+    hints_expired: u64,
+}
+
+impl Stamps {
+    pub(crate) fn new(grace_ms: u64) -> Stamps {
+        Stamps {
+            wall_ms: 0,
+            grace_ms,
+            hints_expired: 0,
+        }
+    }
+
+    pub(crate) fn set_wall_ms(&mut self, wall_ms: u64) {
         self.wall_ms = wall_ms;
     }
 
-    pub fn tombstone_grace_ms(&self) -> u64 {
-        self.tombstone_grace_ms
+    pub(crate) fn grace_ms(&self) -> u64 {
+        self.grace_ms
     }
 
-    /// Sets the grace period; hints expire after half of it.
-    pub fn set_tombstone_grace_ms(&mut self, grace_ms: u64) {
-        self.tombstone_grace_ms = grace_ms;
+    pub(crate) fn set_grace_ms(&mut self, grace_ms: u64) {
+        self.grace_ms = grace_ms;
     }
 
     /// Age after which a hint is expired.
-    pub fn hint_ttl_ms(&self) -> u64 {
-        self.tombstone_grace_ms / 2
+    pub(crate) fn hint_ttl_ms(&self) -> u64 {
+        self.grace_ms / 2
     }
 
-    /// Up to `limit` tombstones with positions in `[start, end]` that this replica has
-    /// held for at least the grace period, as (key, version digest). Index entries whose
-    /// key is no longer a tombstone are removed on the way.
-    pub fn tombstones_due(
+    pub(crate) fn hints_expired(&self) -> u64 {
+        self.hints_expired
+    }
+
+    pub(crate) fn count_expired_hint(&mut self) {
+        self.hints_expired += 1;
+    }
+
+    /// Up to `limit` tombstones with positions in `[start, end]` held for at least the
+    /// grace period, as (key, version digest). Index entries whose key is no longer a
+    /// tombstone are removed on the way.
+    pub(crate) fn tombstones_due(
         &self,
+        storage: &dyn Storage,
         start: u64,
         end: u64,
         limit: usize,
@@ -64,9 +90,7 @@ impl Replica {
             Some(to) => prefixed(META_TOMBSTONE_PREFIX, &to),
             None => prefix_end(META_TOMBSTONE_PREFIX),
         };
-        let rows = self
-            .storage
-            .scan(Space::Meta, &from, Some(&to), SCAN_ROWS_MAX)?;
+        let rows = storage.scan(Space::Meta, &from, Some(&to), SCAN_ROWS_MAX)?;
         let mut out = Vec::new();
         for (index_key, stamp) in rows {
             if out.len() >= limit {
@@ -74,121 +98,72 @@ impl Replica {
             }
             let data_key = &index_key[META_TOMBSTONE_PREFIX.len()..];
             let Ok(dk) = storage::decode_data_key(data_key) else {
-                self.storage
-                    .update(Space::Meta, &index_key, &mut |_| Rmw::Delete)?;
+                storage.update(Space::Meta, &index_key, &mut |_| Rmw::Delete)?;
                 continue;
             };
             let key = Key {
                 bucket: dk.bucket,
                 key: dk.key,
             };
-            let Some(bytes) = self.storage.get(Space::Data, data_key)? else {
-                self.storage
-                    .update(Space::Meta, &index_key, &mut |_| Rmw::Delete)?;
+            let Some(bytes) = storage.get(Space::Data, data_key)? else {
+                storage.update(Space::Meta, &index_key, &mut |_| Rmw::Delete)?;
                 continue;
             };
             let object = decode(&key, &bytes)?;
             if !object.is_tombstone() {
-                self.storage
-                    .update(Space::Meta, &index_key, &mut |_| Rmw::Delete)?;
+                storage.update(Space::Meta, &index_key, &mut |_| Rmw::Delete)?;
                 continue;
             }
-            if self.age_ms(&index_key, &stamp)? >= self.tombstone_grace_ms {
+            if self.age_ms(storage, &index_key, &stamp)? >= self.grace_ms {
                 out.push((key, object.digest()));
             }
         }
         Ok(out)
     }
 
-    /// How long this replica has held `key` as a tombstone with version `digest`; None
-    /// when it holds something else or nothing. A tombstone missing from the index is
-    /// indexed now (age 0), so the grace period starts over rather than being skipped.
-    pub fn tombstone_age_ms(&self, key: &Key, digest: u64) -> Result<Option<u64>, ReplicaError> {
-        let Some(object) = self.read(key, None)? else {
-            return Ok(None);
-        };
-        if !object.is_tombstone() || object.digest() != digest {
-            return Ok(None);
-        }
-        let (_, data_key) = location(key, None)?;
-        let index_key = prefixed(META_TOMBSTONE_PREFIX, &data_key);
-        match self.storage.get(Space::Meta, &index_key)? {
-            Some(stamp) => Ok(Some(self.age_ms(&index_key, &stamp)?)),
+    /// How long the tombstone stored at `data_key` has been indexed. A tombstone
+    /// missing from the index is indexed now (age 0), so the grace period starts over
+    /// rather than being skipped.
+    pub(crate) fn tombstone_age_ms(
+        &self,
+        storage: &dyn Storage,
+        data_key: &[u8],
+    ) -> Result<u64, ReplicaError> {
+        let index_key = prefixed(META_TOMBSTONE_PREFIX, data_key);
+        match storage.get(Space::Meta, &index_key)? {
+            Some(stamp) => self.age_ms(storage, &index_key, &stamp),
             None => {
-                self.stamp(&index_key)?;
-                Ok(Some(0))
+                self.stamp(storage, &index_key)?;
+                Ok(0)
             }
         }
     }
 
-    /// Removes `key` if it is still the tombstone with version `digest`, and takes it out
-    /// of the Merkle tree and the index. Returns whether it was removed; anything else
-    /// there (a write that landed since the check) is left alone.
-    pub fn reap_if_unchanged(&mut self, key: &Key, digest: u64) -> Result<bool, ReplicaError> {
-        self.remove_if_unchanged(key, digest, true)
-    }
-
-    /// Removes the data-space copy of `key` if its version digest is still `digest` (and,
-    /// with `tombstones_only`, if it is a tombstone), updating the Merkle tree and the
-    /// tombstone index. Reaping and partition transfer both end this way.
-    pub(super) fn remove_if_unchanged(
-        &mut self,
-        key: &Key,
-        digest: u64,
-        tombstones_only: bool,
-    ) -> Result<bool, ReplicaError> {
-        let (_, data_key) = location(key, None)?;
-        let mut reaped = false;
-        let mut failure = None;
-        self.storage
-            .update(Space::Data, &data_key, &mut |existing| {
-                let Some(bytes) = existing else {
-                    return Rmw::Keep;
-                };
-                match decode(key, bytes) {
-                    Ok(current)
-                        if (!tombstones_only || current.is_tombstone())
-                            && current.digest() == digest =>
-                    {
-                        reaped = true;
-                        Rmw::Delete
-                    }
-                    Ok(_) => Rmw::Keep,
-                    Err(e) => {
-                        failure = Some(e);
-                        Rmw::Keep
-                    }
-                }
-            })?;
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        if reaped {
-            let position = key_position(&key.bucket, &key.key);
-            self.trees.update(
-                position,
-                &data_key,
-                &key.bucket,
-                &key.key,
-                Some(digest),
-                None,
-            );
-            let index_key = prefixed(META_TOMBSTONE_PREFIX, &data_key);
-            self.storage
-                .update(Space::Meta, &index_key, &mut |_| Rmw::Delete)?;
-        }
-        Ok(reaped)
+    /// Forgets the tombstone at `data_key` (it was removed).
+    pub(crate) fn unindex_tombstone(
+        &self,
+        storage: &dyn Storage,
+        data_key: &[u8],
+    ) -> Result<(), ReplicaError> {
+        let index_key = prefixed(META_TOMBSTONE_PREFIX, data_key);
+        storage.update(Space::Meta, &index_key, &mut |_| Rmw::Delete)?;
+        Ok(())
     }
 
     /// Keeps the tombstone index in step with a data write of `raw` from `old` to `new`.
     /// Failures are logged, not returned: the data write already happened, and a missing
     /// or stale entry only delays a reap (see the module docs).
-    pub(super) fn index_tombstone(&self, raw: &[u8], old: Option<bool>, new: bool) {
+    pub(crate) fn index_tombstone(
+        &self,
+        storage: &dyn Storage,
+        raw: &[u8],
+        old: Option<bool>,
+        new: bool,
+    ) {
         let index_key = prefixed(META_TOMBSTONE_PREFIX, raw);
         let result = match (old, new) {
-            (None | Some(false), true) => self.stamp(&index_key),
-            (Some(true), false) => self
-                .storage
+            (None | Some(false), true) => self.stamp(storage, &index_key),
+            (Some(true), false) => storage
                 .update(Space::Meta, &index_key, &mut |_| Rmw::Delete)
                 .map_err(ReplicaError::from),
             // Still a tombstone: grace keeps counting from its first arrival.
@@ -201,71 +176,61 @@ impl Replica {
 
     /// True when the hint at `hint_key` is older than the hint TTL. A hint with no
     /// recorded time (written before times were kept) is stamped now.
-    pub(super) fn hint_expired(&self, hint_key: &[u8]) -> Result<bool, ReplicaError> {
+    pub(crate) fn hint_expired(
+        &self,
+        storage: &dyn Storage,
+        hint_key: &[u8],
+    ) -> Result<bool, ReplicaError> {
         let time_key = prefixed(META_HINT_TIME_PREFIX, hint_key);
-        match self.storage.get(Space::Meta, &time_key)? {
-            Some(stamp) => Ok(self.age_ms(&time_key, &stamp)? >= self.hint_ttl_ms()),
+        match storage.get(Space::Meta, &time_key)? {
+            Some(stamp) => Ok(self.age_ms(storage, &time_key, &stamp)? >= self.hint_ttl_ms()),
             None => {
-                self.stamp(&time_key)?;
+                self.stamp(storage, &time_key)?;
                 Ok(false)
             }
         }
     }
 
     /// Records that the hint at `hint_key` was (re)created now.
-    pub(super) fn stamp_hint(&self, hint_key: &[u8]) -> Result<(), ReplicaError> {
-        self.stamp(&prefixed(META_HINT_TIME_PREFIX, hint_key))
+    pub(crate) fn stamp_hint(
+        &self,
+        storage: &dyn Storage,
+        hint_key: &[u8],
+    ) -> Result<(), ReplicaError> {
+        self.stamp(storage, &prefixed(META_HINT_TIME_PREFIX, hint_key))
     }
 
     /// Forgets the creation time of a dropped hint.
-    pub(super) fn unstamp_hint(&self, hint_key: &[u8]) -> Result<(), ReplicaError> {
-        let time_key = prefixed(META_HINT_TIME_PREFIX, hint_key);
-        self.storage
-            .update(Space::Meta, &time_key, &mut |_| Rmw::Delete)?;
-        Ok(())
-    }
-
-    /// Drops an expired hint held for `primary` (whatever it holds) and its time.
-    pub(super) fn expire_hint(
-        &mut self,
-        primary: &NodeId,
+    pub(crate) fn unstamp_hint(
+        &self,
+        storage: &dyn Storage,
         hint_key: &[u8],
     ) -> Result<(), ReplicaError> {
-        let mut existed = false;
-        self.storage
-            .update(Space::Hints, hint_key, &mut |existing| {
-                existed = existing.is_some();
-                Rmw::Delete
-            })?;
-        self.unstamp_hint(hint_key)?;
-        if existed {
-            self.hints.counted(primary.clone(), -1);
-            self.hints_expired += 1;
-        }
+        let time_key = prefixed(META_HINT_TIME_PREFIX, hint_key);
+        storage.update(Space::Meta, &time_key, &mut |_| Rmw::Delete)?;
         Ok(())
-    }
-
-    /// Hints dropped because they outlived the hint TTL.
-    pub fn hints_expired(&self) -> u64 {
-        self.hints_expired
     }
 
     /// Age of a stored stamp. A malformed stamp is rewritten as now (age 0): it delays
     /// a reap or a hint's expiry, never hastens one.
-    fn age_ms(&self, meta_key: &[u8], stamp: &[u8]) -> Result<u64, ReplicaError> {
+    fn age_ms(
+        &self,
+        storage: &dyn Storage,
+        meta_key: &[u8],
+        stamp: &[u8],
+    ) -> Result<u64, ReplicaError> {
         match <[u8; 8]>::try_from(stamp) {
             Ok(raw) => Ok(self.wall_ms.saturating_sub(u64::from_be_bytes(raw))),
             Err(_) => {
-                self.stamp(meta_key)?;
+                self.stamp(storage, meta_key)?;
                 Ok(0)
             }
         }
     }
 
-    fn stamp(&self, meta_key: &[u8]) -> Result<(), ReplicaError> {
+    fn stamp(&self, storage: &dyn Storage, meta_key: &[u8]) -> Result<(), ReplicaError> {
         let now = self.wall_ms.to_be_bytes().to_vec();
-        self.storage
-            .update(Space::Meta, meta_key, &mut |_| Rmw::Put(now.clone()))?;
+        storage.update(Space::Meta, meta_key, &mut |_| Rmw::Put(now.clone()))?;
         Ok(())
     }
 }
@@ -293,6 +258,8 @@ mod tests {
     use super::*;
     use crate::core::object::clock::{ActorId, Timestamp};
     use crate::core::object::{Context, Limits, Object, Op};
+    use crate::core::placement::ring::NodeId;
+    use crate::core::replica::Replica;
     use crate::storage::MemoryStorage;
 
     const GRACE_MS: u64 = 1_000;
