@@ -3,13 +3,14 @@
 //! The CLI, the integration tests, the benches and the examples all talk to a cluster the
 //! same way, so the wire details live here once: the versioned envelope, the mTLS client
 //! certificate, the per-call deadline, and turning replies into plain Rust values. Causal
-//! contexts cross this API as opaque tokens (DESIGN.md §4): a caller passes back exactly
-//! the string a read returned and never looks inside it.
+//! contexts cross this API as opaque tokens, so that their encoding can change without
+//! breaking callers: a caller passes back exactly the string a read returned and never
+//! looks inside it.
 //!
 //! A [`Client`] is cheap to clone; clones share one pooled connection and one session on
 //! it (many requests in flight on one stream: `client/session.rs`), both reopened lazily if
-//! the node restarts. Any node can take any request: the node forwards it to
-//! the key's coordinator (DESIGN.md §5).
+//! the node restarts. Any node can take any request: a node outside the key's
+//! preference list forwards it to the key's coordinator.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -309,7 +310,8 @@ impl Client {
         self.set_of(key, true, Some(written.value))
     }
 
-    /// Removes members from a `set`. Removal needs the context of a read (DESIGN.md §4),
+    /// Removes members from a `set`. Removal needs the context of a read (an OR-set
+    /// removes only the adds it has seen),
     /// so this reads the key first; members that read did not see are left alone, and a
     /// set that does not exist is not created.
     pub async fn set_remove(

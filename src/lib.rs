@@ -1,8 +1,9 @@
 //! ringkv: an eventually consistent, Dynamo-style key-value store with CRDTs.
 //!
-//! The crate is split the way `DESIGN.md` §1 describes: a sans-IO [`core`] that holds
-//! every protocol decision, storage engines behind one trait, and a thin async network
-//! driver around the core.
+//! The crate is split so that every protocol decision lives in a sans-IO [`core`], which
+//! a thin async network driver (`net`) and a deterministic simulator (`sim`) both drive;
+//! storage engines sit behind one synchronous trait (`storage`) and the wire protocols
+//! are plain enums (`proto`). `docs/ARCHITECTURE.md` is the map.
 
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations)]

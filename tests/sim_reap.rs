@@ -1,4 +1,4 @@
-//! Tombstone reaping end to end in the simulator (issue 7, part 4): a key deleted while
+//! Tombstone reaping end to end in the simulator: a key deleted while
 //! a primary was cut off is reaped once anti-entropy has spread the tombstone to all
 //! three primaries and the grace period has passed, and it stays deleted when the nodes
 //! that missed the delete come back — a primary, and a stand-in holding an old hinted

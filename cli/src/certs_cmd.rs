@@ -1,6 +1,6 @@
 //! `ringkv certs` and the certificate set-up of `ringkv dev`.
 //!
-//! Mutual TLS is always on (DESIGN.md §8), so nothing runs without a cluster CA. `certs`
+//! Mutual TLS is always on, so nothing runs without a cluster CA. `certs`
 //! is the explicit path for real clusters; `dev` must work with no preparation, so it
 //! creates whatever is missing — and only what is missing, because replacing a CA would
 //! orphan every certificate it signed and a restart must reuse the old ones.

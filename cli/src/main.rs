@@ -1,5 +1,5 @@
 //! The `ringkv` command-line tool: every client operation, certificate management, a
-//! node, and a local dev cluster (DESIGN.md §11).
+//! node, a local dev cluster, and the load generator.
 //!
 //! This file holds the whole command-line grammar, so the contract users script against
 //! is in one place; what each command does lives in `client_cmds`, `certs_cmd` and

@@ -1,7 +1,7 @@
 //! How results look: one human rendering and one `--json` shape per result.
 //!
 //! Both renderings are built together from the same value, so they cannot drift apart,
-//! and the JSON shapes are the contract of DESIGN.md §11 (fields may be added, never
+//! and the JSON shapes are a contract scripts rely on (fields may be added, never
 //! renamed); the tests below pin every field name. Values are UTF-8 in the CLI; anything
 //! else is shown lossily rather than refused.
 

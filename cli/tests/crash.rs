@@ -1,6 +1,6 @@
 //! A replica killed with SIGKILL keeps every write it acknowledged.
 //!
-//! DESIGN §7 promises that a replica acks only after the write is persisted. The proof
+//! A replica acks only after the write is persisted (group commit). The proof
 //! has to come from outside the process: the node gets no chance to flush or shut down,
 //! and afterwards it must answer from its own disk alone — the other replicas are killed
 //! too before it restarts, so neither read repair, hinted handoff nor a fallback can

@@ -1,4 +1,4 @@
-//! What scripts see from the client commands: `--json` shapes (DESIGN §11), exit codes,
+//! What scripts see from the client commands: `--json` shapes, exit codes,
 //! and the stderr sentence of a failed quorum, against three `ringkv node` processes.
 
 mod common;

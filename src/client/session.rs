@@ -4,7 +4,7 @@
 //! Why: a stream per call cost a stream opened, a frame written on its own and a
 //! response read on its own for every request, on both sides of the connection; at
 //! dozens of requests in flight the kernel's wake-ups and context switches were the
-//! largest cost (docs/BENCHMARKS.md, "Issue 6, part 4"). Here callers queue their
+//! largest cost (docs/BENCHMARKS.md, "client sessions"). Here callers queue their
 //! requests to one writer task, which encodes whatever is queued into one buffer and one
 //! write; one reader task hands each answer to the call waiting for its id.
 //!

@@ -169,7 +169,7 @@ impl PeerMessage {
     /// `Replicate` asks its receiver to merge and persist an object (the receiver's ack
     /// is the promise), and `Read` and `Forward` are bare requests. Acks, replies and
     /// everything else wait for the persist. A node that crashes before persisting what
-    /// it replicated restarts under a fresh actor id (`core/node.rs`), so it never issues
+    /// it replicated restarts under a fresh actor id (`core/node/boot.rs`), so it never issues
     /// the dots it lost again.
     pub fn may_precede_persist(&self) -> bool {
         matches!(

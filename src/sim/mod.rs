@@ -1,9 +1,10 @@
 //! The deterministic simulator: many core nodes, virtual time, seeded faults, checkers.
 //!
 //! Distributed bugs live in interleavings that a real network produces rarely and never
-//! twice. Because the core is sans-IO (DESIGN.md §2), a single-threaded loop can play
-//! the network, the clocks, the disks and the clients, drawing every choice from one
-//! seeded RNG, so any failing interleaving replays exactly from its seed. The pieces:
+//! twice. Because the core is sans-IO (time, messages and randomness are inputs), a
+//! single-threaded loop can play the network, the clocks, the disks and the clients,
+//! drawing every choice from one seeded RNG, so any failing interleaving replays exactly
+//! from its seed. The pieces:
 //!
 //! - [`network`]: delay, loss, duplication and partitions;
 //! - [`world`]: nodes over memory storage, crash and restart, the event queue (its

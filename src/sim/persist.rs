@@ -9,7 +9,7 @@
 //! [`super::WorldConfig::persist_delay_ms`] above 0 the world plays exactly that window:
 //! each node's persist runs that long after the input that needed it, and a crash drawn
 //! in between exercises it, so the checkers prove that no acknowledged write is lost and
-//! no dot is reused (the node's fresh actor after a crash, `core/node.rs`).
+//! no dot is reused (the node's fresh actor after a crash, `core/node/boot.rs`).
 
 use crate::core::commit_gate::Departure;
 use crate::core::placement::ring::NodeId;

@@ -510,8 +510,8 @@ impl World {
 
     /// Drains what the node produced: with persists in line, persists its writes and
     /// sends everything; with deferred persists, sends what may precede a persist and
-    /// holds the rest for it (`sim/persist.rs`) — the durability contract of `node.rs`,
-    /// as the real driver keeps it.
+    /// holds the rest for it (`sim/persist.rs`) — the durability contract of
+    /// `core/commit_gate.rs`, as the real driver keeps it.
     fn drain(&mut self, name: &NodeId) {
         let now = self.now;
         let deferred = self.config.persist_delay_ms > 0;

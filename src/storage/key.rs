@@ -1,9 +1,10 @@
 //! The on-disk layout of data keys: `[position u64 big-endian][bucket][0x00][key]`.
 //!
 //! Partitions are the unit of replication, hinted handoff, anti-entropy and transfer
-//! (DESIGN §3), and a partition is a contiguous range of ring positions. Putting the
-//! position first, big-endian, makes byte order equal numeric order, so "every object of
-//! partition p" or "every object between two tokens" is one contiguous scan.
+//! (see `core::placement::ring`), and a partition is a contiguous range of ring
+//! positions. Putting the position first, big-endian, makes byte order equal numeric
+//! order, so "every object of partition p" or "every object between two tokens" is one
+//! contiguous scan.
 //!
 //! Ordering: buckets never contain 0x00 and 0x00 is the smallest byte, so the separator
 //! acts as a terminator. Encoded byte order is therefore exactly the lexicographic order

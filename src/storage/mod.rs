@@ -136,8 +136,8 @@ pub enum BatchOp {
 
 /// The synchronous storage interface of one node.
 ///
-/// `Send + Sync` because besides the core's thread, a background scanner and the network
-/// driver share it as `Arc<dyn Storage>`.
+/// `Send + Sync` because besides the core's task, the network driver's persist (on a
+/// blocking thread) shares it as `Arc<dyn Storage>`.
 pub trait Storage: Send + Sync + fmt::Debug {
     /// Reads one key.
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;

@@ -1,9 +1,10 @@
-//! `ringkv bench`: the load generator (DESIGN.md §11).
+//! `ringkv bench`: the load generator.
 //!
 //! Speed is measured here and in criterion benches, never by timing assertions in tests
-//! (DESIGN.md §9), so this tool is how ringkv's throughput and tail latency are known —
-//! and compared with Redis by `scripts/compare-redis.sh`. It goes through the same Rust
-//! client as every other command, so what it measures is what an application gets.
+//! (on a shared machine they would be flaky and prove nothing), so this tool is how
+//! ringkv's throughput and tail latency are known — and compared with Redis by
+//! `scripts/compare-redis.sh`. It goes through the same Rust client as every other
+//! command, so what it measures is what an application gets.
 //!
 //! The parts: `keys` (zipfian or uniform key choice), `workload` (the operation mix and
 //! how each operation is sent), `runner` (preload, workers, sampling), `stats` (HDR

@@ -1,4 +1,4 @@
-//! The end-of-run report: the `--json` object of DESIGN.md §11 and a short table.
+//! The end-of-run report: the `--json` object and a short table.
 //!
 //! Both come from the same [`Outcome`], so they cannot disagree. The JSON field names
 //! are a contract scripts rely on (`scripts/compare-redis.sh` reads them): fields may be

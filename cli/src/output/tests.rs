@@ -1,4 +1,4 @@
-//! The `--json` shapes of DESIGN.md §11, pinned field by field, and the human texts that
+//! The `--json` shapes scripts rely on, pinned field by field, and the human texts that
 //! tell users what to do next.
 
 use std::collections::BTreeMap;

@@ -81,7 +81,7 @@ pub struct NodeConfig {
     /// Length of one hot-key request-count window (`core::stats`).
     pub stats_window_ms: u64,
     /// How long every primary must have held a tombstone before it is reaped; hints
-    /// expire after half of it (see `core/reap.rs`).
+    /// expire after half of it (see `core/repair/reap.rs`).
     pub tombstone_grace_ms: u64,
     /// Seeds this node's RNG (ping nonces, and the actor id of a fresh data directory).
     pub rng_seed: u64,

@@ -1,4 +1,4 @@
-//! The stored object, for every conflict policy (DESIGN.md §4).
+//! The stored object, for every conflict policy.
 //!
 //! An object is self-describing: it records its policy, and an operation of another
 //! policy is refused with an error that names both. Every policy's state is a join

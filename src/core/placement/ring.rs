@@ -1,4 +1,4 @@
-//! Placement: partitions, virtual-node tokens and preference lists (DESIGN.md §3).
+//! Placement: partitions, virtual-node tokens and preference lists.
 //!
 //! The 64-bit hash ring is cut into Q fixed partitions (a power of two). Partitions, not
 //! keys, are the unit of replication, hinted handoff, anti-entropy and transfer, so the
@@ -352,7 +352,8 @@ mod tests {
     use proptest::prelude::*;
     use std::collections::BTreeSet;
 
-    /// The placement hash as DESIGN §3 defines it, through the streaming hasher.
+    /// The placement hash, `xxh3_64(bucket ‖ 0x00 ‖ key)` with seed 0, through the
+    /// streaming hasher.
     fn streamed_position(bucket: &[u8], key: &[u8]) -> u64 {
         let mut hasher = XxHash3_64::with_seed(0);
         std::hash::Hasher::write(&mut hasher, bucket);

@@ -33,14 +33,17 @@
 //!   must rejoin with an empty data directory once it has been out longer than the grace
 //!   period (see README, repair).
 //!
-//! One path stays open: a stand-in coordinator keeps a data-space copy of the keys it
-//! wrote for a down primary ([`crate::core::replica::Replica::apply`]), which no delete
-//! reaches. If the key is deleted and reaped and the same node later stands in again and
-//! coordinates a write to it, that old value comes back as a sibling of the new write.
-//! Dropping the copy is not the fix: the stand-in's next write would then claim (through
-//! its version vector) to have seen its own earlier dots and erase them at the primaries
-//! — the simulator sweep lost acknowledged writes that way. The fix is Riak's per-key
-//! actor epochs: a coordinator without a local copy of the key writes under a fresh actor.
+//! One path stays narrowly open: a stand-in coordinator keeps a data-space copy of the
+//! keys it wrote for a down primary ([`crate::core::replica::Replica::apply`]), which no
+//! delete reaches. If the key is deleted and reaped and the same node later stands in
+//! again and coordinates a write to it, that old value comes back as a sibling of the new
+//! write. Dropping the copy on its own would be worse: the stand-in's next write would
+//! claim (through its version vector) to have seen its own earlier dots and erase them at
+//! the primaries — the simulator sweep lost acknowledged writes that way. So partition
+//! transfer (`core/repair/transfer.rs`) hands the copy to the primaries once all of them
+//! are up, drops it, and the node then takes a fresh actor id (a node-wide form of Riak's
+//! per-key actor epochs). The path stays open only for a stand-in cut off from the
+//! primaries for longer than the grace period.
 //!
 //! [`Object::is_tombstone`]: crate::core::object::Object::is_tombstone
 

@@ -218,10 +218,12 @@ impl Replica {
     /// each handoff, and with it this actor's earlier dots and counter entries for the
     /// key, so the next write would reuse them and be lost on merge (found by the
     /// simulator: counter seed 14, lost acknowledged increments). The data-space copy
-    /// is never dropped, so it remembers every write this actor made to the key.
+    /// stays until partition transfer hands it to the primaries, after which the node
+    /// takes a fresh actor, so this actor never forgets a write it made to the key.
     ///
-    /// That copy is reached by no delete, so for `siblings` and `lww` it can bring a
-    /// reaped key back into a later write made through this stand-in; see `core/reap.rs`
+    /// Until then that copy is reached by no delete, so for `siblings` and `lww` it can
+    /// bring a reaped key back into a later write made through this stand-in; see
+    /// `core/repair/reap.rs` and docs/ARCHITECTURE.md
     /// for why it is kept anyway.
     pub fn apply(
         &mut self,

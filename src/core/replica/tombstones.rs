@@ -1,10 +1,10 @@
 //! What a replica remembers so tombstones can be reaped without resurrecting keys.
 //!
 //! A tombstone may only go once every primary has held it for the grace period (see
-//! `core/repair/reap.rs`), so each replica records, in the `Meta` space, the wall-clock time a
-//! key first became a tombstone here: `tomb\0[data key]` → u64 ms. The data key starts
-//! with the ring position, so one partition's tombstones are one contiguous scan of the
-//! index and the reaper never reads the data space to find them.
+//! `core/repair/reap.rs`), so each replica records, in the `Meta` space, the wall-clock
+//! time a key first became a tombstone here: `tomb\0[data key]` → u64 ms. The data key
+//! starts with the ring position, so one partition's tombstones are one contiguous scan
+//! of the index and the reaper never reads the data space to find them.
 //!
 //! The index is written after the data and is only ever trusted after re-reading the
 //! data: an entry whose key is no longer a tombstone is dropped when met, and a tombstone

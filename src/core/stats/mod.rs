@@ -4,7 +4,7 @@
 //! Operators want to know how many keys the cluster holds, which keys take the traffic, and
 //! whether anti-entropy keeps up. Counting exactly would mean scanning every replica and
 //! de-duplicating N copies of every key across nodes, so each node keeps sketches that
-//! merge instead (DESIGN.md §6):
+//! merge instead:
 //!
 //! - [`DistinctKeys`]: an HLL at [`ringkv_sketches::HLL_PRECISION`] (p = 14, ~0.8 % standard error) of every
 //!   key in this node's data space (hints are not data: the primary counts them), plus one

@@ -2,9 +2,10 @@
 //! out — with the fsync overlapped with the next batches instead of stalling them.
 //!
 //! Why pipelined: with the fsync in line, a node's core did nothing while its disk synced,
-//! and a durable N=3 put crosses two cores' fsyncs in series; the profile showed the two
-//! CPUs 40% idle at 64 requests in flight. Here the fsync runs on a blocking thread while
-//! the core keeps handling inputs; their outputs gather and leave after the *next* fsync.
+//! and a durable N=3 put crosses two cores' fsyncs in series, so the CPUs sat partly idle
+//! under load (docs/BENCHMARKS.md, "peer streams and a pipelined group commit"). Here the
+//! fsync runs on a blocking thread while the core keeps handling inputs; their outputs
+//! gather and leave after the *next* fsync.
 //!
 //! The group-commit contract: no ack or reply leaves before the writes of its batch are
 //! durable. Outputs of a batch are released only after a persist that *started* after the

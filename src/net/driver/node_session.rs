@@ -3,12 +3,12 @@
 //!
 //! Why: with one QUIC stream per client request, every request cost a stream opened and
 //! accepted, a spawned task, a oneshot wake-up and a response frame written on its own,
-//! on both sides; the profile of the durable 3-node put showed a fifth of the CPU in the
-//! kernel's context switches and wake-ups (docs/BENCHMARKS.md, "Issue 6, part 4"). A
-//! session is one bidirectional stream: a reader loop feeds [`SessionRequest`]s to the
-//! core, and one writer task drains every answer that is ready into one buffer and one
-//! write ([`crate::net::transport::batch_writer`]), as peer streams
-//! ([`super::peer_link`]) do for node-to-node messages.
+//! on both sides, and in the profile of the durable 3-node put the kernel's context
+//! switches and wake-ups were among the largest costs (docs/BENCHMARKS.md, "client
+//! sessions"). A session is one bidirectional stream: a reader loop feeds
+//! [`SessionRequest`]s to the core, and one writer task drains every answer that is
+//! ready into one buffer and one write ([`crate::net::transport::batch_writer`]), as
+//! peer streams ([`super::peer_link`]) do for node-to-node messages.
 //!
 //! Bounds: a session has at most [`SESSION_IN_FLIGHT_MAX`] requests in the node at once;
 //! beyond it the reader stops reading, so QUIC flow control pushes back on the client.

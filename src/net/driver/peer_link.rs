@@ -1,6 +1,6 @@
 //! Node-to-node messages on one long-lived stream per peer, batched.
 //!
-//! Why: a request/response stream per peer message cost ~12.7 `sendmsg` calls per client
+//! Why: a request/response stream per peer message cost a dozen `sendmsg` calls per client
 //! request, a spawned task on both sides and a response frame that carried nothing the
 //! core used (docs/BENCHMARKS.md, "Where the time goes"). Here each destination has one
 //! task that drains a bounded queue, encodes whatever is queued into one reused buffer and

@@ -1,6 +1,6 @@
 //! The cluster certificate authority and the PEM files it writes.
 //!
-//! Mutual TLS is always on (DESIGN.md §8), so every node and client needs a certificate
+//! Mutual TLS is always on, so every node and client needs a certificate
 //! signed by the cluster CA. This module is what `ringkv certs` and `ringkv dev` call: it
 //! creates the CA once (refusing to replace one, which would orphan every certificate it
 //! signed), issues node and client certificates with the names and usages the TLS layer

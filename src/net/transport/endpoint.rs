@@ -1,9 +1,11 @@
-//! Endpoints, a per-address connection pool, and the request/response exchange.
+//! Endpoints, a per-address connection pool, and the one-request exchange.
 //!
 //! QUIC connections are expensive to open (a TLS handshake) and cheap to multiplex, so a
-//! node keeps one connection per remote address and runs every request on its own
-//! bidirectional stream (DESIGN.md §8). The pool reconnects lazily when the cached
-//! connection has closed, and every step that waits on the network has a deadline.
+//! node or client keeps one connection per remote address and opens its streams on it:
+//! the long-lived peer links and client sessions of the driver and the client, and the
+//! one-request bidirectional stream of `ConnectionPool::request` for simple tools. The
+//! pool reconnects lazily when the cached connection has closed, and every step that
+//! waits on the network has a deadline.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

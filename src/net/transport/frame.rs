@@ -4,8 +4,8 @@
 //! length is checked against a limit before anything is allocated, the body buffer grows
 //! only with bytes that actually arrived (a lying prefix cannot make us reserve the
 //! maximum), and every way the input can be wrong — too long, cut short, not msgpack, an
-//! unknown enum variant, bytes left over — is a typed [`NetError`], never a panic. This is
-//! the "parse, don't validate" edge of DESIGN.md §10: past this module, messages are typed.
+//! unknown enum variant, bytes left over — is a typed [`NetError`], never a panic. Network
+//! input is parsed here, once, not validated later: past this module, messages are typed.
 //!
 //! Bodies are encoded with field names (`rmp_serde` "named" structs) so that a field added
 //! with `#[serde(default)]` in a later protocol version still decodes on older nodes.

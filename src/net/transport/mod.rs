@@ -1,7 +1,7 @@
 //! The transport: QUIC with mutual TLS under the cluster CA, and length-prefixed frames.
 //!
 //! It is generic over the message types: it knows certificates, connections, streams and
-//! frames, never what a put or a gossip round is, so the protocol enums (in `core`) and
+//! frames, never what a put or a gossip round is, so the protocol enums (in `proto`) and
 //! the node driver ([`super::driver`]) sit on top of it without the transport depending
 //! on either.
 //!
