@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use ringkv::net::transport::certs::CertStore;
+use ringkv::net::CertStore;
 use ringkv::net::{NetError, Role};
 use serde_json::json;
 

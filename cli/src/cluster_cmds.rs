@@ -4,16 +4,16 @@
 //! Everything that can be decided without starting a node is decided here — names,
 //! ports, data and certificate directories, static peers — so a bad command line fails
 //! in a second with a usage error instead of half-starting a cluster. Running the nodes
-//! is the driver's job (`ringkv::net::driver`): see [`run_dev`] and [`run_node`].
+//! is the driver's job (`ringkv::net::start_node`): see [`run_dev`] and [`run_node`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
-use ringkv::core::node::{MemberSpec, NodeConfig};
-use ringkv::net::driver::{NodeHandle, NodeOptions, start_node};
-use ringkv::net::transport::certs::validate_name;
+use ringkv::net::validate_name;
+use ringkv::net::{NodeHandle, NodeOptions, start_node};
 use ringkv::storage::SyncMode;
+use ringkv::{MemberSpec, NodeConfig};
 
 use crate::certs_cmd::ensure_dev_certs;
 use crate::error::CliError;

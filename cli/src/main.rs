@@ -18,10 +18,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use ringkv::core::placement::ring::{VNODES_DEFAULT, VNODES_MAX};
-use ringkv::core::stats::HOT_KEYS_K;
+use ringkv::HOT_KEYS_K;
 use ringkv::proto::{Key, QuorumOpts, REPLICAS_MAX, REQUEST_TIMEOUT_MS_MAX};
 use ringkv::storage::SyncMode;
+use ringkv::{VNODES_DEFAULT, VNODES_MAX};
 
 use crate::error::CliError;
 use crate::parse::{PeerSpec, parse_key};

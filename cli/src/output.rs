@@ -8,8 +8,8 @@
 use std::io::{self, Write};
 
 use ringkv::client::{GetResult, MapRead, SetRead, WriteResult, policy_of};
-use ringkv::core::object::{FieldRead, ReadValue};
 use ringkv::proto::{Key, RingInfo, StatusInfo};
+use ringkv::{FieldRead, ReadValue};
 use serde_json::{Map, Value, json};
 
 /// A result ready to print: stdout gets the JSON or the human text, stderr the warnings.

@@ -7,7 +7,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
 
-use ringkv::net::transport::certs::validate_name;
+use ringkv::net::validate_name;
 use ringkv::proto::{Key, RequestError};
 
 use crate::error::CliError;

@@ -94,6 +94,7 @@ impl<T> CommitGate<T> {
     }
 
     /// True between [`CommitGate::start_persist`] and [`CommitGate::complete_persist`].
+    #[cfg(test)]
     pub fn is_persisting(&self) -> bool {
         self.persisting
     }
@@ -130,6 +131,7 @@ impl<T> CommitGate<T> {
     }
 
     /// The node crashed: every held output is dropped, and no persist runs any more.
+    #[cfg(any(test, feature = "sim"))]
     pub fn crash(&mut self) {
         self.early.clear();
         self.gathered.clear();

@@ -132,6 +132,7 @@ impl TimerTable {
         self.entries.len()
     }
 
+    #[cfg_attr(not(any(test, feature = "sim")), allow(dead_code))]
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

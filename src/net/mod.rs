@@ -10,9 +10,20 @@
 //!
 //! The items most callers need are re-exported here.
 
+#[cfg(feature = "sim")]
 pub mod driver;
+#[cfg(not(feature = "sim"))]
+pub(crate) mod driver;
+#[cfg(feature = "sim")]
 pub mod transport;
+#[cfg(not(feature = "sim"))]
+pub(crate) mod transport;
 
+pub use driver::{
+    Bound, DriverError, NodeHandle, NodeOptions, bind_node, start_bound, start_node,
+    start_with_storage,
+};
+pub use transport::certs::validate_name;
 pub use transport::certs::{CertStore, Identity, issue, load_identity};
 pub use transport::endpoint::{ConnectionPool, bind, bind_client, connect, request};
 pub use transport::error::NetError;
@@ -22,4 +33,5 @@ pub use transport::frame::{
 };
 pub use transport::identity::{PeerIdentity, Role, peer_identity};
 pub use transport::serve::{Handler, serve};
+pub use transport::tls::BIDI_STREAMS_CONCURRENT_MAX;
 pub use transport::tls::{ALPN, SERVER_NAME, client_config, server_config};

@@ -26,7 +26,7 @@ use clap::Args;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use ringkv::client::{Client, ClientError};
-use ringkv::net::transport::tls::BIDI_STREAMS_CONCURRENT_MAX;
+use ringkv::net::BIDI_STREAMS_CONCURRENT_MAX;
 
 use crate::error::CliError;
 use crate::output::Rendered;

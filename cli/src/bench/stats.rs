@@ -265,7 +265,7 @@ impl Default for Recorder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ringkv::core::placement::ring::NodeId;
+    use ringkv::NodeId;
     use ringkv::proto::QuorumFailure;
 
     fn quorum_failure() -> ClientError {

@@ -17,7 +17,7 @@
 //!            {"name", "addr", "answered": false, "error"}]}
 //! ```
 
-use ringkv::core::stats::{ClusterStats, HotKey, StatsInfo};
+use ringkv::{ClusterStats, HotKey, StatsInfo};
 use serde_json::{Value, json};
 
 use super::{Rendered, table};

@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 
+use ringkv::NodeId;
+use ringkv::Timestamp;
 use ringkv::client::{GetResult, MapRead, SetRead, WriteResult};
-use ringkv::core::object::clock::Timestamp;
-use ringkv::core::object::{Context, FieldRead, ReadValue};
-use ringkv::core::placement::ring::NodeId;
 use ringkv::proto::{Key, MemberStatus, RingInfo, RingNode, StatusInfo, TransferInfo};
+use ringkv::{Context, FieldRead, ReadValue};
 use serde_bytes::ByteBuf;
 use serde_json::json;
 
@@ -279,7 +279,7 @@ fn ring_shows_partitions_balance_and_nodes() {
 
 #[test]
 fn stats_names_a_silent_node_and_marks_the_cluster_partial() {
-    use ringkv::core::stats::{ClusterStats, NodeAnswer};
+    use ringkv::{ClusterStats, NodeAnswer};
     let merged = ClusterStats::merge(
         vec![NodeAnswer {
             node: NodeId::from("n2"),

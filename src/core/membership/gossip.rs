@@ -33,8 +33,6 @@ use crate::core::timer::{Timer, TimerTable};
 pub const GOSSIP_PACKET_BYTES_MAX: usize = 1_100;
 /// Default SWIM protocol period (one probe per period).
 pub const PROBE_PERIOD_MS_DEFAULT: u64 = 1_000;
-/// How long a direct probe waits for its ack before asking others to probe indirectly.
-pub const PROBE_RTT_MS_DEFAULT: u64 = 400;
 /// Most datagrams waiting for the driver; a drain follows every input.
 pub const GOSSIP_OUTBOX_MAX: usize = 1 << 16;
 /// Most membership events waiting for the node; a drain follows every foca call.
@@ -211,6 +209,7 @@ impl Gossip {
         }
     }
 
+    #[cfg(test)]
     pub fn identity(&self) -> &GossipId {
         self.foca.identity()
     }

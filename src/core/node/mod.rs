@@ -53,10 +53,14 @@ use crate::proto::{
 };
 use crate::storage::{Rmw, Space, Storage};
 
+#[cfg(feature = "sim")]
 pub use config::{
     ANTI_ENTROPY_INTERVAL_MS_DEFAULT, INFLIGHT_MAX_DEFAULT, MEMBER_SYNC_INTERVAL_MS_DEFAULT,
+    REQUEST_TIMEOUT_MS_DEFAULT,
+};
+pub use config::{
     META_ACTOR_KEY, META_CLEAN_STOP_KEY, META_MEMBERS_KEY, MemberSpec, NodeConfig, NodeError,
-    NodeStats, Now, REQUEST_TIMEOUT_MS_DEFAULT,
+    NodeStats, Now,
 };
 pub(crate) use cx::Cx;
 use cx::{Ids, Outbox, Shared};

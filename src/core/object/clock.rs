@@ -66,6 +66,7 @@ impl Hlc {
     }
 
     /// The last timestamp handed out or observed.
+    #[cfg(test)]
     pub fn last(&self) -> Timestamp {
         self.last
     }

@@ -22,11 +22,17 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-pub use context::{CONTEXT_ACTORS_MAX, CONTEXT_TOKEN_BYTES_MAX, Context};
+pub use context::Context;
+#[cfg(feature = "sim")]
+pub use context::{CONTEXT_ACTORS_MAX, CONTEXT_TOKEN_BYTES_MAX};
 pub use crdt::{Counter, SetObj};
-pub use dvv::{DOT_COUNTERS_PER_MS, Dvv, Sibling, dot_floor};
+#[cfg(feature = "sim")]
+pub use dvv::{DOT_COUNTERS_PER_MS, Sibling};
+pub use dvv::{Dvv, dot_floor};
 pub use lww::LwwCell;
-pub use map::{Field, FieldRead, MapObj, MapOp};
+#[cfg(feature = "sim")]
+pub use map::Field;
+pub use map::{FieldRead, MapObj, MapOp};
 
 use crate::core::object::clock::{ActorId, Timestamp};
 

@@ -108,15 +108,6 @@ impl Quorum {
         self.asked.keys().all(|n| !self.outstanding(n))
     }
 
-    /// Nodes that acked, in arrival order.
-    pub fn acked(&self) -> &[NodeId] {
-        &self.acked
-    }
-
-    pub fn was_asked(&self, node: &NodeId) -> bool {
-        self.asked.contains_key(node)
-    }
-
     /// Why the quorum was not met, for the client.
     pub fn failure(&self, op: &str, key: String) -> QuorumFailure {
         QuorumFailure {

@@ -15,8 +15,6 @@ use crate::storage::{SCAN_ROWS_MAX, Space, Storage, StorageError};
 
 /// Default bound on hints one node stores, over all primaries.
 pub const HINTS_MAX_DEFAULT: u64 = 100_000;
-/// Most hints pushed per handoff round, over all primaries.
-pub const HANDOFF_BATCH_MAX: usize = 256;
 
 /// Counts of stored hints per primary, kept in memory next to the durable store.
 #[derive(Clone, Debug, Default)]

@@ -200,6 +200,7 @@ impl DistinctKeys {
 }
 
 /// The count-min item naming `key`: `bucket ‖ 0x00 ‖ key`.
+#[cfg(any(test, feature = "sim"))]
 pub fn sketch_item(key: &Key) -> Vec<u8> {
     let mut item = Vec::with_capacity(key.bucket.len() + 1 + key.key.len());
     write_sketch_item(&mut item, key);
