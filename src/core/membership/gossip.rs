@@ -92,21 +92,32 @@ pub enum GossipState {
     Down,
 }
 
-/// Errors from gossip input.
+/// Why a gossip packet's header did not decode.
+type PacketError = <PostcardCodec as Codec<GossipId>>::Error;
+
+/// Errors from gossip input. Every variant but [`GossipError::Foca`] is raised before
+/// foca sees the input, so the SWIM state is unchanged.
 #[derive(Debug, Error)]
 pub enum GossipError {
+    /// The packet is over [`GOSSIP_PACKET_BYTES_MAX`]; it was dropped unread.
     #[error("gossip packet of {len} bytes is over the {max}-byte limit")]
     TooBig { len: usize, max: usize },
+    /// The packet's header does not decode; it was dropped.
     #[error("gossip packet cannot be decoded: {0}")]
-    Decode(String),
+    Decode(#[source] PacketError),
+    /// The header names another sender than the certificate; the packet was dropped.
     #[error("gossip packet claims to come from '{claimed}' but arrived from '{actual}'")]
     Impostor { claimed: NodeId, actual: NodeId },
+    /// foca refused the input. foca may have applied part of it (as its own errors
+    /// say); the node only logs this.
     #[error("foca refused the input: {0}")]
-    Foca(String),
+    Foca(#[source] foca::Error),
+    /// Our own member record is over the broadcast limit; nothing was queued.
     #[error("member record of {len} bytes is over the {max}-byte limit")]
     MetaTooBig { len: usize, max: usize },
+    /// A broadcast member record does not decode; it was ignored.
     #[error("member record cannot be decoded: {0}")]
-    BadMeta(String),
+    BadMeta(#[source] rmp_serde::decode::Error),
 }
 
 /// The core's seeded ChaCha, adapted to the rand_core 0.10 traits foca 2 asks for.
@@ -179,7 +190,7 @@ impl MemberMeta {
                 max: MEMBER_META_BYTES_MAX,
             });
         }
-        rmp_serde::from_slice(data).map_err(|e| GossipError::BadMeta(e.to_string()))
+        rmp_serde::from_slice(data).map_err(GossipError::BadMeta)
     }
 
     /// True when `self` should replace `other` (same member, newer version).
@@ -245,7 +256,7 @@ impl Gossip {
         // A node may speak only for itself: check the header's sender before foca
         // believes anything in the packet.
         let header = Codec::<GossipId>::decode_header(&mut PostcardCodec, data)
-            .map_err(|e| GossipError::Decode(e.to_string()))?;
+            .map_err(GossipError::Decode)?;
         if &header.src.name != from {
             return Err(GossipError::Impostor {
                 claimed: header.src.name,
@@ -355,7 +366,7 @@ impl Gossip {
                 self.events.push_back(GossipEvent::Meta(meta));
             }
         }
-        result.map_err(|e| GossipError::Foca(e.to_string()))
+        result.map_err(GossipError::Foca)
     }
 }
 

@@ -11,9 +11,7 @@ use crate::storage::{Rmw, Space, Storage};
 /// The member table stored by an earlier run (empty for a new data directory).
 pub(crate) fn load_members(storage: &dyn Storage) -> Result<Vec<MemberMeta>, NodeError> {
     match storage.get(Space::Meta, META_MEMBERS_KEY)? {
-        Some(bytes) => {
-            rmp_serde::from_slice(&bytes).map_err(|e| NodeError::BadMembers(e.to_string()))
-        }
+        Some(bytes) => rmp_serde::from_slice(&bytes).map_err(NodeError::BadMembers),
         None => Ok(Vec::new()),
     }
 }

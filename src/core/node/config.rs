@@ -12,6 +12,7 @@ use crate::core::replica::ReplicaError;
 use crate::core::replica::handoff::HANDOFF_INTERVAL_MS_DEFAULT;
 use crate::core::replica::hints::HINTS_MAX_DEFAULT;
 use crate::core::stats::STATS_WINDOW_MS_DEFAULT;
+use crate::core::stats::StatsError;
 use crate::storage::StorageError;
 
 /// Key of the actor id in the `Meta` space.
@@ -87,25 +88,44 @@ pub struct NodeConfig {
     pub rng_seed: u64,
 }
 
-/// Errors starting a node.
+/// Errors starting a node. No node exists after any of them; only [`NodeError::Storage`]
+/// may come after the data directory was written (a fresh actor id stored, or the
+/// clean-stop marker removed), which a retry tolerates.
 #[derive(Debug, Error)]
 pub enum NodeError {
+    /// The configured or stored members do not form a valid ring; nothing was written.
     #[error("the member list is not a valid ring: {0}")]
     Ring(#[from] RingError),
+    /// The node is in no member list and has no address of its own; nothing was written.
     #[error(
         "node {0} is not in its own member list and has no address to announce; add it with --peer {0}=ADDR"
     )]
     NotAMember(NodeId),
+    /// The member table stored by an earlier run does not decode; nothing was written.
     #[error("the stored member table is corrupt ({0}); the data directory is damaged")]
-    BadMembers(String),
+    BadMembers(#[source] rmp_serde::decode::Error),
+    /// The storage engine failed while the node read or wrote its metadata.
     #[error("cannot open the node's storage: {0}")]
     Storage(#[from] StorageError),
+    /// The replica could not load its hint counts; nothing was written.
     #[error("cannot open the node's replica state: {0}")]
     Replica(#[from] ReplicaError),
+    /// The stored actor id has the wrong length; nothing was written.
     #[error("the stored actor id is corrupt ({0} bytes); the data directory is damaged")]
     BadActor(usize),
+    /// The default W or R lies outside 1..=N; checked before anything is read.
+    #[error("invalid node configuration: default w={w} and r={r} must be between 1 and n={n}")]
+    BadQuorumDefaults {
+        /// The default replica count.
+        n: u8,
+        /// The default write quorum.
+        w: u8,
+        /// The default read quorum.
+        r: u8,
+    },
+    /// The statistics settings are invalid (a zero window); nothing was written.
     #[error("invalid node configuration: {0}")]
-    Config(String),
+    Stats(#[source] StatsError),
 }
 
 /// Counters for status output and tests.

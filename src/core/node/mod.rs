@@ -92,10 +92,11 @@ impl Node {
         now: Now,
     ) -> Result<Node, NodeError> {
         if !(1..=config.n).contains(&config.w) || !(1..=config.n).contains(&config.r) {
-            return Err(NodeError::Config(format!(
-                "default w={} and r={} must be between 1 and n={}",
-                config.w, config.r, config.n
-            )));
+            return Err(NodeError::BadQuorumDefaults {
+                n: config.n,
+                w: config.w,
+                r: config.r,
+            });
         }
         let mut members = members;
         let own_addr = match members.iter().find(|m| m.name == config.name) {
@@ -156,7 +157,7 @@ impl Node {
         replica.set_tombstone_grace_ms(config.tombstone_grace_ms);
         replica.set_wall_ms(now.wall_ms);
         let stats = Statistics::new(config.stats_window_ms, config.partitions, now.mono_ms)
-            .map_err(|e| NodeError::Config(e.to_string()))?;
+            .map_err(NodeError::Stats)?;
         let ids = Ids::starting_at((rand::RngCore::next_u64(&mut rng) >> 16) + 1);
         let gossip = Gossip::new(
             GossipId {
@@ -321,6 +322,7 @@ impl Node {
     pub fn handle_client(&mut self, now: Now, req_id: u64, request: ClientRequest) {
         self.replica.set_wall_ms(now.wall_ms);
         self.start_request(now, Origin::Client(req_id), request);
+        self.check_invariants();
     }
 
     /// A peer message arrived from `from`.
@@ -332,6 +334,7 @@ impl Node {
         }
         self.stats.note_message(now, &self.replica, &msg);
         self.route(now, from, msg);
+        self.check_invariants();
     }
 
     /// A gossip datagram arrived from the node whose certificate names it `from`.
@@ -397,6 +400,7 @@ impl Node {
                 Timer::Reap => self.reaper.on_tick(&mut cx, &mut self.replica, members),
             }
         }
+        self.check_invariants();
     }
 
     pub fn poll_transmit(&mut self) -> Option<(NodeId, PeerMessage)> {
@@ -669,6 +673,23 @@ impl Node {
         self.requests
             .on_unreachable(&mut cx, &mut self.replica, node);
         self.handoff.on_unreachable(&mut cx, node);
+    }
+
+    /// Cross-subsystem invariants, checked after every input in debug builds (the
+    /// simulator sweeps run them on every step): a request id belongs to one subsystem,
+    /// and the node never holds more requests than its in-flight limit plus the hint
+    /// deliveries it admits.
+    fn check_invariants(&self) {
+        debug_assert!(
+            self.requests.ids().all(|id| !self.handoff.owns(id)),
+            "a request id is both a coordinated request and a hint delivery"
+        );
+        debug_assert!(
+            self.requests.len()
+                <= self.shared.config.inflight_max
+                    + crate::core::replica::handoff::HANDOFF_INFLIGHT_MAX,
+            "more requests in flight than admitted"
+        );
     }
 
     /// Takes a fresh actor id and stores it for restarts. A node that dropped keys it

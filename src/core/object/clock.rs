@@ -47,8 +47,11 @@ pub enum ClockError {
     #[error(
         "a peer's timestamp {remote_ms} ms is {ahead_ms} ms ahead of our wall clock (limit {DRIFT_MS_MAX} ms); check NTP on that node"
     )]
+    /// A peer's timestamp is beyond the drift limit; the HLC did not move (the data
+    /// itself still merges).
     TooFarAhead { remote_ms: u64, ahead_ms: u64 },
     #[error("'{0}' is not an actor id: expected 16 hex digits")]
+    /// The text (kept as given) is not an actor id.
     BadActorId(String),
 }
 

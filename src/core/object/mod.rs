@@ -148,7 +148,9 @@ pub enum ReadValue {
     },
 }
 
-/// Errors from applying operations to objects.
+/// Errors from applying operations to objects. The object is unchanged after each of
+/// them. They travel to the client inside `RequestError::Object`, so they carry text,
+/// not sources.
 #[derive(Debug, Error, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ObjectError {
     #[error(

@@ -65,6 +65,7 @@ impl Quorum {
             return false;
         }
         self.acked.push(node.clone());
+        self.check_invariants();
         true
     }
 
@@ -74,6 +75,7 @@ impl Quorum {
             return false;
         }
         self.failed.insert(node.clone(), reason.into());
+        self.check_invariants();
         true
     }
 
@@ -83,6 +85,7 @@ impl Quorum {
             return false;
         }
         self.unreachable.insert(node.clone());
+        self.check_invariants();
         true
     }
 
@@ -130,6 +133,33 @@ impl Quorum {
                 .collect(),
             unreachable: self.unreachable.iter().cloned().collect(),
         }
+    }
+
+    /// Every node is in at most one of acked, failed and unreachable; acks come only
+    /// from nodes asked, once each; and never more acks than nodes asked.
+    fn check_invariants(&self) {
+        debug_assert!(
+            self.acked.iter().all(|n| self.asked.contains_key(n)),
+            "an ack from a node never asked"
+        );
+        debug_assert!(
+            self.acked
+                .iter()
+                .all(|n| !self.failed.contains_key(n) && !self.unreachable.contains(n)),
+            "a node counted both as acked and as failed or unreachable"
+        );
+        debug_assert!(
+            self.failed.keys().all(|n| !self.unreachable.contains(n)),
+            "a node counted both as failed and unreachable"
+        );
+        debug_assert!(
+            self.acked.len() <= self.asked.len(),
+            "more acks than nodes asked"
+        );
+        debug_assert!(
+            self.needed >= 1 && self.needed <= self.n,
+            "W or R outside 1..=N"
+        );
     }
 
     fn counted(&self) -> usize {

@@ -58,20 +58,26 @@ pub struct PreferenceList {
     pub uncovered: Vec<NodeId>,
 }
 
-/// Errors building a ring.
+/// Errors building a ring. No ring is built, and the membership view that asked for
+/// one keeps its current ring.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum RingError {
     #[error(
         "partition count {0} is not a power of two between 1 and {PARTITIONS_MAX}; pick e.g. 1024"
     )]
+    /// The partition count is not a power of two in range.
     BadPartitionCount(u32),
     #[error("node {node} asks for {vnodes} vnodes; use 1..={VNODES_MAX}")]
+    /// A member asks for no vnodes or more than the limit.
     BadVnodes { node: NodeId, vnodes: u32 },
     #[error("the ring has {0} members, more than the limit of {MEMBERS_MAX}")]
+    /// More members than the ring supports.
     TooManyMembers(usize),
     #[error("node {0} is listed twice in the member set")]
+    /// One name appears twice.
     DuplicateMember(NodeId),
     #[error("node {0} is not in the member table")]
+    /// An update names a member the table does not hold.
     UnknownMember(NodeId),
 }
 

@@ -51,6 +51,11 @@ impl Handoff {
         self.inflight.len()
     }
 
+    /// True when `id` is a delivery in flight.
+    pub(crate) fn owns(&self, id: u64) -> bool {
+        self.inflight.contains_key(&id)
+    }
+
     pub(crate) fn delivered(&self) -> u64 {
         self.delivered
     }

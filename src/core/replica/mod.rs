@@ -30,21 +30,46 @@ use crate::core::stats::DistinctKeys;
 use crate::proto::Key;
 use crate::storage::{self, Rmw, SCAN_ROWS_MAX, Space, Storage, StorageError};
 
-/// Errors from replica operations.
+/// Errors from replica operations. A read-modify-write either stores its new record
+/// whole or leaves the old one; the Merkle trees, statistics and indexes change only
+/// after a record was stored.
 #[derive(Debug, Error)]
 pub enum ReplicaError {
+    /// The storage engine failed; the record is as the engine left it (engines apply a
+    /// write whole or not at all).
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// A stored record does not decode, or a new one does not encode; nothing was
+    /// written.
     #[error(
         "the stored object for {key} cannot be decoded ({error}); the record is corrupt, repair it from a replica"
     )]
-    Corrupt { key: String, error: String },
+    Corrupt {
+        /// The key, as `bucket/key`.
+        key: String,
+        /// What failed.
+        #[source]
+        error: RecordError,
+    },
+    /// The operation does not apply to the stored object; nothing was written.
     #[error(transparent)]
     Object(#[from] ObjectError),
+    /// A stand-in write found the hint store full; nothing was written.
     #[error(
         "the hint store is full ({limit} hints); this node cannot stand in for {primary} until hints drain"
     )]
     HintsFull { primary: NodeId, limit: u64 },
+}
+
+/// Why a stored record is unusable.
+#[derive(Debug, Error)]
+pub enum RecordError {
+    /// The stored bytes are not an object.
+    #[error("{0}")]
+    Decode(#[from] rmp_serde::decode::Error),
+    /// The new object could not be encoded.
+    #[error("encoding failed: {0}")]
+    Encode(#[from] rmp_serde::encode::Error),
 }
 
 /// Bytes reserved beyond the old record's length for its re-encoding (a new dot, a
@@ -443,7 +468,7 @@ impl Replica {
                     Err(e) => {
                         result = Some(Err(ReplicaError::Corrupt {
                             key: key.to_string(),
-                            error: format!("encoding failed: {e}"),
+                            error: RecordError::Encode(e),
                         }));
                         Rmw::Keep
                     }
@@ -577,7 +602,7 @@ fn location_at(
 fn decode(key: &Key, bytes: &[u8]) -> Result<Object, ReplicaError> {
     rmp_serde::from_slice(bytes).map_err(|e| ReplicaError::Corrupt {
         key: key.to_string(),
-        error: e.to_string(),
+        error: RecordError::Decode(e),
     })
 }
 

@@ -95,6 +95,11 @@ impl Requests {
         self.read_repairs
     }
 
+    /// Ids of the requests in flight.
+    pub(crate) fn ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.pending.keys().copied()
+    }
+
     /// True when `id` is a request of this subsystem (not a handoff or a repair).
     pub(crate) fn owns(&self, id: u64) -> bool {
         self.pending.contains_key(&id)

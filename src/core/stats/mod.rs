@@ -70,11 +70,20 @@ const _: () = assert!(
     PARTITION_HLL_PRECISION >= HLL_PRECISION_MIN && PARTITION_HLL_PRECISION <= HLL_PRECISION_MAX
 );
 
-/// Why statistics could not be built, decoded or merged.
+/// Why statistics could not be built, decoded or merged. A failed merge leaves the
+/// sketches it was merging into unchanged.
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum StatsError {
+    /// The request-count window has no length; nothing was built.
+    #[error(
+        "stats_window_ms is 0; give the request-count window a length in milliseconds (default 60000)"
+    )]
+    ZeroWindow,
+    /// The hot-key sketch parameters are invalid (a bug in the constants); nothing was
+    /// built.
     #[error("invalid statistics setting: {0}")]
-    Config(String),
+    BadSketchSetting(#[source] Box<SketchError>),
+    /// A node's reply carries a sketch that does not decode; that node is left out.
     #[error(
         "node {node} sent a {what} that cannot be used: {source}; it may run another release — upgrade it, then ask again"
     )]
@@ -84,6 +93,7 @@ pub enum StatsError {
         #[source]
         source: Box<SketchError>,
     },
+    /// Two sketches have different shapes (precision, width); nothing was merged.
     #[error("cannot merge {what}s: {source}")]
     Incompatible {
         what: &'static str,
@@ -93,7 +103,9 @@ pub enum StatsError {
     #[error(
         "cannot merge the distinct-key sketches of rings of {ours} and {theirs} partitions; only nodes of one cluster merge"
     )]
+    /// The sketches come from rings of different sizes; nothing was merged.
     Partitions { ours: u32, theirs: u32 },
+    /// This node could not encode its own sketches; no reply was built.
     #[error("node {node} could not encode its statistics: {reason}; this is a bug, report it")]
     Encode { node: NodeId, reason: String },
 }

@@ -24,7 +24,7 @@ fn count(topk: &TopK, key: &Key) -> u64 {
 fn windows_rotate_by_whole_windows_and_forget_after_two() {
     assert!(matches!(
         RequestWindows::new(0, 0),
-        Err(StatsError::Config(_))
+        Err(StatsError::ZeroWindow)
     ));
     let mut windows = RequestWindows::new(WINDOW_MS, 500).expect("valid window");
     for _ in 0..3 {

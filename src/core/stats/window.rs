@@ -29,14 +29,12 @@ impl RequestWindows {
     /// Empty windows of `window_ms` (at least 1), the current one starting at `now_ms`.
     pub fn new(window_ms: u64, now_ms: u64) -> Result<RequestWindows, StatsError> {
         if window_ms == 0 {
-            return Err(StatsError::Config(
-                "stats_window_ms is 0; give the request-count window a length in milliseconds (default 60000)".into(),
-            ));
+            return Err(StatsError::ZeroWindow);
         }
         let sketch = CountMin::new(HOT_KEYS_EPSILON, HOT_KEYS_DELTA, HOT_KEYS_SEED)
-            .map_err(|e| StatsError::Config(e.to_string()))?;
+            .map_err(|e| StatsError::BadSketchSetting(Box::new(e)))?;
         let current =
-            TopK::new(HOT_KEYS_K, sketch).map_err(|e| StatsError::Config(e.to_string()))?;
+            TopK::new(HOT_KEYS_K, sketch).map_err(|e| StatsError::BadSketchSetting(Box::new(e)))?;
         Ok(RequestWindows {
             window_ms,
             current_start_ms: now_ms,
