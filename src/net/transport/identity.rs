@@ -30,7 +30,9 @@ pub enum Role {
 /// The authenticated identity of a connected peer.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PeerIdentity {
+    /// Node or client, from the certificate's common-name prefix.
     pub role: Role,
+    /// The name after the prefix: a node's id, or the client's chosen name.
     pub name: String,
 }
 
