@@ -42,22 +42,37 @@ pub struct Now {
 /// A member as configured: name, address and vnode count.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemberSpec {
+    /// The member's node id, as in its certificate.
     pub name: NodeId,
+    /// The address it listens on, as `host:port`; the driver checks that it resolves before
+    /// starting.
     pub addr: String,
+    /// Virtual nodes it places on the ring, 1 ..= `VNODES_MAX`; `VNODES_DEFAULT` unless
+    /// set.
     pub vnodes: u32,
 }
 
 /// A node's settings.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
+    /// This node's id; it must match the name in its certificate.
     pub name: NodeId,
+    /// Number of partitions of the key space: a power of two up to 65536, the same on every
+    /// member (a member table with another count is refused). Default 1024.
     pub partitions: u32,
     /// Default N, W and R for requests that do not say.
     pub n: u8,
+    /// Default W for writes, 1 ..= `n` (checked at start). Default 2.
     pub w: u8,
+    /// Default R for reads, 1 ..= `n` (checked at start). Default 2.
     pub r: u8,
+    /// How long a coordinator waits for W acks or R replies when the request does not say,
+    /// in milliseconds. Default 2000.
     pub request_timeout_ms: u64,
+    /// Sibling counts at which a write's reply warns and past which a write is refused.
     pub limits: Limits,
+    /// Most hints this node holds for down primaries; once full, it cannot stand in for
+    /// them until hints drain. Default 100000.
     pub hints_max: u64,
     /// This node's address as peers should dial it (gossip identity); taken from the
     /// member list when the node is in it.
@@ -71,12 +86,16 @@ pub struct NodeConfig {
     pub member_sync_interval_ms: u64,
     /// Partition streaming budget when the ring changes.
     pub transfer_bytes_per_sec: u64,
+    /// Period at which held hints are offered to their primaries, in milliseconds. Default
+    /// 1000.
     pub handoff_interval_ms: u64,
     /// Period of anti-entropy ticks; 0 turns anti-entropy off.
     pub anti_entropy_interval_ms: u64,
     /// How anti-entropy finds differences (Merkle descent, Bloom filters, or chosen per
     /// partition from HLL estimates).
     pub ae_path: AePath,
+    /// Most requests this node coordinates or forwards at once; more are refused as
+    /// `Overloaded`. Default 16384.
     pub inflight_max: usize,
     /// Length of one hot-key request-count window (`core::stats`).
     pub stats_window_ms: u64,
@@ -90,20 +109,34 @@ pub struct NodeConfig {
 /// Errors starting a node.
 #[derive(Debug, Error)]
 pub enum NodeError {
+    /// The configured members (or the partition count) do not make a valid ring: a bad
+    /// partition count, a duplicate name, a vnode count out of range, or too many
+    /// members. The node did not start.
     #[error("the member list is not a valid ring: {0}")]
     Ring(#[from] RingError),
+    /// This node is not in its member list and `addr` is empty, so it has no address to
+    /// announce. The node did not start.
     #[error(
         "node {0} is not in its own member list and has no address to announce; add it with --peer {0}=ADDR"
     )]
     NotAMember(NodeId),
+    /// The member table stored by an earlier run cannot be decoded; the data directory is
+    /// damaged and the node did not start.
     #[error("the stored member table is corrupt ({0}); the data directory is damaged")]
     BadMembers(String),
+    /// The storage failed while the node opened or used it.
     #[error("cannot open the node's storage: {0}")]
     Storage(#[from] StorageError),
+    /// The replica's state (hints, tombstone stamps, trees) could not be loaded from
+    /// storage. The node did not start.
     #[error("cannot open the node's replica state: {0}")]
     Replica(#[from] ReplicaError),
+    /// The stored actor id is not 8 bytes; the data directory is damaged and the node did
+    /// not start.
     #[error("the stored actor id is corrupt ({0} bytes); the data directory is damaged")]
     BadActor(usize),
+    /// A setting is out of bounds (default W or R outside 1 ..= N, or an invalid stats
+    /// window). The node did not start.
     #[error("invalid node configuration: {0}")]
     Config(String),
 }
@@ -111,11 +144,16 @@ pub enum NodeError {
 /// Counters for status output and tests.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NodeStats {
+    /// Hints handed to their primary and dropped here after its ack, since start.
     pub hints_delivered: u64,
+    /// Replicas a read found stale and sent the merged object to, since start.
     pub read_repairs: u64,
+    /// Peer messages dropped because the outbox was full (over a million queued), since
+    /// start.
     pub outbox_dropped: u64,
     /// Members gossip reported up / down (a false down under loss shows here).
     pub gossip_ups: u64,
+    /// Members gossip reported down since start.
     pub gossip_downs: u64,
     /// Gossip packets refused (undecodable, too big, or from an impostor).
     pub gossip_refused: u64,
@@ -152,6 +190,7 @@ impl NodeConfig {
 }
 
 impl MemberSpec {
+    /// A member with the default vnode count.
     pub fn new(name: impl Into<String>, addr: impl Into<String>) -> MemberSpec {
         MemberSpec {
             name: NodeId::new(name),

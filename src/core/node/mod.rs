@@ -210,10 +210,13 @@ impl Node {
         Ok(node)
     }
 
+    /// This node's id, from its configuration.
     pub fn name(&self) -> &NodeId {
         &self.shared.config.name
     }
 
+    /// The actor id this node stamps its writes' dots with: kept across clean restarts,
+    /// fresh after a crash or a lost data directory.
     pub fn actor(&self) -> ActorId {
         self.actor
     }
@@ -227,6 +230,7 @@ impl Node {
         Ok(())
     }
 
+    /// The settings the node was started with.
     pub fn config(&self) -> &NodeConfig {
         &self.shared.config
     }
@@ -236,10 +240,12 @@ impl Node {
         self.cluster.view()
     }
 
+    /// The storage engine under the replica.
     pub fn storage(&self) -> &Arc<dyn Storage> {
         self.replica.storage()
     }
 
+    /// The local replica: its storage, hints and tombstone stamps.
     pub fn replica(&self) -> &Replica {
         &self.replica
     }
@@ -399,10 +405,15 @@ impl Node {
         }
     }
 
+    /// The next peer message to send, with its destination; `None` when the outbox is
+    /// empty. Unless `PeerMessage::may_precede_persist`, it may only leave after the
+    /// persist that covers the input that produced it.
     pub fn poll_transmit(&mut self) -> Option<(NodeId, PeerMessage)> {
         self.shared.out.poll_transmit()
     }
 
+    /// The next client reply, with the `req_id` given to `handle_client`; like acks, it
+    /// waits for the persist.
     pub fn poll_reply(&mut self) -> Option<(u64, ClientReply)> {
         self.shared.out.poll_reply()
     }
