@@ -13,8 +13,8 @@ pub struct Key {
     /// and free of zero bytes.
     #[serde(with = "serde_bytes")]
     pub bucket: Vec<u8>,
-    /// The key within the bucket; its length is bounded by the storage engine's key limit
-    /// less the bucket's.
+    /// The key within the bucket, at most `KEY_BYTES_MAX` bytes: the storage engine's key
+    /// limit less room for the ring position and the longest bucket.
     #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
 }
