@@ -41,6 +41,60 @@ pub const CLIENT_TIMEOUT_MARGIN_MS: u64 = 2_000;
 pub const RECONNECTS_MAX: usize = 1;
 
 /// A connection to one node of a cluster.
+///
+/// Every call and every clone of a `Client` share one QUIC connection and one session
+/// stream, so clone it freely across tasks. Each call takes its own [`QuorumOpts`]: N,
+/// W or R, strictness and a timeout, per request.
+///
+/// # Examples
+///
+/// Write a value, read it back, and resolve concurrent writes (siblings) by writing
+/// back with the context the read returned. `ringkv dev` listens on `127.0.0.1:7101`
+/// and keeps its certificates in `./ringkv-dev/certs`:
+///
+/// ```no_run
+/// use std::path::Path;
+///
+/// use ringkv::{Client, ClientError, Key, QuorumOpts};
+///
+/// # async fn example() -> Result<(), ClientError> {
+/// let addr = "127.0.0.1:7101".parse().expect("a socket address");
+/// let client = Client::connect(addr, Path::new("ringkv-dev/certs"), "client").await?;
+/// let key = Key::new("users", "alice");
+///
+/// // W=2 of N=3: acknowledged once two replicas persisted it.
+/// let opts = QuorumOpts { w: Some(2), ..QuorumOpts::default() };
+/// client.put(&key, b"hello".to_vec(), None, opts).await?;
+///
+/// let read = client.get(&key, QuorumOpts::default()).await?;
+/// if read.values.len() > 1 {
+///     // Concurrent writes: merge them as the application sees fit, then write back
+///     // with the read's context so the result supersedes every sibling.
+///     let merged = read.values.concat();
+///     client.put(&key, merged, Some(&read.context), QuorumOpts::default()).await?;
+/// }
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Counters and sets are CRDTs: concurrent updates merge instead of conflicting.
+///
+/// ```no_run
+/// # use ringkv::{Client, ClientError, Key, QuorumOpts};
+/// # async fn example(client: Client) -> Result<(), ClientError> {
+/// let visits = Key::new("stats", "visits");
+/// let total = client.counter_add(&visits, 1, QuorumOpts::default()).await?;
+/// assert!(total >= 1);
+///
+/// let tags = Key::new("posts", "42-tags");
+/// client
+///     .set_add(&tags, vec!["rust".into()], QuorumOpts::default())
+///     .await?;
+/// let members = client.set_get(&tags, QuorumOpts::default()).await?.members;
+/// assert!(members.contains(&"rust".to_string()));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Client {
     pool: ConnectionPool,
@@ -70,67 +124,103 @@ pub struct GetResult {
 pub struct WriteResult {
     /// The context of the new object ("" for policies without one).
     pub context: String,
+    /// The object after the write.
     pub value: ReadValue,
+    /// A node's warning, such as too many siblings.
     pub warning: Option<String>,
 }
 
 /// A `set` key's members and context.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SetRead {
+    /// The members, sorted; empty for a missing or deleted key.
     pub members: Vec<String>,
+    /// The context to pass to a remove, so it takes away the members read ("" when there is
+    /// none).
     pub context: String,
 }
 
 /// A `map` key's fields and context.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MapRead {
+    /// Every non-empty field by name; empty for a missing or deleted key.
     pub fields: BTreeMap<String, FieldRead>,
+    /// The context to pass to a field removal ("" when there is none).
     pub context: String,
 }
 
 /// Why a client call failed.
 #[derive(Debug, Error)]
 pub enum ClientError {
+    /// The client certificate could not be loaded; nothing was sent.
     #[error("cannot load the client certificate {name:?} from {}: {source}", dir.display())]
     Identity {
+        /// The certificate name asked for.
         name: String,
+        /// The directory it was looked for in.
         dir: PathBuf,
+        /// The transport's error.
         #[source]
         source: Box<NetError>,
     },
+    /// The client's QUIC endpoint could not be bound; nothing was sent.
     #[error("cannot set up the client's QUIC endpoint: {0}")]
     Endpoint(#[source] Box<NetError>),
+    /// The request could not be sent or its answer did not arrive (connect, handshake,
+    /// timeout, session ended); a write may or may not have been applied.
     #[error(
         "request to node {addr} failed: {source}; if no cluster is running, start one with `ringkv dev`, or point --node at a running node"
     )]
     Net {
+        /// The node the request was sent to.
         addr: SocketAddr,
+        /// The transport's error.
         #[source]
         source: Box<NetError>,
     },
     /// The node's own answer; quorum failures already name the acks and the nodes.
     #[error("{0}")]
     Request(#[from] RequestError),
+    /// The node refused the frame before handling it (another protocol version, a malformed
+    /// frame, or the node is shutting down); nothing was applied.
     #[error("node {addr} refused the request: {reason}")]
-    Refused { addr: SocketAddr, reason: String },
+    Refused {
+        /// The refusing node.
+        addr: SocketAddr,
+        /// The node's reason, as text.
+        reason: String,
+    },
+    /// A context token passed to a write could not be decoded; the write was not sent.
     #[error(
         "the causal context token is not valid ({reason}); pass the token exactly as a read returned it"
     )]
-    BadContext { reason: String },
+    BadContext {
+        /// What is wrong with the token.
+        reason: String,
+    },
+    /// A typed read found a live object of another policy under the key; nothing changed.
     #[error(
         "{key} holds a `{stored}` object, not a `{expected}` one; use the `{stored}` operations for this key, or another key"
     )]
     WrongPolicy {
+        /// The key, as `bucket/key`.
         key: String,
+        /// The policy of the stored object.
         stored: Policy,
+        /// The policy the call expected.
         expected: Policy,
     },
+    /// The node answered with a reply of the wrong kind for the request, likely from
+    /// another release; a write may have been applied.
     #[error(
         "node {addr} answered a {request} request with {got}; the node and this client may be different releases, so run the same version on both"
     )]
     UnexpectedReply {
+        /// The node that answered.
         addr: SocketAddr,
+        /// The kind of request sent, such as "status" or "counter".
         request: &'static str,
+        /// The kind of reply received.
         got: &'static str,
     },
 }

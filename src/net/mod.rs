@@ -3,9 +3,9 @@
 //! The core is sans-IO; everything that touches sockets, disks' fsync timing and tokio
 //! lives here, in two layers that depend one way only:
 //!
-//! - [`transport`]: QUIC, mutual TLS with the cluster CA, framing and batched stream
+//! - `transport`: QUIC, mutual TLS with the cluster CA, framing and batched stream
 //!   writers, generic over the message types;
-//! - [`driver`]: the node driver, which runs one core node on top of the transport (its
+//! - `driver`: the node driver, which runs one core node on top of the transport (its
 //!   inputs, the core loop with the group commit, peer links and client sessions).
 //!
 //! The items most callers need are re-exported here.

@@ -15,12 +15,18 @@ pub const REQUEST_TIMEOUT_MS_MAX: u32 = 60_000;
 /// Per-request replication settings; `None` takes the node's default.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuorumOpts {
+    /// Replicas to write or read, from 1 to `REPLICAS_MAX` and at most the cluster's size.
     pub n: Option<u8>,
+    /// Replica acks a write waits for, from 1 to N; `None` takes the node's W, capped at N.
     pub w: Option<u8>,
+    /// Replica answers a read waits for, from 1 to N; `None` takes the node's R, capped at
+    /// N.
     pub r: Option<u8>,
     /// Count only primaries (PW/PR-style); never use sloppy fallbacks.
     #[serde(default)]
     pub strict: bool,
+    /// How long the coordinator waits for the quorum, in milliseconds, clamped to 1 ..=
+    /// `REQUEST_TIMEOUT_MS_MAX`; `None` takes the node's request timeout.
     #[serde(default)]
     pub timeout_ms: Option<u32>,
 }
@@ -28,23 +34,37 @@ pub struct QuorumOpts {
 /// What a client asks a node.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ClientRequest {
+    /// Read a key: the coordinator asks its N replicas, answers with `ClientReply::Read`
+    /// once R of them replied, and read-repairs stale ones.
     Get {
+        /// The key to read.
         key: Key,
+        /// N, R, strictness and timeout for this read.
         opts: QuorumOpts,
     },
+    /// Apply `op` to a key: the coordinator applies it to its own copy, replicates the
+    /// result to the other replicas and answers with `ClientReply::Written` once W acked.
     Write {
+        /// The key to write.
         key: Key,
+        /// The operation (put, delete, set or map update), with the context it was based
+        /// on.
         op: Op,
+        /// N, W, strictness and timeout for this write.
         opts: QuorumOpts,
     },
+    /// Ask for membership as the node sees it; answered with `ClientReply::Status`.
     Status,
+    /// Ask for the ring's layout; answered with `ClientReply::Ring`.
     Ring,
     /// Join the cluster that the member at `seed` (an address) belongs to.
     Join {
+        /// The seed member's gossip address, as `host:port`.
         seed: String,
     },
     /// Hand every partition to its new owners, then leave the cluster.
     Leave,
+    /// Ask for the node's counters and sketches; answered with `ClientReply::Stats`.
     Stats,
 }
 
@@ -54,19 +74,27 @@ pub enum ClientReply {
     /// `value` is `None` when no replica knows the key; a deleted key has `found: false`
     /// but still a value, whose context a later write can use.
     Read {
+        /// False when no replica holds the key or it is deleted (a tombstone).
         found: bool,
+        /// The merged object as the client sees it.
         value: Option<ReadValue>,
+        /// Set when the merged object has more siblings than the node's warning threshold.
         warning: Option<String>,
     },
     /// The object after the write, as the coordinator merged it.
     Written {
+        /// The object after the write.
         value: ReadValue,
+        /// Set when the object now has more siblings than the node's warning threshold.
         warning: Option<String>,
     },
+    /// The answer to `ClientRequest::Status`.
     Status(StatusInfo),
+    /// The answer to `ClientRequest::Ring`.
     Ring(RingInfo),
     /// A membership change was accepted; the text says what happens next.
     Changed(String),
+    /// The request failed; nothing guarantees whether a failed write reached any replica.
     Error(RequestError),
     /// Boxed: the largest reply by far (sketches), kept out of every other reply's size.
     Stats(Box<StatsInfo>),
@@ -75,7 +103,9 @@ pub enum ClientReply {
 /// Membership as one node sees it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StatusInfo {
+    /// The reporting node.
     pub node: NodeId,
+    /// Every member of the reporting node's table, itself included.
     pub members: Vec<MemberStatus>,
     /// Partition transfers of the reporting node (ring changes move data).
     #[serde(default)]
@@ -89,15 +119,21 @@ pub struct TransferInfo {
     pub pending: u32,
     /// Partitions it has finished handing over since it started.
     pub done: u64,
+    /// Keys sent to new owners since the node started.
     pub keys_sent: u64,
+    /// Bytes of objects sent to new owners since the node started.
     pub bytes_sent: u64,
 }
 
 /// One member's line in `ringkv status`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MemberStatus {
+    /// The member's node id.
     pub name: NodeId,
+    /// The address it listens on for peers and clients.
     pub addr: String,
+    /// Liveness as the reporting node sees it: "up", "suspect" or "down" (the reporting
+    /// node always shows itself "up").
     pub state: String,
     /// Share of (partition, replica) slots it holds at the default N.
     pub share: f64,
@@ -111,8 +147,11 @@ pub struct MemberStatus {
 /// The ring as `ringkv ring` shows it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RingInfo {
+    /// Number of partitions the key space is cut into, fixed when the cluster is created.
     pub partitions: u32,
+    /// The reporting node's default replica count, used for the shares.
     pub n: u8,
+    /// Every ring member, with its share.
     pub nodes: Vec<RingNode>,
     /// Largest primary-partition count over the mean.
     pub balance: f64,
@@ -121,9 +160,14 @@ pub struct RingInfo {
 /// One node's part of the ring.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RingNode {
+    /// The node's id.
     pub name: NodeId,
+    /// Virtual nodes it places on the ring.
     pub vnodes: u32,
+    /// Partitions whose preference list it heads.
     pub primary_partitions: u32,
+    /// Share of (partition, replica) slots it holds among the first N of every preference
+    /// list.
     pub replica_share: f64,
 }
 

@@ -9,42 +9,92 @@ use crate::core::placement::ring::NodeId;
 /// Why a client request failed. Sent on the wire, so it carries text, not sources.
 #[derive(Clone, Debug, Error, PartialEq, Serialize, Deserialize)]
 pub enum RequestError {
+    /// The request's N, W or R is out of bounds (N over `REPLICAS_MAX` or the cluster's
+    /// size, W or R of 0 or over N); refused before anything was written.
     #[error("invalid replication settings: {0}")]
     InvalidQuorum(String),
+    /// Fewer than W replicas acked a write (or R answered a read) before the timeout. A
+    /// write may still have reached the replicas that acked, and repair spreads it from
+    /// there.
     #[error("{}", quorum_text(.0))]
     QuorumFailed(Box<QuorumFailure>),
+    /// The coordinator refused the operation on the key's object (a type mismatch, or a
+    /// limit on size, siblings or elements exceeded); nothing was written.
     #[error("{key}: {error}")]
-    Object { key: String, error: ObjectError },
+    Object {
+        /// The key, as `bucket/key`.
+        key: String,
+        /// What the object refused.
+        error: ObjectError,
+    },
+    /// The request is malformed: an invalid bucket or key name, a join seed that cannot be
+    /// announced to, or a leave the cluster cannot afford.
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// The coordinator's storage failed while applying a write; nothing was replicated.
     #[error("node {node} could not use its storage: {message}; check its disk and logs")]
-    Storage { node: NodeId, message: String },
+    Storage {
+        /// The coordinator whose storage failed.
+        node: NodeId,
+        /// The storage error, as text.
+        message: String,
+    },
+    /// The coordinator already has as many requests in flight as its `inflight_max`;
+    /// nothing was done, so the request can be retried.
     #[error(
         "node {node} has {inflight} requests in flight (limit {limit}); retry with backoff or add nodes"
     )]
     Overloaded {
+        /// The refusing node.
         node: NodeId,
+        /// Requests it had in flight.
         inflight: usize,
+        /// Its configured `inflight_max`.
         limit: usize,
     },
+    /// The node is still joining (it has not received the member table yet) or has left the
+    /// cluster; nothing was done.
     #[error("node {node} cannot serve requests yet: {reason}")]
-    NotReady { node: NodeId, reason: String },
+    NotReady {
+        /// The refusing node.
+        node: NodeId,
+        /// Why, and where to send the request instead.
+        reason: String,
+    },
+    /// The node that received the request forwarded it to the key's coordinator, which was
+    /// unreachable or did not answer in time, or the request was already forwarded once and
+    /// would bounce again. A forwarded write may still have been applied.
     #[error(
         "node {via} forwarded the request to coordinator {coordinator}, which did not answer: {reason}; retry, or send it to another node"
     )]
     Forward {
+        /// The node the client asked, which forwarded the request.
         via: NodeId,
+        /// The coordinator it forwarded to.
         coordinator: NodeId,
+        /// "it is unreachable", "it timed out", or why the request was not forwarded again.
         reason: String,
     },
+    /// The node hit an error that is not the request's fault, such as a failure to assemble
+    /// its stats.
     #[error("node {node} failed internally: {message}")]
-    Internal { node: NodeId, message: String },
+    Internal {
+        /// The failing node.
+        node: NodeId,
+        /// The error, as text.
+        message: String,
+    },
+    /// The coordinator's timers are full, so it cannot track the request's deadline;
+    /// nothing was done, so the request can be retried.
     #[error(
         "node {node} has {timers} timers pending (limit {limit}); retry with backoff or add nodes"
     )]
     TimersFull {
+        /// The refusing node.
         node: NodeId,
+        /// Timers it had pending.
         timers: usize,
+        /// The most timers a node keeps pending.
         limit: usize,
     },
 }
@@ -54,13 +104,22 @@ pub enum RequestError {
 pub struct QuorumFailure {
     /// "put", "get", ...
     pub op: String,
+    /// The key, as `bucket/key`.
     pub key: String,
+    /// The W or R that was needed.
     pub needed: usize,
+    /// Replicas the request asked (N).
     pub n: usize,
+    /// Whether only primaries counted (`QuorumOpts::strict`).
     pub strict: bool,
+    /// Nodes that acked a write or answered a read.
     pub acked: Vec<NodeId>,
+    /// Nodes that answered with an error, and that error as text.
     pub failed: Vec<(NodeId, String)>,
+    /// Nodes that were asked but did not answer before the deadline.
     pub timed_out: Vec<NodeId>,
+    /// Nodes of the preference list that were down or could not be reached, so they were
+    /// not asked.
     pub unreachable: Vec<NodeId>,
 }
 

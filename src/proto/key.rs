@@ -9,13 +9,18 @@ use crate::proto::RequestError;
 /// A bucket and a key, both byte strings.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Key {
+    /// The bucket: a namespace for keys, non-empty, at most `BUCKET_BYTES_MAX` (255) bytes,
+    /// and free of zero bytes.
     #[serde(with = "serde_bytes")]
     pub bucket: Vec<u8>,
+    /// The key within the bucket, at most `KEY_BYTES_MAX` bytes: the storage engine's key
+    /// limit less room for the ring position and the longest bucket.
     #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
 }
 
 impl Key {
+    /// A key from its bucket and key bytes; nothing is checked until a node receives it.
     pub fn new(bucket: impl Into<Vec<u8>>, key: impl Into<Vec<u8>>) -> Key {
         Key {
             bucket: bucket.into(),

@@ -16,18 +16,27 @@ pub const SESSION_ID_NONE: u64 = 0;
 /// One frame's body on the wire, client or peer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WireRequest {
+    /// The sender's protocol version; a node answers a frame of another version with
+    /// `WireResponse::Refused`.
     pub version: u16,
+    /// What the frame asks.
     pub body: WireBody,
 }
 
+/// What a frame on a client stream carries: one client request, a peer message (refused),
+/// or the opening of a session.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum WireBody {
+    /// One client request; the node answers it with one `WireResponse` frame and the stream
+    /// ends.
     Client(ClientRequest),
     /// A peer message on a one-request stream. Nodes refuse it (peer messages travel on
     /// peer streams, see [`PeerStreamHeader`]) so that a forged or outdated sender gets
     /// a clear answer; tools still use the envelope to measure message sizes.
     Peer {
+        /// The node the message claims to come from.
         from: NodeId,
+        /// The peer message.
         msg: PeerMessage,
     },
     /// Opens a client session on this stream: the stream stays open, the client sends
@@ -40,7 +49,9 @@ pub enum WireBody {
 /// flight on the session.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SessionRequest {
+    /// The client's id for this request, from 1 up; the response carries it back.
     pub id: u64,
+    /// The client request.
     pub request: ClientRequest,
 }
 
@@ -49,7 +60,10 @@ pub struct SessionRequest {
 /// a malformed frame), and the node then ends the stream.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SessionResponse {
+    /// The `id` of the request this answers, or `SESSION_ID_NONE` when it refuses the whole
+    /// session.
     pub id: u64,
+    /// The node's answer.
     pub response: WireResponse,
 }
 
@@ -58,6 +72,7 @@ pub struct SessionResponse {
 /// (the messages' own acks, such as `ReplicateAck`, are the application-level answer).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PeerStreamHeader {
+    /// The sender's protocol version; a receiver of another version stops the stream.
     pub version: u16,
     /// The sending node; must match the name in its certificate.
     pub from: NodeId,
@@ -66,6 +81,7 @@ pub struct PeerStreamHeader {
 /// The answer on the same stream.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum WireResponse {
+    /// The node's reply to a client request, errors included.
     Client(ClientReply),
     /// Never sent by this version (peer messages get no response frame on peer
     /// streams); clients treat it as an unexpected reply.
@@ -75,6 +91,7 @@ pub enum WireResponse {
 }
 
 impl PeerStreamHeader {
+    /// A header for `from` at this build's `PROTOCOL_VERSION`.
     pub fn new(from: NodeId) -> PeerStreamHeader {
         PeerStreamHeader {
             version: PROTOCOL_VERSION,
@@ -84,6 +101,7 @@ impl PeerStreamHeader {
 }
 
 impl WireRequest {
+    /// A frame carrying `body` at this build's `PROTOCOL_VERSION`.
     pub fn new(body: WireBody) -> WireRequest {
         WireRequest {
             version: PROTOCOL_VERSION,

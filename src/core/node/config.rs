@@ -18,7 +18,7 @@ use crate::storage::StorageError;
 /// Key of the actor id in the `Meta` space.
 pub const META_ACTOR_KEY: &[u8] = b"actor_id";
 /// Key of the clean-stop marker in the `Meta` space: stored by the last persist of a
-/// clean stop ([`Node::mark_clean_stop`]) and removed at start, so its absence at start
+/// clean stop (`Node::mark_clean_stop`) and removed at start, so its absence at start
 /// means the node crashed (or failed to persist) and takes a fresh actor id.
 pub const META_CLEAN_STOP_KEY: &[u8] = b"clean_stop";
 /// Most requests one node coordinates or forwards at once.
@@ -43,22 +43,37 @@ pub struct Now {
 /// A member as configured: name, address and vnode count.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemberSpec {
+    /// The member's node id, as in its certificate.
     pub name: NodeId,
+    /// The address it listens on, as `host:port`; the driver checks that it resolves before
+    /// starting.
     pub addr: String,
+    /// Virtual nodes it places on the ring, 1 ..= `VNODES_MAX`; `VNODES_DEFAULT` unless
+    /// set.
     pub vnodes: u32,
 }
 
 /// A node's settings.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
+    /// This node's id; it must match the name in its certificate.
     pub name: NodeId,
+    /// Number of partitions of the key space: a power of two up to 65536, the same on every
+    /// member (a member table with another count is refused). Default 1024.
     pub partitions: u32,
     /// Default N, W and R for requests that do not say.
     pub n: u8,
+    /// Default W for writes, 1 ..= `n` (checked at start). Default 2.
     pub w: u8,
+    /// Default R for reads, 1 ..= `n` (checked at start). Default 2.
     pub r: u8,
+    /// How long a coordinator waits for W acks or R replies when the request does not say,
+    /// in milliseconds. Default 2000.
     pub request_timeout_ms: u64,
+    /// Sibling counts at which a write's reply warns and past which a write is refused.
     pub limits: Limits,
+    /// Most hints this node holds for down primaries; once full, it cannot stand in for
+    /// them until hints drain. Default 100000.
     pub hints_max: u64,
     /// This node's address as peers should dial it (gossip identity); taken from the
     /// member list when the node is in it.
@@ -72,12 +87,16 @@ pub struct NodeConfig {
     pub member_sync_interval_ms: u64,
     /// Partition streaming budget when the ring changes.
     pub transfer_bytes_per_sec: u64,
+    /// Period at which held hints are offered to their primaries, in milliseconds. Default
+    /// 1000.
     pub handoff_interval_ms: u64,
     /// Period of anti-entropy ticks; 0 turns anti-entropy off.
     pub anti_entropy_interval_ms: u64,
     /// How anti-entropy finds differences (Merkle descent, Bloom filters, or chosen per
     /// partition from HLL estimates).
     pub ae_path: AePath,
+    /// Most requests this node coordinates or forwards at once; more are refused as
+    /// `Overloaded`. Default 16384.
     pub inflight_max: usize,
     /// Length of one hot-key request-count window (`core::stats`).
     pub stats_window_ms: u64,
@@ -131,11 +150,16 @@ pub enum NodeError {
 /// Counters for status output and tests.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NodeStats {
+    /// Hints handed to their primary and dropped here after its ack, since start.
     pub hints_delivered: u64,
+    /// Replicas a read found stale and sent the merged object to, since start.
     pub read_repairs: u64,
+    /// Peer messages dropped because the outbox was full (over a million queued), since
+    /// start.
     pub outbox_dropped: u64,
     /// Members gossip reported up / down (a false down under loss shows here).
     pub gossip_ups: u64,
+    /// Members gossip reported down since start.
     pub gossip_downs: u64,
     /// Gossip packets refused (undecodable, too big, or from an impostor).
     pub gossip_refused: u64,
@@ -172,6 +196,7 @@ impl NodeConfig {
 }
 
 impl MemberSpec {
+    /// A member with the default vnode count.
     pub fn new(name: impl Into<String>, addr: impl Into<String>) -> MemberSpec {
         MemberSpec {
             name: NodeId::new(name),

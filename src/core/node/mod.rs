@@ -10,7 +10,7 @@
 //!
 //! The node owns every subsystem and is the only place where they meet: each input is
 //! routed to the subsystem that owns the state it concerns, with the node's shared
-//! context ([`cx::Cx`]) and exactly the other subsystems' state it needs lent as
+//! context (`cx::Cx`) and exactly the other subsystems' state it needs lent as
 //! arguments. What one subsystem's event means for another (a member back up has hints
 //! due; a member down fails the requests waiting on it; a finished transfer lets a
 //! leaving node go) is decided here, in the order written below.
@@ -211,10 +211,13 @@ impl Node {
         Ok(node)
     }
 
+    /// This node's id, from its configuration.
     pub fn name(&self) -> &NodeId {
         &self.shared.config.name
     }
 
+    /// The actor id this node stamps its writes' dots with: kept across clean restarts,
+    /// fresh after a crash or a lost data directory.
     pub fn actor(&self) -> ActorId {
         self.actor
     }
@@ -228,6 +231,7 @@ impl Node {
         Ok(())
     }
 
+    /// The settings the node was started with.
     pub fn config(&self) -> &NodeConfig {
         &self.shared.config
     }
@@ -237,10 +241,12 @@ impl Node {
         self.cluster.view()
     }
 
+    /// The storage engine under the replica.
     pub fn storage(&self) -> &Arc<dyn Storage> {
         self.replica.storage()
     }
 
+    /// The local replica: its storage, hints and tombstone stamps.
     pub fn replica(&self) -> &Replica {
         &self.replica
     }
@@ -403,10 +409,15 @@ impl Node {
         self.check_invariants();
     }
 
+    /// The next peer message to send, with its destination; `None` when the outbox is
+    /// empty. Unless `PeerMessage::may_precede_persist`, it may only leave after the
+    /// persist that covers the input that produced it.
     pub fn poll_transmit(&mut self) -> Option<(NodeId, PeerMessage)> {
         self.shared.out.poll_transmit()
     }
 
+    /// The next client reply, with the `req_id` given to `handle_client`; like acks, it
+    /// waits for the persist.
     pub fn poll_reply(&mut self) -> Option<(u64, ClientReply)> {
         self.shared.out.poll_reply()
     }

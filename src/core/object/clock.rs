@@ -31,7 +31,10 @@ pub struct ActorId(pub u64);
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
 pub struct Timestamp {
+    /// Wall-clock milliseconds since the Unix epoch; the stamping node's HLC may run ahead
+    /// of its own wall clock after it observed a peer's timestamp.
     pub wall_ms: u64,
+    /// Orders events within the same `wall_ms`; reset to 0 when `wall_ms` advances.
     pub logical: u32,
 }
 

@@ -22,10 +22,13 @@ pub const CONTEXT_TOKEN_BYTES_MAX: usize = 256 * 1024;
 pub struct Context(pub VClock<ActorId>);
 
 impl Context {
+    /// The context that has seen nothing: a write with it supersedes no value (a blind
+    /// write).
     pub fn empty() -> Context {
         Context::default()
     }
 
+    /// True for the empty context, which names no actor.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

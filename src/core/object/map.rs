@@ -42,22 +42,51 @@ pub struct MapObj {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MapOp {
     /// Set the field's register, superseding every value the coordinator has seen.
-    SetRegister { field: String, value: String },
+    SetRegister {
+        /// The field's name.
+        field: String,
+        /// The new register value; concurrent values stay as siblings of the field.
+        value: String,
+    },
     /// Add to (or, negative, subtract from) the field's counter.
-    Increment { field: String, delta: i64 },
+    Increment {
+        /// The field's name.
+        field: String,
+        /// The amount to add; negative subtracts.
+        delta: i64,
+    },
     /// Add members to the field's set.
-    AddMembers { field: String, members: Vec<String> },
+    AddMembers {
+        /// The field's name.
+        field: String,
+        /// Members to add.
+        members: Vec<String>,
+    },
     /// Remove members the coordinator has observed from the field's set.
-    RemoveMembers { field: String, members: Vec<String> },
+    RemoveMembers {
+        /// The field's name.
+        field: String,
+        /// Members to remove; adds the coordinator has not seen survive.
+        members: Vec<String>,
+    },
     /// Remove the whole field, as far as the client's context has seen it.
-    RemoveField { field: String, context: Context },
+    RemoveField {
+        /// The field's name.
+        field: String,
+        /// The context of the read that saw the field; parts written concurrently survive.
+        context: Context,
+    },
 }
 
 /// A field as a reader sees it; empty parts are left out.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldRead {
+    /// The register's concurrent values; empty when it was never set, more than one after
+    /// concurrent writes.
     pub register: Vec<String>,
+    /// The counter's sum; `None` when the field has no counter.
     pub counter: Option<i64>,
+    /// The set's members, sorted; empty when the field has none.
     pub set: Vec<String>,
 }
 

@@ -48,11 +48,20 @@ pub const OP_ITEMS_MAX: usize = 10_000;
 /// A conflict policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Policy {
+    /// Multi-value register: concurrent writes are all kept as siblings (a dotted version
+    /// vector) until a write with their context supersedes them.
     Siblings,
+    /// Last-writer-wins register: the write with the highest HLC timestamp wins, ties
+    /// broken by actor.
     Lww,
+    /// PN-counter: concurrent increments and decrements all count.
     Counter,
+    /// Observed-remove set: a remove takes away only the adds its context saw, so a
+    /// concurrent add survives.
     Set,
+    /// Causal map of named fields, each with a register, a counter and a set.
     Map,
+    /// HyperLogLog sketch: an approximate count of distinct items added; cannot be deleted.
     Hll,
 }
 
@@ -81,30 +90,50 @@ pub struct HllObj(pub ringkv_sketches::Hll);
 pub enum Op {
     /// `siblings`: a new value superseding what the context saw.
     Put {
+        /// The new value, at most `VALUE_BYTES_MAX` bytes.
         #[serde(with = "serde_bytes")]
         value: Vec<u8>,
+        /// The context of the read this write is based on: the values it saw are
+        /// superseded, concurrent ones stay as siblings. Empty for a blind write.
         context: Context,
     },
     /// `lww`: a new value stamped with the coordinator's HLC.
     PutLww {
+        /// The new value, at most `VALUE_BYTES_MAX` bytes.
         #[serde(with = "serde_bytes")]
         value: Vec<u8>,
     },
     /// Any policy: remove what the context saw (a tombstone for values).
-    Delete { context: Context },
+    Delete {
+        /// For `siblings`, `set` and `map`, what the delete removes: what the client's read
+        /// saw, so a concurrent write survives. `lww` and `counter` ignore it.
+        context: Context,
+    },
     /// `counter`: add a signed amount.
-    CounterAdd { delta: i64 },
+    CounterAdd {
+        /// The amount to add; negative subtracts.
+        delta: i64,
+    },
     /// `set`: add members.
-    SetAdd { members: Vec<String> },
+    SetAdd {
+        /// Members to add, at most `OP_ITEMS_MAX`, each at most `VALUE_BYTES_MAX` bytes.
+        members: Vec<String>,
+    },
     /// `set`: remove members as far as the context saw them.
     SetRemove {
+        /// Members to remove, at most `OP_ITEMS_MAX`.
         members: Vec<String>,
+        /// The context of the read that saw the members; adds it did not see survive.
         context: Context,
     },
     /// `map`: update one field.
     Map(MapOp),
     /// `hll`: add items to the sketch.
-    HllAdd { items: Vec<Vec<u8>> },
+    HllAdd {
+        /// Items to add, at most `OP_ITEMS_MAX`, each at most `VALUE_BYTES_MAX` bytes; only
+        /// their hash enters the sketch.
+        items: Vec<Vec<u8>>,
+    },
 }
 
 /// Bounds a coordinator enforces when it applies a write.
@@ -124,26 +153,42 @@ pub struct Applied {
 /// An object as a reader sees it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ReadValue {
+    /// A `siblings` object: every concurrent value.
     Siblings {
+        /// The concurrent values, in no meaningful order; empty when the key is deleted.
         values: Vec<serde_bytes::ByteBuf>,
+        /// The context to pass with the next write so it supersedes these values.
         context: Context,
     },
+    /// An `lww` object: the winning write.
     Lww {
+        /// The winning value, `None` when the winning write was a delete.
         value: Option<serde_bytes::ByteBuf>,
+        /// The winning write's HLC timestamp.
         ts: Timestamp,
     },
+    /// A `counter` object.
     Counter {
+        /// The sum of every increment and decrement.
         value: i64,
     },
+    /// A `set` object.
     Set {
+        /// The members, sorted.
         members: Vec<String>,
+        /// The context to pass with a remove so it takes away these members.
         context: Context,
     },
+    /// A `map` object.
     Map {
+        /// Every non-empty field by name.
         fields: BTreeMap<String, FieldRead>,
+        /// The context to pass with a field removal so it takes away what was read.
         context: Context,
     },
+    /// An `hll` object.
     Hll {
+        /// Estimated number of distinct items added.
         estimate: u64,
     },
 }
@@ -178,6 +223,7 @@ pub enum ObjectError {
 }
 
 impl Policy {
+    /// Every policy, in declaration order.
     pub const ALL: [Policy; 6] = [
         Policy::Siblings,
         Policy::Lww,
@@ -187,6 +233,8 @@ impl Policy {
         Policy::Hll,
     ];
 
+    /// The policy's name as the CLI and error messages spell it: "siblings", "lww",
+    /// "counter", "set", "map" or "hll".
     pub fn name(self) -> &'static str {
         match self {
             Policy::Siblings => "siblings",
@@ -201,7 +249,7 @@ impl Policy {
 
 impl Object {
     /// The version digest of this object: equal states give equal digests on every
-    /// replica (see [`digest`]).
+    /// replica (see `digest`).
     pub fn digest(&self) -> u64 {
         digest::digest(self)
     }

@@ -93,10 +93,13 @@ pub struct Ring {
 }
 
 impl NodeId {
+    /// A node id from its name (the name in its certificate and the cluster's member
+    /// table).
     pub fn new(name: impl Into<String>) -> Self {
         NodeId(name.into())
     }
 
+    /// The node's name.
     pub fn as_str(&self) -> &str {
         &self.0
     }

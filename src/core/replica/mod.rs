@@ -7,7 +7,7 @@
 //! disk edge, and a corrupt record is an error naming the key, never a panic.
 //!
 //! Tombstone arrival times and hint creation times live next to the data, in the `Meta`
-//! space (see [`tombstones`]), so tombstones can be reaped and old hints expired without
+//! space (see `tombstones`), so tombstones can be reaped and old hints expired without
 //! ever bringing a deleted key back.
 
 pub(crate) mod handoff;

@@ -9,8 +9,8 @@
 //! none. A node outside the key's preference list forwards the request once to the
 //! first live replica. Late, duplicate and unknown replies are ignored.
 //!
-//! - [`plan`]: N, W/R, strictness and timeout of one request;
-//! - [`write`] and [`read`]: the state of one coordinated write or read;
+//! - `plan`: N, W/R, strictness and timeout of one request;
+//! - [`write`] and `read`: the state of one coordinated write or read;
 //! - [`forward`]: duplicate detection for forwarded requests.
 
 pub mod forward;

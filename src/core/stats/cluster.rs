@@ -17,23 +17,34 @@ use crate::proto::Key;
 /// A key and its estimated request count (an upper bound: count-min never undercounts).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct HotKey {
+    /// The key.
     pub key: Key,
+    /// Requests for the key that the answering nodes coordinated over their current and
+    /// previous windows, summed.
     pub count: u64,
 }
 
 /// What one member answered to a stats request (or why it did not).
 #[derive(Clone, Debug, PartialEq)]
 pub struct NodeAnswer {
+    /// The member's node id.
     pub node: NodeId,
+    /// The address the stats request was sent to.
     pub addr: String,
+    /// The node's statistics, or why they could not be had (unreachable, an error reply),
+    /// as text.
     pub result: Result<StatsInfo, String>,
 }
 
 /// A member whose statistics are missing from the cluster figures, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Unanswered {
+    /// The member's node id.
     pub node: NodeId,
+    /// Its address.
     pub addr: String,
+    /// Why its statistics are missing: it did not answer, or its sketches did not decode or
+    /// did not match the others'.
     pub error: String,
 }
 

@@ -22,7 +22,7 @@
 //! - [`RequestWindows`]: count-min request counts of the keys this node *coordinated*
 //!   (every client get and write is coordinated by exactly one node, so summing the nodes'
 //!   sketches counts each request once), in a current and a previous window of
-//!   `stats_window_ms` ([`STATS_WINDOW_MS_DEFAULT`]), each with a [`TopK`] of
+//!   `stats_window_ms` ([`STATS_WINDOW_MS_DEFAULT`]), each with a `TopK` of
 //!   [`HOT_KEYS_K`] candidates. Old traffic ages out by whole windows.
 //! - [`AeProgress`]: the last time this node took part in a root comparison of each
 //!   partition, as initiator or responder (a responder whose root matches sends nothing

@@ -31,6 +31,7 @@ pub(crate) struct Statistics {
 /// One node's statistics, as `ClientReply::Stats` carries them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StatsInfo {
+    /// The reporting node.
     pub node: NodeId,
     /// Estimated distinct keys in this node's data space.
     pub distinct_keys: u64,
@@ -57,12 +58,14 @@ pub struct StatsInfo {
     /// The previous window's, MessagePack.
     #[serde(with = "serde_bytes")]
     pub hot_previous: Vec<u8>,
+    /// Anti-entropy progress of the reporting node.
     pub ae: AeReport,
 }
 
 /// One partition's line in a node's statistics.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionStats {
+    /// The partition's number, from 0 to Q - 1.
     pub partition: u32,
     /// Estimated distinct keys of the partition on this node (0 if it holds none).
     pub distinct_keys: u64,

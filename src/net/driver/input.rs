@@ -1,7 +1,7 @@
 //! What reaches a node's core task, and where the answer to a client request goes.
 //!
 //! Every source of work — request streams, client sessions, peer streams, peer links
-//! that fail, gossip datagrams, a shutdown — feeds one bounded channel of [`Input`]s that
+//! that fail, gossip datagrams, a shutdown — feeds one bounded channel of `Input`s that
 //! the core loop drains. These types sit in a module of their own so that the core loop
 //! and every source can use them without depending on one another.
 

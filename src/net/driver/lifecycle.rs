@@ -33,10 +33,17 @@ pub const DRAIN_WAIT_MS: u64 = 500;
 /// What a node needs to start.
 #[derive(Debug)]
 pub struct NodeOptions {
+    /// The core's settings; `addr` is filled in from the bound endpoint when empty, and
+    /// `rng_seed` is replaced by an OS-random seed.
     pub config: NodeConfig,
+    /// The members the node starts with (each address must resolve); this node is added
+    /// from `config.addr` when it is not among them.
     pub members: Vec<MemberSpec>,
+    /// Directory holding the cluster CA and this node's certificate and key.
     pub certs_dir: PathBuf,
+    /// Directory of the node's data; the storage engine lives in its `data` subdirectory.
     pub data_dir: PathBuf,
+    /// When storage writes are synced to disk.
     pub sync: SyncMode,
 }
 
@@ -147,10 +154,12 @@ pub fn start_with_storage(
 }
 
 impl NodeHandle {
+    /// The node's id.
     pub fn name(&self) -> &NodeId {
         &self.name
     }
 
+    /// The address its endpoint is bound to (the actual port when bound to port 0).
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }

@@ -3,7 +3,7 @@
 //! One task owns the core [`Node`](crate::core::node::Node) ([`core_loop`]). Everything
 //! that happens to it — client requests from request streams and sessions, peer messages
 //! from peer streams, delivery failures from the peer links, gossip datagrams, timer
-//! deadlines — arrives on one bounded channel of [`input::Input`]s and is fed to the core
+//! deadlines — arrives on one bounded channel of `input::Input`s and is fed to the core
 //! in batches. That is ringkv's group commit: writes that arrive together share one
 //! persist (one fsync), and no ack or reply leaves before the writes it answers for are
 //! durable; which outputs wait for which persist is the core's

@@ -12,7 +12,7 @@
 //!
 //! Bounds: a session has at most [`SESSION_IN_FLIGHT_MAX`] requests in the node at once;
 //! beyond it the reader stops reading, so QUIC flow control pushes back on the client.
-//! A malformed frame gets a `Refused` answer with [`SESSION_ID_NONE`] and ends the
+//! A malformed frame gets a `Refused` answer with `SESSION_ID_NONE` and ends the
 //! session; the connection and the node keep serving. Roles are the driver's business as
 //! on request streams: a session carries client requests only, which any certificate of
 //! the cluster may send.

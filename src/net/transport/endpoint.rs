@@ -52,13 +52,13 @@ impl ConnectionPool {
         }
     }
 
-    /// Overrides the connect deadline ([`CONNECT_TIMEOUT_MS`] by default).
+    /// Overrides the connect deadline (`CONNECT_TIMEOUT_MS` by default).
     pub fn with_connect_timeout_ms(mut self, connect_timeout_ms: u64) -> ConnectionPool {
         self.connect_timeout_ms = connect_timeout_ms;
         self
     }
 
-    /// Overrides the address bound ([`POOL_CONNECTIONS_MAX`] by default).
+    /// Overrides the address bound (`POOL_CONNECTIONS_MAX` by default).
     pub fn with_connections_max(mut self, connections_max: usize) -> ConnectionPool {
         self.connections_max = connections_max;
         self

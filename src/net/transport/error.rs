@@ -14,12 +14,19 @@ use std::path::PathBuf;
 pub enum NetError {
     /// A certificate or key file is missing; `hint` is the command that creates it.
     #[error("{} does not exist; create it with `{hint}`", path.display())]
-    CertFileMissing { path: PathBuf, hint: String },
+    CertFileMissing {
+        /// The file that was expected.
+        path: PathBuf,
+        /// The `ringkv certs` command that creates it.
+        hint: String,
+    },
 
     /// A certificate or key file exists but could not be read.
     #[error("cannot read {}: {source}; check its permissions", path.display())]
     CertFileRead {
+        /// The file that could not be read.
         path: PathBuf,
+        /// The I/O error from reading it.
         #[source]
         source: std::io::Error,
     },
@@ -27,7 +34,9 @@ pub enum NetError {
     /// A certificate or key file (or its directory) could not be written.
     #[error("cannot write {}: {source}; check that the directory is writable", path.display())]
     CertFileWrite {
+        /// The file or directory that could not be written.
         path: PathBuf,
+        /// The I/O error from writing it.
         #[source]
         source: std::io::Error,
     },
@@ -38,7 +47,10 @@ pub enum NetError {
          signed would stop working). Use another --dir, or delete ca.pem and ca.key first",
         path.display()
     )]
-    CaExists { path: PathBuf },
+    CaExists {
+        /// The directory that already holds `ca.pem`.
+        path: PathBuf,
+    },
 
     /// `issue` found a certificate for this name already in place.
     #[error(
@@ -46,18 +58,32 @@ pub enum NetError {
          {name}.pem and {name}.key first to re-issue it",
         path.display()
     )]
-    IdentityExists { name: String, path: PathBuf },
+    IdentityExists {
+        /// The name the certificate was asked for.
+        name: String,
+        /// The certificate file that already exists.
+        path: PathBuf,
+    },
 
     /// A node or client name that cannot be used as a file name and a DNS label.
     #[error("invalid name {name:?}: {reason}")]
-    InvalidName { name: String, reason: String },
+    InvalidName {
+        /// The name as given.
+        name: String,
+        /// Which rule it breaks.
+        reason: String,
+    },
 
     /// A PEM file did not hold what it should.
     #[error("{} is not a valid {what}: {reason}; re-create it with `{hint}`", path.display())]
     PemInvalid {
+        /// The PEM file.
         path: PathBuf,
+        /// What it should hold, such as "CA certificate" or "private key".
         what: &'static str,
+        /// Why it was rejected, as text.
         reason: String,
+        /// The command that re-creates the file.
         hint: String,
     },
 
@@ -68,34 +94,51 @@ pub enum NetError {
         path.display()
     )]
     CertNameMismatch {
+        /// The certificate file.
         path: PathBuf,
+        /// The name the file was loaded for.
         expected: String,
+        /// The name its certificate actually carries.
         found: String,
     },
 
     /// rcgen failed to generate a key or sign a certificate.
     #[error("cannot generate the {what}: {source}")]
     CertGenerate {
+        /// What was being generated, such as "CA key" or a role's certificate for a name.
         what: String,
+        /// rcgen's error.
         #[source]
         source: rcgen::Error,
     },
 
     /// rustls refused the certificates or settings we gave it.
     #[error("TLS setup failed for {what}: {reason}; check the certificate files")]
-    TlsConfig { what: &'static str, reason: String },
+    TlsConfig {
+        /// Which TLS configuration, client or server side.
+        what: &'static str,
+        /// rustls's error, as text.
+        reason: String,
+    },
 
     /// The UDP socket of the endpoint could not be bound.
     #[error("cannot bind the QUIC endpoint to {addr}: {source}; is the port in use?")]
     Bind {
+        /// The address the socket was to be bound to.
         addr: SocketAddr,
+        /// The I/O error from binding.
         #[source]
         source: std::io::Error,
     },
 
     /// quinn refused to start a connection (bad address, endpoint closing).
     #[error("cannot connect to {addr}: {reason}")]
-    Connect { addr: SocketAddr, reason: String },
+    Connect {
+        /// The peer's address.
+        addr: SocketAddr,
+        /// quinn's refusal, as text.
+        reason: String,
+    },
 
     /// The QUIC/TLS handshake failed (unreachable, wrong CA, bad certificate).
     #[error(
@@ -103,7 +146,9 @@ pub enum NetError {
          use certificates of the same cluster CA"
     )]
     Handshake {
+        /// The peer's address.
         addr: SocketAddr,
+        /// quinn's handshake error.
         #[source]
         source: quinn::ConnectionError,
     },
@@ -111,7 +156,9 @@ pub enum NetError {
     /// The connection to `addr` was lost or could not open a stream.
     #[error("connection to {addr} lost: {source}")]
     ConnectionLost {
+        /// The peer's address.
         addr: SocketAddr,
+        /// quinn's error for the lost connection.
         #[source]
         source: quinn::ConnectionError,
     },
@@ -119,8 +166,12 @@ pub enum NetError {
     /// Something did not finish within its deadline.
     #[error("{what} {addr} timed out after {timeout_ms} ms; is the node up and reachable?")]
     Timeout {
+        /// The step that timed out, such as "connecting to" or "request to", followed by
+        /// the address in the message.
         what: &'static str,
+        /// The peer's address.
         addr: SocketAddr,
+        /// The deadline that passed, in milliseconds.
         timeout_ms: u64,
     },
 
@@ -129,15 +180,30 @@ pub enum NetError {
         "cannot open a connection to {addr}: the pool already holds {max} live connections; \
          raise the pool bound or close unused peers"
     )]
-    PoolFull { addr: SocketAddr, max: usize },
+    PoolFull {
+        /// The peer a new connection was wanted for.
+        addr: SocketAddr,
+        /// The pool's bound on connections.
+        max: usize,
+    },
 
     /// A frame announced (or would need) more bytes than the limit.
     #[error("frame of {len} bytes exceeds the limit of {max} bytes; refused without reading it")]
-    FrameTooLarge { len: u64, max: usize },
+    FrameTooLarge {
+        /// Bytes the frame announced or would need.
+        len: u64,
+        /// The frame limit in bytes (`FRAME_BYTES_MAX` unless configured otherwise).
+        max: usize,
+    },
 
     /// The stream or slice ended before the frame was complete.
     #[error("truncated frame: expected {expected} bytes, got {got}; the sender stopped early")]
-    FrameTruncated { expected: u64, got: u64 },
+    FrameTruncated {
+        /// Bytes the frame's length prefix announced.
+        expected: u64,
+        /// Bytes that arrived before the end.
+        got: u64,
+    },
 
     /// The frame body is not a valid msgpack encoding of the expected message type
     /// (this includes an unknown enum variant from a newer or foreign peer).
@@ -145,19 +211,33 @@ pub enum NetError {
         "cannot decode a {len}-byte frame: {reason}; the peer sent a malformed message or speaks \
          another protocol version"
     )]
-    FrameDecode { len: usize, reason: String },
+    FrameDecode {
+        /// Length of the frame body, in bytes.
+        len: usize,
+        /// The msgpack decoder's error, as text.
+        reason: String,
+    },
 
     /// The frame body held a message followed by extra bytes.
     #[error("frame of {len} bytes has {extra} trailing bytes after the message")]
-    FrameTrailing { len: usize, extra: usize },
+    FrameTrailing {
+        /// Length of the frame body, in bytes.
+        len: usize,
+        /// Bytes left after the decoded message.
+        extra: usize,
+    },
 
     /// A message could not be encoded (a bug in a message type, or an unsupported value).
     #[error("cannot encode a message: {reason}")]
-    FrameEncode { reason: String },
+    FrameEncode {
+        /// The msgpack encoder's error, as text.
+        reason: String,
+    },
 
     /// Reading from a stream failed (reset by the peer, connection lost).
     #[error("stream read failed: {source}")]
     StreamRead {
+        /// quinn's read error; `ConnectionLost` marks the connection unusable.
         #[source]
         source: quinn::ReadError,
     },
@@ -165,6 +245,7 @@ pub enum NetError {
     /// Writing to a stream failed (stopped by the peer, connection lost).
     #[error("stream write failed: {source}")]
     StreamWrite {
+        /// quinn's write error; `ConnectionLost` marks the connection unusable.
         #[source]
         source: quinn::WriteError,
     },
@@ -176,7 +257,9 @@ pub enum NetError {
     /// A request to `addr` failed at the frame or stream level.
     #[error("request to {addr} failed: {source}")]
     Remote {
+        /// The peer's address.
         addr: SocketAddr,
+        /// The frame- or stream-level error underneath.
         #[source]
         source: Box<NetError>,
     },
@@ -186,18 +269,32 @@ pub enum NetError {
     #[error(
         "the session with node {addr} ended before the answer came ({reason}); the request may or may not have been applied, so check before resending one that is not idempotent"
     )]
-    SessionEnded { addr: SocketAddr, reason: String },
+    SessionEnded {
+        /// The node's address.
+        addr: SocketAddr,
+        /// What ended the session, as text.
+        reason: String,
+    },
 
     /// The peer's certificate does not carry a ringkv identity.
     #[error("peer {addr} has no usable ringkv identity: {reason}")]
-    NoPeerIdentity { addr: SocketAddr, reason: String },
+    NoPeerIdentity {
+        /// The peer's address.
+        addr: SocketAddr,
+        /// Why no identity could be read (no certificate, an unparsable one, or a bad
+        /// common name).
+        reason: String,
+    },
 
     /// A certificate's common name is not `ringkv-node:NAME` or `ringkv-client:NAME`.
     #[error(
         "certificate common name {cn:?} is not a ringkv identity (expected ringkv-node:NAME or \
          ringkv-client:NAME); it was not issued by `ringkv certs issue`"
     )]
-    BadCommonName { cn: String },
+    BadCommonName {
+        /// The common name found in the certificate.
+        cn: String,
+    },
 }
 
 impl NetError {

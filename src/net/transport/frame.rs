@@ -116,7 +116,7 @@ pub fn decode_frame<T: DeserializeOwned>(bytes: &[u8], max: usize) -> Result<T, 
 /// Decodes straight from the slice: the reader-based deserializer copies every byte
 /// string through an intermediate buffer. The slice deserializer does not report how far
 /// it read, so "nothing left over" is checked by asking it for one more value with
-/// [`EndOfBody`], which reads that value's first byte (its marker) and no further: with
+/// `EndOfBody`, which reads that value's first byte (its marker) and no further: with
 /// no byte left that read fails with end-of-input, and any byte left over is a marker
 /// (every byte value is one), so the probe fails some other way.
 pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, NetError> {

@@ -30,7 +30,9 @@ pub enum Role {
 /// The authenticated identity of a connected peer.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PeerIdentity {
+    /// Node or client, from the certificate's common-name prefix.
     pub role: Role,
+    /// The name after the prefix: a node's id, or the client's chosen name.
     pub name: String,
 }
 
@@ -100,7 +102,7 @@ impl fmt::Display for PeerIdentity {
 
 /// The identity of the peer of an established connection, from its end-entity certificate.
 ///
-/// With the configs of [`super::tls`] a completed handshake always carries a CA-verified
+/// With the configs of `transport::tls` a completed handshake always carries a CA-verified
 /// certificate; the error cases cover a foreign configuration or a certificate that was
 /// signed by the CA without a ringkv common name.
 pub fn peer_identity(conn: &quinn::Connection) -> Result<PeerIdentity, NetError> {
