@@ -345,27 +345,9 @@ impl Replica {
         delivered: &Object,
     ) -> Result<bool, ReplicaError> {
         let (_, raw) = location(key, Some(primary))?;
-        let mut dropped = false;
-        let mut failure = None;
-        self.storage.update(Space::Hints, &raw, &mut |existing| {
-            let Some(bytes) = existing else {
-                return Rmw::Keep;
-            };
-            match decode(key, bytes) {
-                Ok(current) if &current == delivered => {
-                    dropped = true;
-                    Rmw::Delete
-                }
-                Ok(_) => Rmw::Keep,
-                Err(e) => {
-                    failure = Some(e);
-                    Rmw::Keep
-                }
-            }
+        let dropped = delete_if(self.storage.as_ref(), Space::Hints, &raw, key, |current| {
+            current == delivered
         })?;
-        if let Some(e) = failure {
-            return Err(e);
-        }
         if dropped {
             self.hints.counted(primary.clone(), -1);
             self.stamps.unstamp_hint(self.storage.as_ref(), &raw)?;
@@ -523,31 +505,13 @@ impl Replica {
         tombstones_only: bool,
     ) -> Result<bool, ReplicaError> {
         let (_, data_key) = location(key, None)?;
-        let mut reaped = false;
-        let mut failure = None;
-        self.storage
-            .update(Space::Data, &data_key, &mut |existing| {
-                let Some(bytes) = existing else {
-                    return Rmw::Keep;
-                };
-                match decode(key, bytes) {
-                    Ok(current)
-                        if (!tombstones_only || current.is_tombstone())
-                            && current.digest() == digest =>
-                    {
-                        reaped = true;
-                        Rmw::Delete
-                    }
-                    Ok(_) => Rmw::Keep,
-                    Err(e) => {
-                        failure = Some(e);
-                        Rmw::Keep
-                    }
-                }
-            })?;
-        if let Some(e) = failure {
-            return Err(e);
-        }
+        let reaped = delete_if(
+            self.storage.as_ref(),
+            Space::Data,
+            &data_key,
+            key,
+            |current| (!tombstones_only || current.is_tombstone()) && current.digest() == digest,
+        )?;
         if reaped {
             let position = key_position(&key.bucket, &key.key);
             self.trees.update(
@@ -597,6 +561,40 @@ fn location_at(
         Some(primary) => (Space::Hints, hints::hint_key(primary, &data_key)),
         None => (Space::Data, data_key),
     })
+}
+
+/// Deletes the record of `key` at `raw` in `space` if it decodes and `unchanged` holds
+/// for it, in one read-modify-write; returns whether it was deleted. A record that does
+/// not decode is kept and reported.
+fn delete_if(
+    storage: &dyn Storage,
+    space: Space,
+    raw: &[u8],
+    key: &Key,
+    unchanged: impl Fn(&Object) -> bool,
+) -> Result<bool, ReplicaError> {
+    let mut deleted = false;
+    let mut failure = None;
+    storage.update(space, raw, &mut |existing| {
+        let Some(bytes) = existing else {
+            return Rmw::Keep;
+        };
+        match decode(key, bytes) {
+            Ok(current) if unchanged(&current) => {
+                deleted = true;
+                Rmw::Delete
+            }
+            Ok(_) => Rmw::Keep,
+            Err(e) => {
+                failure = Some(e);
+                Rmw::Keep
+            }
+        }
+    })?;
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(deleted),
+    }
 }
 
 fn decode(key: &Key, bytes: &[u8]) -> Result<Object, ReplicaError> {
