@@ -191,6 +191,18 @@ impl Node {
             transfer: Transfer::default(),
             stats,
         };
+        // A node that starts is a node that comes back: compare everything it shares
+        // with each member once its trees are built.
+        let others: Vec<NodeId> = node
+            .cluster
+            .view()
+            .members()
+            .map(|m| m.name.clone())
+            .filter(|name| name != node.name())
+            .collect();
+        for peer in &others {
+            node.exchange.on_member_up(peer);
+        }
         let mut cx = node.shared.lend(now);
         node.cluster
             .persist_members(&cx, node.replica.storage().as_ref());
@@ -337,6 +349,7 @@ impl Node {
         let mut cx = self.shared.lend(now);
         if self.cluster.heard_from(&cx, &from) {
             self.handoff.on_member_up(&mut cx, &mut self.replica, &from);
+            self.exchange.on_member_up(&from);
         }
         self.stats.note_message(now, &self.replica, &msg);
         self.route(now, from, msg);
@@ -349,6 +362,7 @@ impl Node {
         let mut cx = self.shared.lend(now);
         if self.cluster.handle_datagram(&mut cx, &from, data) {
             self.handoff.on_member_up(&mut cx, &mut self.replica, &from);
+            self.exchange.on_member_up(&from);
         }
         self.drain_gossip(now);
     }
@@ -508,16 +522,13 @@ impl Node {
             | PeerMessage::AeBranches { .. }
             | PeerMessage::AeLeaves { .. }
             | PeerMessage::AeKeys { .. }
-            | PeerMessage::AePull { .. }) => {
-                self.exchange
-                    .on_message(&mut cx, &self.replica, members, from, msg)
-            }
-            msg @ (PeerMessage::AeSketch { .. }
+            | PeerMessage::AePull { .. }
+            | PeerMessage::AeSketch { .. }
             | PeerMessage::AeBloom { .. }
             | PeerMessage::AeBloomReply { .. }
             | PeerMessage::AeBloomNext { .. }) => {
                 self.exchange
-                    .on_sketch_message(&mut cx, &self.replica, members, from, msg)
+                    .on_message(&mut cx, &self.replica, members, from, msg)
             }
             msg @ (PeerMessage::ReapCheck { .. }
             | PeerMessage::ReapConfirm { .. }
@@ -662,6 +673,7 @@ impl Node {
                     if came_up {
                         self.handoff
                             .on_member_up(&mut cx, &mut self.replica, &id.name);
+                        self.exchange.on_member_up(&id.name);
                     }
                     self.cluster.send_table(&mut cx, id.name);
                 }

@@ -46,6 +46,8 @@ pub const AE_BATCH_PARTITIONS_MAX: usize = 1_024;
 /// a small difference, which the descent finds cheaper than any filter; 12 of 16 is
 /// what about 22 random differing entries produce.
 pub const AE_SKETCH_BRANCHES_MIN: usize = 12;
+/// Shortest time between two whole-sweeps of one returning peer.
+pub const AE_SWEEP_INTERVAL_MIN_MS: u64 = 10_000;
 /// Longest LEB128 encoding of a u32.
 const VARINT_BYTES_MAX: usize = 5;
 
@@ -74,12 +76,25 @@ pub struct AeStats {
 /// Counts the bytes an encoder writes, without keeping them.
 struct ByteCounter(u64);
 
-/// The Merkle exchange subsystem: its counters and the next partition it looks at.
+/// The Merkle exchange subsystem: its counters, the next partition it looks at, and the
+/// peers that came back and are owed a comparison of everything they share with us.
 #[derive(Debug, Default)]
 pub(crate) struct Exchange {
     stats: AeStats,
-    /// Next partition anti-entropy looks at.
+    /// Next partition anti-entropy looks at; divided by the partition count, the number
+    /// of full passes, which picks the peer in turn.
     cursor: u32,
+    /// Peers seen up again since the last tick (at most one entry per member).
+    returned: BTreeSet<NodeId>,
+    /// When each peer was last swept whole; a peer is swept at most once per
+    /// [`AE_SWEEP_INTERVAL_MIN_MS`] however often it flaps.
+    swept_at: BTreeMap<NodeId, u64>,
+}
+
+/// One tick's root comparisons: per peer, a salt and the partitions with their roots.
+#[derive(Debug, Default)]
+struct Batches {
+    by_peer: BTreeMap<NodeId, (u64, Vec<(u32, u16)>)>,
 }
 
 /// What one anti-entropy call works with: the node's shared context, this replica (read
@@ -97,6 +112,12 @@ pub(crate) struct AeCx<'a, 'c> {
 impl Exchange {
     pub(crate) fn stats(&self) -> &AeStats {
         &self.stats
+    }
+
+    /// `peer` was seen up again (a restart, a healed partition): the next tick compares
+    /// every partition this node initiates and `peer` replicates.
+    pub(crate) fn on_member_up(&mut self, peer: &NodeId) {
+        self.returned.insert(peer.clone());
     }
 
     /// One step of the start-up tree rebuild; reschedules itself until done.
@@ -141,21 +162,42 @@ impl Exchange {
         let me = cx.me().clone();
         let n = cx.config.n as usize;
         let partitions = members.ring().partitions();
-        let mut batches: BTreeMap<NodeId, (u64, Vec<(u32, u16)>)> = BTreeMap::new();
+        let live_primaries = |p: u32| -> Vec<NodeId> {
+            members
+                .ring()
+                .primaries(p, n)
+                .into_iter()
+                .filter(|x| members.is_up(x))
+                .cloned()
+                .collect()
+        };
+        let mut batches = Batches::default();
+        // A peer that came back compares every partition this node initiates with it at
+        // once, rather than waiting for the round robin to reach them.
+        self.swept_at
+            .retain(|_, at| now.mono_ms < *at + AE_SWEEP_INTERVAL_MIN_MS);
+        for peer in std::mem::take(&mut self.returned) {
+            if !members.is_up(&peer) || self.swept_at.contains_key(&peer) {
+                continue;
+            }
+            self.swept_at.insert(peer.clone(), now.mono_ms);
+            for p in 0..partitions {
+                let live = live_primaries(p);
+                if live.first() == Some(&me) && live.contains(&peer) {
+                    batches.add(cx.rng, replica, &peer, p);
+                }
+            }
+        }
         let mut started = 0;
         for _ in 0..partitions {
             if started == AE_PARTITIONS_PER_TICK {
                 break;
             }
             let p = self.cursor % partitions;
+            // Full passes over the partitions so far: the round robin's turn.
+            let pass = self.cursor / partitions;
             self.cursor = self.cursor.wrapping_add(1);
-            let live: Vec<NodeId> = members
-                .ring()
-                .primaries(p, n)
-                .into_iter()
-                .filter(|x| members.is_up(x))
-                .cloned()
-                .collect();
+            let live = live_primaries(p);
             // One initiator per partition — its first live primary — so two replicas
             // never run the same comparison at once and repair each key twice.
             if live.first() != Some(&me) {
@@ -165,27 +207,25 @@ impl Exchange {
             if peers.is_empty() {
                 continue;
             }
-            let pick = rand::RngCore::next_u64(cx.rng) as usize % peers.len();
-            let peer = peers[pick].clone();
-            if !batches.contains_key(&peer) {
-                let salt = rand::RngCore::next_u64(cx.rng);
-                batches.insert(peer.clone(), (salt, Vec::new()));
-            }
-            if let Some((salt, records)) = batches.get_mut(&peer) {
-                records.push((p, short16(*salt, replica.trees().root(p))));
-            }
-            self.stats.exchanges += 1;
-            progress.record(p, now.mono_ms);
+            // Round robin, not a random pick: every (partition, peer) pair is compared
+            // within `peers.len()` passes, so a replica cannot go unchecked for long.
+            let peer = peers[pass as usize % peers.len()].clone();
+            batches.add(cx.rng, replica, &peer, p);
             started += 1;
         }
+        for (p, _) in batches.partitions() {
+            self.stats.exchanges += 1;
+            progress.record(p, now.mono_ms);
+        }
         let mut ae = self.lend(cx, replica, members);
-        for (peer, (salt, records)) in batches {
+        for (peer, (salt, records)) in batches.by_peer {
             let roots = pack_roots(records);
             ae.send(peer, PeerMessage::AeRoots { salt, roots });
         }
     }
 
-    /// A message of the Merkle path.
+    /// An anti-entropy message: the Merkle path's here, the sketch path's in
+    /// [`super::sketch`].
     pub(crate) fn on_message(
         &mut self,
         cx: &mut Cx<'_>,
@@ -206,23 +246,8 @@ impl Exchange {
             PeerMessage::AeLeaves { salt, parts } => ae.on_leaves(from, salt, parts),
             PeerMessage::AeKeys { salt, parts } => ae.on_keys(from, salt, parts),
             PeerMessage::AePull { salt, parts } => ae.on_pull(from, salt, parts),
-            _ => {}
+            other => sketch::on_message(&mut ae, from, other),
         }
-    }
-
-    /// A message of the sketch (HLL and Bloom) path.
-    pub(crate) fn on_sketch_message(
-        &mut self,
-        cx: &mut Cx<'_>,
-        replica: &Replica,
-        members: &Membership,
-        from: NodeId,
-        msg: PeerMessage,
-    ) {
-        if !replica.trees().is_ready() {
-            return;
-        }
-        sketch::on_message(&mut self.lend(cx, replica, members), from, msg);
     }
 
     fn lend<'a, 'c>(
@@ -237,6 +262,29 @@ impl Exchange {
             members,
             stats: &mut self.stats,
         }
+    }
+}
+
+impl Batches {
+    /// Adds partition `p`'s root to `peer`'s message, drawing its salt on first use; a
+    /// partition already listed for `peer` is not listed twice.
+    fn add(&mut self, rng: &mut rand_chacha::ChaCha8Rng, replica: &Replica, peer: &NodeId, p: u32) {
+        if !self.by_peer.contains_key(peer) {
+            let salt = rand::RngCore::next_u64(rng);
+            self.by_peer.insert(peer.clone(), (salt, Vec::new()));
+        }
+        if let Some((salt, records)) = self.by_peer.get_mut(peer)
+            && !records.iter().any(|(q, _)| *q == p)
+        {
+            records.push((p, short16(*salt, replica.trees().root(p))));
+        }
+    }
+
+    /// Every (partition, peer) listed.
+    fn partitions(&self) -> impl Iterator<Item = (u32, &NodeId)> {
+        self.by_peer
+            .iter()
+            .flat_map(|(peer, (_, records))| records.iter().map(move |(p, _)| (*p, peer)))
     }
 }
 
