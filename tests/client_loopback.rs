@@ -86,6 +86,7 @@ impl FakeNode {
                     failed: vec![],
                     timed_out: vec![NodeId::from("n2"), NodeId::from("n3")],
                     unreachable: vec![],
+                    up: None,
                 })))
             }
             ClientRequest::Write { key, op, .. } => self.apply(key, op),

@@ -3,7 +3,10 @@
 //!
 //! A failure prints its seed and the one command that replays it:
 //! `RINGKV_SIM_SEED=<seed> RINGKV_SIM_POLICY=<policy> cargo test --test sim_sweep replay -- --nocapture`.
-//! `RINGKV_SIM_SEEDS=<count>` changes the number of seeds per policy.
+//! `RINGKV_SIM_SEEDS=<count>` changes the number of seeds per policy, and
+//! `RINGKV_SIM_SEED_START=<first>` moves the range (CI keeps `0..500`), so a long run can
+//! sweep fresh seeds: `RINGKV_SIM_SEED_START=100000 RINGKV_SIM_SEEDS=10000 cargo test
+//! --release --test sim_sweep`.
 
 use std::time::Instant;
 
@@ -24,6 +27,14 @@ fn seeds() -> u64 {
         .unwrap_or(SEEDS_DEFAULT)
 }
 
+/// The first seed of the sweep unless `RINGKV_SIM_SEED_START` says otherwise.
+fn seed_start() -> u64 {
+    std::env::var("RINGKV_SIM_SEED_START")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
 fn replay_command(run: &SeedRun) -> String {
     format!(
         "RINGKV_SIM_SEED={} RINGKV_SIM_POLICY={} cargo test --test sim_sweep replay -- --nocapture",
@@ -33,11 +44,12 @@ fn replay_command(run: &SeedRun) -> String {
 
 fn sweep(policy: Policy) {
     let count = seeds();
+    let first = seed_start();
     let started = Instant::now();
     let mut failed: Vec<SeedRun> = Vec::new();
     let (mut acked_updates, mut lost, mut ops) = (0u64, 0u64, 0u64);
     let mut unpersisted_lost = 0u64;
-    for seed in 0..count {
+    for seed in first..first.saturating_add(count) {
         let run = match run_seed(seed, policy) {
             Ok(run) => run,
             Err(e) => panic!("seed {seed} ({policy}) could not be simulated: {e}"),
@@ -52,7 +64,7 @@ fn sweep(policy: Policy) {
     }
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "sim sweep {policy}: {count} seeds, {ops} ops, {acked_updates} acknowledged updates, {lost} acknowledged updates lost ({:.1}%), {unpersisted_lost} unpersisted writes dropped by crashes, {} failing seeds, {secs:.1} s",
+        "sim sweep {policy}: {count} seeds from {first}, {ops} ops, {acked_updates} acknowledged updates, {lost} acknowledged updates lost ({:.1}%), {unpersisted_lost} unpersisted writes dropped by crashes, {} failing seeds, {secs:.1} s",
         if acked_updates == 0 {
             0.0
         } else {

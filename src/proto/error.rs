@@ -121,6 +121,11 @@ pub struct QuorumFailure {
     /// Nodes of the preference list that were down or could not be reached, so they were
     /// not asked.
     pub unreachable: Vec<NodeId>,
+    /// Set when the coordinator refused the request before asking any replica: fewer
+    /// than W (or R) replicas were up, and these are the ones that were. Nothing was
+    /// written or read then.
+    #[serde(default)]
+    pub up: Option<Vec<NodeId>>,
 }
 
 impl QuorumFailure {
@@ -128,6 +133,26 @@ impl QuorumFailure {
     pub fn missing(&self) -> usize {
         self.failed.len() + self.timed_out.len() + self.unreachable.len()
     }
+}
+
+/// The sentence of a request refused before any replica was asked.
+fn unavailable_text(q: &QuorumFailure, up: &[NodeId]) -> String {
+    let mut text = format!(
+        "{} {} failed: only {} of the {} replicas it needs are up (n={}{}); up: {}; down or unreachable: {}; no replica was asked. Check the nodes with `ringkv status`, ",
+        q.op,
+        q.key,
+        up.len(),
+        q.needed,
+        q.n,
+        if q.strict { ", strict" } else { "" },
+        names(up),
+        names(&q.unreachable),
+    );
+    if q.strict {
+        text.push_str("drop --strict to allow fallbacks, ");
+    }
+    text.push_str("or lower the quorum and retry");
+    text
 }
 
 fn names(nodes: &[NodeId]) -> String {
@@ -143,6 +168,9 @@ fn names(nodes: &[NodeId]) -> String {
 }
 
 fn quorum_text(q: &QuorumFailure) -> String {
+    if let Some(up) = &q.up {
+        return unavailable_text(q, up);
+    }
     let mut text = format!(
         "{} {} failed: got {} of the {} {} needed (n={}{})",
         q.op,
@@ -188,6 +216,7 @@ mod tests {
             failed: vec![],
             timed_out: vec![NodeId::from("n2")],
             unreachable: vec![NodeId::from("n3")],
+            up: None,
         }));
         let text = err.to_string();
         assert!(text.contains("got 1 of the 2 acks needed"), "{text}");
@@ -195,5 +224,30 @@ mod tests {
         assert!(text.contains("timed out: n2"), "{text}");
         assert!(text.contains("unreachable or down: n3"), "{text}");
         assert!(text.contains("--strict"), "{text}");
+    }
+
+    #[test]
+    fn a_request_refused_up_front_says_how_many_replicas_are_up() {
+        let err = RequestError::QuorumFailed(Box::new(QuorumFailure {
+            op: "get".into(),
+            key: "b/k".into(),
+            needed: 3,
+            n: 3,
+            strict: true,
+            acked: vec![],
+            failed: vec![],
+            timed_out: vec![],
+            unreachable: vec![NodeId::from("n3")],
+            up: Some(vec![NodeId::from("n1"), NodeId::from("n2")]),
+        }));
+        let text = err.to_string();
+        assert!(
+            text.contains("only 2 of the 3 replicas it needs are up (n=3, strict)"),
+            "{text}"
+        );
+        assert!(text.contains("up: n1, n2"), "{text}");
+        assert!(text.contains("down or unreachable: n3"), "{text}");
+        assert!(text.contains("no replica was asked"), "{text}");
+        assert!(!text.contains("acked"), "{text}");
     }
 }

@@ -279,6 +279,7 @@ mod tests {
             failed: Vec::new(),
             timed_out: Vec::new(),
             unreachable: vec![NodeId::new("n3")],
+            up: None,
         })))
     }
 

@@ -132,6 +132,7 @@ impl Quorum {
                 .cloned()
                 .collect(),
             unreachable: self.unreachable.iter().cloned().collect(),
+            up: None,
         }
     }
 

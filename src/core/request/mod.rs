@@ -164,6 +164,7 @@ impl Requests {
                 .cloned()
                 .collect();
             failure.acked.clear();
+            failure.up = Some(pref.targets.iter().map(|t| t.node.clone()).collect());
             let err = RequestError::QuorumFailed(Box::new(failure));
             return finish(cx, origin, ClientReply::Error(err));
         }
