@@ -49,6 +49,7 @@ fn sweep(policy: Policy) {
     let mut failed: Vec<SeedRun> = Vec::new();
     let (mut acked_updates, mut lost, mut ops) = (0u64, 0u64, 0u64);
     let mut unpersisted_lost = 0u64;
+    let mut unavailable: Vec<(u64, String)> = Vec::new();
     for seed in first..first.saturating_add(count) {
         let run = match run_seed(seed, policy) {
             Ok(run) => run,
@@ -58,6 +59,7 @@ fn sweep(policy: Policy) {
         lost += run.report.lost_acked;
         ops += run.report.attempted;
         unpersisted_lost += run.stats.unpersisted_lost;
+        unavailable.extend(run.unavailable.iter().map(|line| (seed, line.clone())));
         if !run.passed() {
             failed.push(run);
         }
@@ -72,6 +74,15 @@ fn sweep(policy: Policy) {
         },
         failed.len()
     );
+    // Availability is measured, not yet asserted: failover and retries (issue 13) are to
+    // bring this to 0.
+    println!(
+        "  {} requests failed although enough replicas were up and reachable throughout",
+        unavailable.len()
+    );
+    for (seed, line) in unavailable.iter().take(FAILURES_SHOWN_MAX) {
+        println!("    seed {seed}: {line}");
+    }
     if policy != Policy::Lww && lost > 0 {
         // Any loss the checkers did not excuse fails its seed; these were acknowledged
         // with W no larger than the number of disks the run destroyed, which the

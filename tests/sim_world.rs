@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 
 use ringkv::core::object::{Op, Policy, ReadValue};
 use ringkv::proto::{ClientReply, ClientRequest, Key, QuorumOpts};
+use ringkv::sim::availability::{Scope, unavailable_while_possible};
 use ringkv::sim::workload::{QuorumChoice, RmwProgram, keys_for};
-use ringkv::sim::{Fault, OpOutcome, World, WorldConfig, check_history, run_seed};
+use ringkv::sim::{Fault, NetConfig, OpOutcome, World, WorldConfig, check_history, run_seed};
 
 fn counter_write(key: &Key, w: u8) -> ClientRequest {
     ClientRequest::Write {
@@ -242,4 +243,35 @@ fn a_crash_between_replication_and_its_persist_never_reuses_a_dot() {
             other => panic!("{node}: expected a set, got {other:?}"),
         }
     }
+}
+
+#[test]
+fn the_availability_checker_excuses_a_partition_but_not_a_lossy_network() {
+    let mut world = World::new(5, WorldConfig::new(3)).expect("a 3-node world starts");
+    let key = Key::new("b", "k");
+    let primaries = world.primaries(&key, 3);
+    let (alone, rest) = primaries.split_at(1);
+    // across a partition, W=3 cannot be met: excused
+    world.apply(Fault::Partition(vec![alone.to_vec(), rest.to_vec()]));
+    let id = world.submit(alone[0].clone(), counter_write(&key, 3));
+    assert!(matches!(settle_op(&mut world, id), OpOutcome::Failed(_)));
+    assert_eq!(
+        unavailable_while_possible(&world, Scope::Everything),
+        Vec::<String>::new()
+    );
+    // every node up and on one side, but every message lost: not excused
+    world.apply(Fault::Heal);
+    world.run_until(world.now() + 3_000);
+    world.apply(Fault::Net(NetConfig {
+        loss: 1.0,
+        ..NetConfig::reliable()
+    }));
+    let id = world.submit(alone[0].clone(), counter_write(&key, 3));
+    assert!(!settle_op(&mut world, id).is_ok());
+    let flagged = unavailable_while_possible(&world, Scope::Everything);
+    assert_eq!(flagged.len(), 1, "{flagged:?}");
+    assert!(
+        flagged[0].starts_with(&format!("#{id} write b/k")),
+        "{flagged:?}"
+    );
 }

@@ -10,6 +10,7 @@ use crate::core::membership::gossip::MemberPhase;
 use crate::core::node::MemberSpec;
 use crate::core::placement::ring::{NodeId, Ring};
 use crate::proto::ClientRequest;
+use crate::sim::availability::Change;
 use crate::sim::network::Fate;
 use crate::sim::world::{Event, SimNode, World};
 
@@ -101,6 +102,7 @@ pub(crate) fn retire(world: &mut World, name: &NodeId) {
         sim.incarnation += 1;
         sim.timer_at = None;
         world.history.fault(now, format!("{name} left the cluster"));
+        world.timeline.push((now, Change::Down(name.clone())));
     }
 }
 

@@ -15,6 +15,7 @@
 //! - [`check`]: convergence and per-policy rules over a history and the final state;
 //! - [`scenario`]: the randomized schedule the sweep test runs per seed.
 
+pub mod availability;
 pub mod check;
 mod client;
 pub mod history;

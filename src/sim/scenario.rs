@@ -12,6 +12,7 @@ use rand::Rng;
 use crate::core::object::{Policy, ReadValue};
 use crate::core::placement::ring::NodeId;
 use crate::sim::SimError;
+use crate::sim::availability::{Scope, unavailable_while_possible};
 use crate::sim::check::{Report, check_convergence, check_history};
 use crate::sim::history::History;
 use crate::sim::network::NetConfig;
@@ -40,6 +41,10 @@ pub struct SeedRun {
     pub report: Report,
     pub convergence: Vec<String>,
     pub stats: WorldStats,
+    /// Workload requests that failed although enough replicas were up and reachable
+    /// from their coordinator throughout ([`crate::sim::availability`]); not yet a
+    /// failure of the seed.
+    pub unavailable: Vec<String>,
     /// Everything that makes the seed fail, one line each.
     pub failures: Vec<String>,
 }
@@ -76,6 +81,7 @@ pub fn run_seed(seed: u64, policy: Policy) -> Result<SeedRun, SimError> {
         .map(|(k, o)| (k, o.read()))
         .collect();
     let convergence = check_convergence(&settled.replicas);
+    let unavailable = unavailable_while_possible(&world, Scope::Workload);
     let report = check_history(world.history(), &finals, world.stats().disk_losses);
     let mut failures = Vec::new();
     failures.extend(world.errors().iter().cloned());
@@ -95,6 +101,7 @@ pub fn run_seed(seed: u64, policy: Policy) -> Result<SeedRun, SimError> {
         report,
         convergence,
         stats: world.stats().clone(),
+        unavailable,
         failures,
     })
 }

@@ -19,6 +19,7 @@ use crate::core::node::{MemberSpec, Node, NodeConfig, Now};
 use crate::core::placement::ring::{NodeId, Ring};
 use crate::proto::{ClientRequest, Key, PeerMessage};
 use crate::sim::SimError;
+use crate::sim::availability::Change;
 use crate::sim::history::{History, OpOutcome};
 use crate::sim::network::{Fate, NetConfig, Network};
 use crate::sim::persist::Held;
@@ -185,6 +186,9 @@ pub struct World {
     pub(crate) clients: Vec<SimClient>,
     pub(crate) clients_stopped: bool,
     pub(crate) history: History,
+    /// Every change of who is up and who reaches whom, in order (the availability
+    /// checker's input).
+    pub(crate) timeline: Vec<(u64, Change)>,
     pub(crate) stats: WorldStats,
     /// Things that went wrong inside the simulator or a node's storage; a checker
     /// reports each as a failure.
@@ -275,6 +279,7 @@ impl World {
             clients: Vec::new(),
             clients_stopped: false,
             history: History::default(),
+            timeline: Vec::new(),
             stats: WorldStats::default(),
             errors: Vec::new(),
         };
@@ -338,10 +343,12 @@ impl World {
                 self.history
                     .fault(now, format!("partition {}", text.join(" | ")));
                 self.network.partition(&groups);
+                self.timeline.push((now, Change::Partition(groups)));
             }
             Fault::Heal => {
                 self.history.fault(now, "heal".into());
                 self.network.heal();
+                self.timeline.push((now, Change::Heal));
             }
             Fault::Crash { node, lose_disk } => self.crash(&node, lose_disk),
             Fault::Join { node, seed } => members::join(self, node, seed),
@@ -464,6 +471,7 @@ impl World {
         let members = sim.members.clone();
         let storage: Arc<dyn Storage> = Arc::new(sim.storage.clone());
         sim.node = Some(Node::new(config, members, storage, now)?);
+        self.timeline.push((self.now, Change::Up(name.clone())));
         sim.incarnation += 1;
         sim.timer_at = None;
         self.drain(name);
@@ -478,6 +486,7 @@ impl World {
         if sim.node.take().is_none() {
             return;
         }
+        self.timeline.push((now, Change::Down(name.clone())));
         sim.incarnation += 1;
         sim.timer_at = None;
         sim.gate.crash();
