@@ -387,7 +387,8 @@ impl Node {
             let members = self.cluster.view();
             match timer {
                 Timer::Request(id) if self.requests.owns(id) => {
-                    self.requests.on_timeout(&mut cx, &mut self.replica, id)
+                    self.requests
+                        .on_timeout(&mut cx, &mut self.replica, members, id)
                 }
                 Timer::Request(id) => self.handoff.on_timeout(&mut cx, id),
                 Timer::TransferBatch(id) => self.transfer.on_batch_timeout(&cx, id),
@@ -694,7 +695,7 @@ impl Node {
     fn on_unreachable(&mut self, now: Now, node: &NodeId) {
         let mut cx = self.shared.lend(now);
         self.requests
-            .on_unreachable(&mut cx, &mut self.replica, node);
+            .on_unreachable(&mut cx, &mut self.replica, self.cluster.view(), node);
         self.handoff.on_unreachable(&mut cx, node);
     }
 

@@ -7,6 +7,9 @@ use std::collections::{BTreeSet, VecDeque};
 
 use crate::core::placement::ring::NodeId;
 
+/// Times a client's get moves on to another coordinator after one failed (unreachable
+/// or timed out). Writes never move: one that timed out may have been applied.
+pub const FORWARD_FAILOVERS_MAX: usize = 2;
 /// Forwarded requests remembered to recognise a duplicate delivery.
 pub const FORWARDS_SEEN_MAX: usize = 65_536;
 

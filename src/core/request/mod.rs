@@ -27,7 +27,7 @@ use crate::core::object::{Op, ReadValue};
 use crate::core::placement::quorum::Quorum;
 use crate::core::placement::ring::{NodeId, key_position};
 use crate::core::replica::{Replica, ReplicaError};
-use crate::core::request::forward::ForwardsSeen;
+use crate::core::request::forward::{FORWARD_FAILOVERS_MAX, ForwardsSeen};
 use crate::core::request::plan::Plan;
 use crate::core::request::read::ReadState;
 use crate::core::request::write::WriteState;
@@ -71,7 +71,21 @@ pub(crate) struct Data<'a> {
 enum Pending {
     Write(WriteState),
     Read(ReadState),
-    Forward { origin: Origin, coordinator: NodeId },
+    Forward {
+        origin: Origin,
+        coordinator: NodeId,
+        /// For a client's get: what a failover needs to send it elsewhere.
+        read: Option<ReadRetry>,
+    },
+}
+
+/// A forwarded get, kept so that a coordinator that fails can be replaced.
+#[derive(Debug)]
+struct ReadRetry {
+    key: Key,
+    opts: QuorumOpts,
+    /// Coordinators that already failed this get.
+    tried: Vec<NodeId>,
 }
 
 /// A request this node coordinates, as it starts.
@@ -79,8 +93,10 @@ struct Job {
     id: u64,
     origin: Origin,
     key: Key,
-    /// The primary this node stands in for, when it is a fallback for the key.
-    my_hint: Option<NodeId>,
+    /// This node's place among the targets: `Some(hint)` when it is one (with the
+    /// primary it stands in for, if a fallback), `None` when it coordinates a get as a
+    /// stand-in for coordinators that failed.
+    my_hint: Option<Option<NodeId>>,
     quorum: Quorum,
     targets: Vec<crate::core::placement::ring::Target>,
 }
@@ -154,18 +170,7 @@ impl Requests {
         let pref = ring.preference_list(partition, plan.n, plan.strict, |n| members.is_up(n));
         let op_name = op.as_ref().map_or("get", op_name);
         if pref.targets.len() < plan.needed {
-            let quorum = Quorum::new(plan.needed, plan.n, plan.strict, &[], &pref.uncovered);
-            let mut failure = quorum.failure(op_name, key.to_string());
-            failure.unreachable = pref
-                .uncovered
-                .iter()
-                .chain(pref.targets.iter().map(|t| &t.node))
-                .filter(|n| !members.is_up(n))
-                .cloned()
-                .collect();
-            failure.acked.clear();
-            failure.up = Some(pref.targets.iter().map(|t| t.node.clone()).collect());
-            let err = RequestError::QuorumFailed(Box::new(failure));
+            let err = unavailable(op_name, &key, &plan, &pref, members);
             return finish(cx, origin, ClientReply::Error(err));
         }
         let Some(my_hint) = pref
@@ -174,14 +179,23 @@ impl Requests {
             .find(|t| &t.node == cx.me())
             .map(|t| t.hint.clone())
         else {
+            let read = match (&op, &origin) {
+                (None, Origin::Client(_)) => Some(ReadRetry {
+                    key: key.clone(),
+                    opts,
+                    tried: Vec::new(),
+                }),
+                _ => None,
+            };
             let request = match op {
                 Some(op) => ClientRequest::Write { key, op, opts },
                 None => ClientRequest::Get { key, opts },
             };
             let deadline_ms = cx.now.mono_ms + plan.timeout_ms + plan.timeout_ms / 2;
             let coordinator = pref.targets[0].node.clone();
-            return self.forward(cx, deadline_ms, origin, request, coordinator);
+            return self.forward(cx, deadline_ms, origin, request, coordinator, read);
         };
+        let my_hint = Some(my_hint);
         data.traffic.observe(cx.now.mono_ms, &key);
         let id = cx.ids.fresh();
         let job = Job {
@@ -229,27 +243,30 @@ impl Requests {
         } = job;
         let ts = data.hlc.now(cx.now.wall_ms);
         let limits = cx.config.limits;
-        let (object, applied) =
-            match data
-                .replica
-                .apply(&key, op, data.actor, ts, &limits, my_hint.as_ref())
-            {
-                Ok(done) => done,
-                Err(ReplicaError::Object(error)) => {
-                    let err = RequestError::Object {
-                        key: key.to_string(),
-                        error,
-                    };
-                    return finish(cx, origin, ClientReply::Error(err));
-                }
-                Err(e) => {
-                    let err = RequestError::Storage {
-                        node: cx.me().clone(),
-                        message: e.to_string(),
-                    };
-                    return finish(cx, origin, ClientReply::Error(err));
-                }
-            };
+        let (object, applied) = match data.replica.apply(
+            &key,
+            op,
+            data.actor,
+            ts,
+            &limits,
+            my_hint.flatten().as_ref(),
+        ) {
+            Ok(done) => done,
+            Err(ReplicaError::Object(error)) => {
+                let err = RequestError::Object {
+                    key: key.to_string(),
+                    error,
+                };
+                return finish(cx, origin, ClientReply::Error(err));
+            }
+            Err(e) => {
+                let err = RequestError::Storage {
+                    node: cx.me().clone(),
+                    message: e.to_string(),
+                };
+                return finish(cx, origin, ClientReply::Error(err));
+            }
+        };
         let me = cx.me().clone();
         quorum.ack(&me);
         let value: ReadValue = object.read();
@@ -300,7 +317,7 @@ impl Requests {
             };
             cx.out.send(t.node.clone(), msg);
         }
-        let local = replica.read(&key, my_hint.as_ref());
+        let local = my_hint.map(|hint| replica.read(&key, hint.as_ref()));
         let state = ReadState {
             origin,
             key,
@@ -311,7 +328,9 @@ impl Requests {
             replied: false,
         };
         self.pending.insert(id, Pending::Read(state));
-        self.on_read_reply(cx, replica, id, me, local.map_err(|e| e.to_string()));
+        if let Some(local) = local {
+            self.on_read_reply(cx, replica, id, me, local.map_err(|e| e.to_string()));
+        }
     }
 
     /// Hands the request to `coordinator`; the answer comes back as a `ForwardReply`.
@@ -322,6 +341,7 @@ impl Requests {
         origin: Origin,
         request: ClientRequest,
         coordinator: NodeId,
+        read: Option<ReadRetry>,
     ) {
         if let Origin::Peer { .. } = origin {
             // Forwarded once already and our view disagrees with the sender's: refuse
@@ -341,6 +361,7 @@ impl Requests {
             Pending::Forward {
                 origin,
                 coordinator,
+                read,
             },
         );
         // Later than the coordinator's own timeout, so its error arrives first.
@@ -397,7 +418,13 @@ impl Requests {
     }
 
     /// `node` cannot be reached: count it against every request waiting on it.
-    pub(crate) fn on_unreachable(&mut self, cx: &mut Cx<'_>, replica: &mut Replica, node: &NodeId) {
+    pub(crate) fn on_unreachable(
+        &mut self,
+        cx: &mut Cx<'_>,
+        replica: &mut Replica,
+        members: &Membership,
+        node: &NodeId,
+    ) {
         let ids: Vec<u64> = self.pending.keys().copied().collect();
         for id in ids {
             let counted = match self.pending.get_mut(&id) {
@@ -410,7 +437,7 @@ impl Requests {
                 Some(Pending::Write(_)) if counted => self.check_write(cx, id),
                 Some(Pending::Read(_)) if counted => self.check_read(cx, replica, id),
                 Some(Pending::Forward { .. }) if counted => {
-                    self.fail_forward(cx, id, "it is unreachable")
+                    self.fail_forward(cx, replica, members, id, "it is unreachable")
                 }
                 _ => {}
             }
@@ -418,7 +445,13 @@ impl Requests {
     }
 
     /// A request's deadline passed; stale ids (finished requests) are ignored.
-    pub(crate) fn on_timeout(&mut self, cx: &mut Cx<'_>, replica: &mut Replica, id: u64) {
+    pub(crate) fn on_timeout(
+        &mut self,
+        cx: &mut Cx<'_>,
+        replica: &mut Replica,
+        members: &Membership,
+        id: u64,
+    ) {
         match self.pending.get(&id) {
             Some(Pending::Write(_)) => {
                 if let Some(Pending::Write(w)) = self.take(cx.timers, id) {
@@ -431,7 +464,9 @@ impl Requests {
                     self.end_read(cx, replica, r);
                 }
             }
-            Some(Pending::Forward { .. }) => self.fail_forward(cx, id, "it timed out"),
+            Some(Pending::Forward { .. }) => {
+                self.fail_forward(cx, replica, members, id, "it timed out")
+            }
             None => {}
         }
     }
@@ -514,20 +549,131 @@ impl Requests {
         debug_assert!(self.pending.len() >= self.deadlines.len());
     }
 
-    fn fail_forward(&mut self, cx: &mut Cx<'_>, id: u64, reason: &str) {
-        if let Some(Pending::Forward {
+    /// A forward's coordinator failed. A client's get moves to the next replica, or is
+    /// coordinated here as a stand-in, at most [`FORWARD_FAILOVERS_MAX`] times; anything
+    /// else fails, naming the coordinator (a write may or may not have been applied, so
+    /// it is not sent again).
+    fn fail_forward(
+        &mut self,
+        cx: &mut Cx<'_>,
+        replica: &mut Replica,
+        members: &Membership,
+        id: u64,
+        reason: &str,
+    ) {
+        let Some(Pending::Forward {
             origin,
             coordinator,
+            read,
         }) = self.take(cx.timers, id)
-        {
-            let err = RequestError::Forward {
-                via: cx.me().clone(),
-                coordinator,
-                reason: reason.to_string(),
-            };
-            finish(cx, origin, ClientReply::Error(err));
+        else {
+            return;
+        };
+        match read {
+            Some(mut retry) if retry.tried.len() < FORWARD_FAILOVERS_MAX => {
+                retry.tried.push(coordinator);
+                self.failover_read(cx, replica, members, origin, retry);
+            }
+            _ => {
+                let err = RequestError::Forward {
+                    via: cx.me().clone(),
+                    coordinator,
+                    reason: reason.to_string(),
+                };
+                finish(cx, origin, ClientReply::Error(err));
+            }
         }
     }
+
+    /// Sends a get whose coordinators in `retry.tried` failed to the next live replica,
+    /// or coordinates it here, reading the replicas directly.
+    fn failover_read(
+        &mut self,
+        cx: &mut Cx<'_>,
+        replica: &mut Replica,
+        members: &Membership,
+        origin: Origin,
+        retry: ReadRetry,
+    ) {
+        let plan = match Plan::resolve(&retry.opts, true, cx.config, members.len()) {
+            Ok(p) => p,
+            Err(e) => return finish(cx, origin, ClientReply::Error(e)),
+        };
+        let ring = members.ring();
+        let partition = ring.partition_of(key_position(&retry.key.bucket, &retry.key.key));
+        let pref = ring.preference_list(partition, plan.n, plan.strict, |n| members.is_up(n));
+        if pref.targets.len() < plan.needed {
+            let err = unavailable("get", &retry.key, &plan, &pref, members);
+            return finish(cx, origin, ClientReply::Error(err));
+        }
+        let me = cx.me().clone();
+        let my_hint = pref
+            .targets
+            .iter()
+            .find(|t| t.node == me)
+            .map(|t| t.hint.clone());
+        let next = pref
+            .targets
+            .iter()
+            .map(|t| &t.node)
+            .find(|n| **n != me && !retry.tried.contains(n))
+            .cloned();
+        if my_hint.is_none()
+            && let Some(next) = next
+        {
+            let request = ClientRequest::Get {
+                key: retry.key.clone(),
+                opts: retry.opts,
+            };
+            let deadline_ms = cx.now.mono_ms + plan.timeout_ms + plan.timeout_ms / 2;
+            return self.forward(cx, deadline_ms, origin, request, next, Some(retry));
+        }
+        let id = cx.ids.fresh();
+        let job = Job {
+            id,
+            origin,
+            key: retry.key,
+            my_hint,
+            quorum: Quorum::new(
+                plan.needed,
+                plan.n,
+                plan.strict,
+                &pref.targets,
+                &pref.uncovered,
+            ),
+            targets: pref.targets,
+        };
+        self.coordinate_read(cx, replica, job);
+        if self.pending.contains_key(&id) {
+            let timer = cx
+                .timers
+                .set(cx.now.mono_ms + plan.timeout_ms, Timer::Request(id));
+            self.deadlines.insert(id, timer);
+        }
+    }
+}
+
+/// The error of a request refused before any replica was asked: fewer than W (or R)
+/// replicas are up.
+fn unavailable(
+    op_name: &str,
+    key: &Key,
+    plan: &Plan,
+    pref: &crate::core::placement::ring::PreferenceList,
+    members: &Membership,
+) -> RequestError {
+    let quorum = Quorum::new(plan.needed, plan.n, plan.strict, &[], &pref.uncovered);
+    let mut failure = quorum.failure(op_name, key.to_string());
+    failure.unreachable = pref
+        .uncovered
+        .iter()
+        .chain(pref.targets.iter().map(|t| &t.node))
+        .filter(|n| !members.is_up(n))
+        .cloned()
+        .collect();
+    failure.acked.clear();
+    failure.up = Some(pref.targets.iter().map(|t| t.node.clone()).collect());
+    RequestError::QuorumFailed(Box::new(failure))
 }
 
 /// Sends `reply` to whoever waits: the driver's client, or the node that forwarded.

@@ -356,6 +356,45 @@ fn a_node_outside_the_preference_list_forwards_to_a_replica() {
 }
 
 #[test]
+fn a_get_whose_coordinator_is_silent_fails_over_to_the_next_replica_and_a_write_does_not() {
+    let mut c = Cluster::new(5);
+    let key = Key::new("b", "k");
+    let ring = c.node("n1").membership().ring().clone();
+    let partition = ring.partition_of(crate::core::placement::ring::key_position(
+        &key.bucket,
+        &key.key,
+    ));
+    let order = ring.primaries(partition, 5);
+    let (coordinator, outsider) = (order[0].clone(), order[4].clone());
+    c.client(outsider.as_str(), 1, put("v", 3));
+    c.run(all);
+    assert!(matches!(c.reply(1), ClientReply::Written { .. }));
+    // the first replica is alive in everyone's view but answers nothing
+    let silent = coordinator.clone();
+    let not_silent = move |from: &NodeId, _: &NodeId, _: &PeerMessage| from != &silent;
+    c.client(outsider.as_str(), 2, get(2));
+    c.run(&not_silent);
+    assert!(!c.has_reply(2));
+    // the forward's deadline (1.5 x the request timeout) passes: the get moves on
+    c.advance(3_100);
+    c.run(&not_silent);
+    assert_eq!(values(&c.reply(2)), vec![b"v".to_vec()]);
+    // a write is never sent twice: it fails, naming the coordinator
+    c.client(outsider.as_str(), 3, put("w", 2));
+    c.run(&not_silent);
+    c.advance(3_100);
+    c.run(&not_silent);
+    match c.reply(3) {
+        ClientReply::Error(RequestError::Forward {
+            coordinator: who, ..
+        }) => {
+            assert_eq!(who, coordinator)
+        }
+        other => panic!("expected a forward failure, got {other:?}"),
+    }
+}
+
+#[test]
 fn unreachable_replicas_fail_a_request_before_its_timeout() {
     let mut c = Cluster::new(3);
     c.client("n1", 1, put("v", 3));
