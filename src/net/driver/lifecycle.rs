@@ -135,11 +135,11 @@ pub fn start_with_storage(
     let (tx, rx) = mpsc::channel(INPUT_QUEUE_MAX);
     let pool = ConnectionPool::new(bound.endpoint.clone());
     let datagrams = DatagramSender::new(name.clone(), pool.clone());
-    let links = PeerLinks::new(name.clone(), pool, tx.clone());
+    let links = PeerLinks::new(name.clone(), pool.clone(), tx.clone());
     let core = tokio::spawn(CoreLoop::new(node, rx, datagrams, links, clock, tracker).run());
     let server = tokio::spawn(serve(
         bound.endpoint.clone(),
-        Arc::new(Server::new(tx.clone())),
+        Arc::new(Server::new(tx.clone(), pool)),
     ));
     tracing::info!(node = %name, addr = %bound.addr, role = %bound.identity.role, "node started");
     Ok(NodeHandle {

@@ -13,6 +13,13 @@
 //! as the per-message path did. Messages still queued for a peer that just failed are
 //! dropped with it: the core has marked the peer down and routes around it.
 //!
+//! One exception: when the server sees a peer restart it closes the pooled connection to
+//! the peer's previous process and reports the peer unreachable itself
+//! (`server.rs`, `Server::connected`). A link whose stream rode on that connection finds
+//! it closed by this node before its next write and opens a new stream on a new
+//! connection for what is queued, instead of failing it: what it had written to the dead
+//! process is what the server's report covers.
+//!
 //! Security is the same as on request streams: a peer stream is accepted only on a
 //! connection whose certificate is a node's ([`Role::Node`]), its first frame (a
 //! [`PeerStreamHeader`]) must name that same node, frames are bounded by
@@ -95,7 +102,8 @@ struct LinkStream {
     addr: SocketAddr,
     pool: ConnectionPool,
     inputs: mpsc::Sender<Input>,
-    stream: Option<quinn::SendStream>,
+    /// The open stream and the connection it rides on.
+    stream: Option<(quinn::Connection, quinn::SendStream)>,
 }
 
 impl PeerLinks {
@@ -189,7 +197,7 @@ impl LinkTask {
 }
 
 impl LinkStream {
-    async fn open(&mut self) -> Result<quinn::SendStream, NetError> {
+    async fn open(&mut self) -> Result<(quinn::Connection, quinn::SendStream), NetError> {
         let addr = self.addr;
         let conn = self.pool.get(addr).await?;
         let mut stream = conn
@@ -206,11 +214,11 @@ impl LinkStream {
             .write_all(&header)
             .await
             .map_err(|source| NetError::StreamWrite { source })?;
-        Ok(stream)
+        Ok((conn, stream))
     }
 
     async fn finish(&mut self) {
-        if let Some(mut stream) = self.stream.take() {
+        if let Some((_, mut stream)) = self.stream.take() {
             if stream.finish().is_ok() {
                 let wait = Duration::from_millis(PEER_CLOSE_WAIT_MS);
                 let _ = tokio::time::timeout(wait, stream.stopped()).await;
@@ -231,10 +239,23 @@ impl BatchSink<PeerMessage> for LinkStream {
 
     /// Writes a batch to the stream, opening the connection and stream if needed.
     async fn write(&mut self, batch: &[u8]) -> Result<(), NetError> {
+        let closed_here = self.stream.as_ref().is_some_and(|(conn, _)| {
+            matches!(
+                conn.close_reason(),
+                Some(quinn::ConnectionError::LocallyClosed)
+            )
+        });
+        if closed_here {
+            // This node closed the connection under the stream (the peer restarted, see
+            // the module docs): not a delivery failure of this batch, which goes out on a
+            // new connection.
+            debug!(node = %self.me, to = %self.to, addr = %self.addr, "connection closed here; reopening the peer stream");
+            self.stream = None;
+        }
         if self.stream.is_none() {
             self.stream = Some(self.open().await?);
         }
-        let Some(stream) = self.stream.as_mut() else {
+        let Some((_, stream)) = self.stream.as_mut() else {
             return Err(NetError::StreamClosed);
         };
         stream
@@ -257,7 +278,7 @@ impl BatchSink<PeerMessage> for LinkStream {
                 timeout_ms: PEER_WRITE_TIMEOUT_MS,
             },
         };
-        if let Some(mut stream) = self.stream.take() {
+        if let Some((_, mut stream)) = self.stream.take() {
             let _ = stream.reset(quinn::VarInt::from_u32(STREAM_CODE_ABANDONED));
         }
         if err.is_connection_lost() {

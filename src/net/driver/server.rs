@@ -6,32 +6,104 @@
 //! datagrams get their readers once its identity is known. Roles are checked here: peer
 //! messages never travel on request streams, and only node certificates may open peer
 //! streams or gossip.
+//!
+//! A new connection from a node also tells something about that node: a live node keeps
+//! its one connection to us, so a second one while the first still looks open means the
+//! node restarted (its previous process died without closing anything). The server then
+//! drops what leads to the previous process, so the next message dials the new one
+//! instead of vanishing until the idle timeout ([`Server::connected`]).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::core::placement::ring::{MEMBERS_MAX, NodeId};
 use crate::net::driver::datagrams::read_datagrams;
 use crate::net::driver::input::{Input, ReplyTo};
 use crate::net::driver::node_session::serve_session;
 use crate::net::driver::peer_link::accept_peer_streams;
-use crate::net::{Handler, NetError, PeerIdentity};
+use crate::net::{ConnectionPool, Handler, NetError, PeerIdentity, Role};
 use crate::proto::{PROTOCOL_VERSION, REQUEST_TIMEOUT_MS_MAX, WireBody, WireRequest, WireResponse};
 
 /// How long the server waits for the core to answer a client request: the longest
 /// request timeout plus forwarding slack.
 pub const CLIENT_WAIT_MS: u64 = REQUEST_TIMEOUT_MS_MAX as u64 * 2 + 5_000;
 
+/// Incoming node connections remembered (the latest per node name); beyond it the
+/// closed ones are forgotten first.
+pub const INCOMING_NODES_MAX: usize = MEMBERS_MAX * 2;
+
+/// QUIC application close code: an incoming connection superseded by a newer one from the
+/// same node, which restarted.
+pub const CLOSE_CODE_SUPERSEDED: u32 = 0x1a;
+
 /// The node's [`Handler`]: it only validates and enqueues.
 #[derive(Debug)]
 pub(crate) struct Server {
     inputs: mpsc::Sender<Input>,
+    /// The pool the node dials its peers from (shared with the peer links and gossip).
+    pool: ConnectionPool,
+    /// The latest incoming connection of each node, by certificate name.
+    incoming: Mutex<HashMap<String, quinn::Connection>>,
 }
 
 impl Server {
-    pub(crate) fn new(inputs: mpsc::Sender<Input>) -> Server {
-        Server { inputs }
+    pub(crate) fn new(inputs: mpsc::Sender<Input>, pool: ConnectionPool) -> Server {
+        Server {
+            inputs,
+            pool,
+            incoming: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Records `conn` as `peer`'s latest incoming connection; true when it supersedes one
+    /// that still looked open, i.e. `peer` restarted.
+    fn supersedes(&self, peer: &PeerIdentity, conn: &quinn::Connection) -> bool {
+        let mut incoming = self
+            .incoming
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if incoming.len() >= INCOMING_NODES_MAX && !incoming.contains_key(&peer.name) {
+            incoming.retain(|_, c| c.close_reason().is_none());
+        }
+        if incoming.len() >= INCOMING_NODES_MAX && !incoming.contains_key(&peer.name) {
+            // Only certificates the cluster CA signed get here; with the table full of
+            // live connections, this one is simply not remembered.
+            return false;
+        }
+        let previous = incoming.insert(peer.name.clone(), conn.clone());
+        match previous {
+            Some(old) if old.stable_id() != conn.stable_id() && old.close_reason().is_none() => {
+                old.close(
+                    quinn::VarInt::from_u32(CLOSE_CODE_SUPERSEDED),
+                    b"superseded by a newer connection",
+                );
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// `peer` restarted: close our pooled connections to its previous process (the peer
+    /// links' streams on them fail or reopen on a new one, gossip redials), and report it
+    /// unreachable, so requests waiting on messages sent to the previous process fail
+    /// over at once instead of timing out. The report is queued before this connection's
+    /// readers start, so the core handles it before anything the new process sends.
+    fn peer_restarted(&self, peer: &PeerIdentity, accepted: Instant) {
+        let closed = self.pool.evict_peer(peer, accepted);
+        tracing::info!(%peer, closed, "a node connected again while its previous connection looked open: it restarted; dropping the connections to its previous process");
+        let input = Input::Unreachable(NodeId::new(peer.name.clone()));
+        if let Err(mpsc::error::TrySendError::Full(input)) = self.inputs.try_send(input) {
+            // A full queue is rare (it holds INPUT_QUEUE_MAX); the report may then come
+            // after the new process's first messages, which only delays its being seen up.
+            let inputs = self.inputs.clone();
+            tokio::spawn(async move {
+                let _ = inputs.send(input).await;
+            });
+        }
     }
 }
 
@@ -96,6 +168,12 @@ impl Handler for Server {
     }
 
     fn connected(&self, peer: &PeerIdentity, conn: &quinn::Connection) {
+        if peer.role == Role::Node {
+            let accepted = Instant::now();
+            if self.supersedes(peer, conn) {
+                self.peer_restarted(peer, accepted);
+            }
+        }
         // Peer streams check the role themselves, so a client's attempt gets a log line.
         accept_peer_streams(peer.clone(), conn.clone(), self.inputs.clone());
         read_datagrams(peer, conn, self.inputs.clone());

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -18,6 +18,7 @@ use serde::de::DeserializeOwned;
 use super::certs::Identity;
 use super::error::NetError;
 use super::frame::{read_frame, write_frame};
+use super::identity::{PeerIdentity, peer_identity};
 use super::tls::{SERVER_NAME, client_config, server_config};
 
 /// Deadline for opening a connection (handshake included).
@@ -25,7 +26,28 @@ pub const CONNECT_TIMEOUT_MS: u64 = 5_000;
 /// Most remote addresses a pool keeps a connection to; cluster-sized with headroom.
 pub const POOL_CONNECTIONS_MAX: usize = 1_024;
 
-type Slot = Arc<tokio::sync::Mutex<Option<quinn::Connection>>>;
+/// QUIC application close code of a pooled connection dropped because the node it leads
+/// to was seen restarted ([`ConnectionPool::evict_peer`]).
+pub const CLOSE_CODE_PEER_RESTARTED: u32 = 0x19;
+
+type Slot = Arc<tokio::sync::Mutex<Option<Pooled>>>;
+
+/// A cached connection, with who answered it and when it was opened.
+#[derive(Debug)]
+struct Pooled {
+    conn: quinn::Connection,
+    /// The server's identity from its certificate (`None` if it carries none, which the
+    /// pool does not judge: the caller of [`ConnectionPool::get`] does).
+    peer: Option<PeerIdentity>,
+    opened: Instant,
+}
+
+impl Pooled {
+    /// True when this connection leads to `peer` and was opened before `before`.
+    fn superseded(&self, peer: &PeerIdentity, before: Instant) -> bool {
+        self.opened < before && self.peer.as_ref() == Some(peer)
+    }
+}
 
 /// One reusable connection per remote address.
 ///
@@ -73,15 +95,51 @@ impl ConnectionPool {
     pub async fn get(&self, addr: SocketAddr) -> Result<quinn::Connection, NetError> {
         let slot = self.slot(addr)?;
         let mut cached = slot.lock().await;
-        if let Some(conn) = cached.as_ref() {
-            if conn.close_reason().is_none() {
-                return Ok(conn.clone());
+        if let Some(pooled) = cached.as_ref() {
+            if pooled.conn.close_reason().is_none() {
+                return Ok(pooled.conn.clone());
             }
         }
         *cached = None;
         let conn = connect(&self.endpoint, addr, self.connect_timeout_ms).await?;
-        *cached = Some(conn.clone());
+        *cached = Some(Pooled {
+            conn: conn.clone(),
+            peer: peer_identity(&conn).ok(),
+            opened: Instant::now(),
+        });
         Ok(conn)
+    }
+
+    /// Closes every cached connection that leads to `peer` (by the identity in the
+    /// certificate it answered with) and was opened before `before`, so the next
+    /// [`ConnectionPool::get`] dials again: `peer` was seen restarted, and what is sent
+    /// on a connection to its previous process goes nowhere until the idle timeout.
+    ///
+    /// Connections opened at or after `before` are kept: they lead to the new process. A
+    /// slot busy at the time (a dial or a lookup in progress) is checked by a task once
+    /// free. Streams riding on a closed connection fail with
+    /// [`quinn::ConnectionError::LocallyClosed`]. Returns how many were closed at once.
+    pub fn evict_peer(&self, peer: &PeerIdentity, before: Instant) -> usize {
+        let slots: Vec<Slot> = self.lock_slots().values().cloned().collect();
+        let mut closed = 0;
+        for slot in slots {
+            match slot.clone().try_lock_owned() {
+                Ok(mut cached) => {
+                    if close_superseded(&mut cached, peer, before) {
+                        closed += 1;
+                    }
+                }
+                Err(_) => {
+                    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                        let peer = peer.clone();
+                        runtime.spawn(async move {
+                            close_superseded(&mut *slot.lock().await, &peer, before);
+                        });
+                    }
+                }
+            }
+        }
+        closed
     }
 
     /// Drops the cached connection to `addr` (closing it), e.g. after a request on it failed
@@ -90,8 +148,8 @@ impl ConnectionPool {
         let slot = self.lock_slots().remove(&addr);
         if let Some(slot) = slot {
             if let Ok(mut cached) = slot.try_lock() {
-                if let Some(conn) = cached.take() {
-                    conn.close(quinn::VarInt::from_u32(0), b"evicted");
+                if let Some(pooled) = cached.take() {
+                    pooled.conn.close(quinn::VarInt::from_u32(0), b"evicted");
                 }
             }
         }
@@ -138,7 +196,9 @@ impl ConnectionPool {
         if slots.len() >= self.connections_max {
             // Reap slots whose connection is gone; a slot being dialed (locked) is kept.
             slots.retain(|_, slot| match slot.try_lock() {
-                Ok(cached) => cached.as_ref().is_some_and(|c| c.close_reason().is_none()),
+                Ok(cached) => cached
+                    .as_ref()
+                    .is_some_and(|p| p.conn.close_reason().is_none()),
                 Err(_) => true,
             });
             if slots.len() >= self.connections_max {
@@ -159,6 +219,20 @@ impl ConnectionPool {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+/// Closes the slot's connection if it is superseded (see [`ConnectionPool::evict_peer`]).
+fn close_superseded(cached: &mut Option<Pooled>, peer: &PeerIdentity, before: Instant) -> bool {
+    if !cached.as_ref().is_some_and(|p| p.superseded(peer, before)) {
+        return false;
+    }
+    if let Some(pooled) = cached.take() {
+        pooled.conn.close(
+            quinn::VarInt::from_u32(CLOSE_CODE_PEER_RESTARTED),
+            b"peer restarted",
+        );
+    }
+    true
 }
 
 /// Binds an endpoint that accepts connections (as a node) and dials peers with the same

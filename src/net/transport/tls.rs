@@ -20,10 +20,20 @@ use super::error::NetError;
 pub const ALPN: &[u8] = b"ringkv/1";
 /// The DNS name every node certificate carries and every dialer asks for (SNI).
 pub const SERVER_NAME: &str = "ringkv.node";
-/// A connection with no traffic (keep-alives included) for this long is closed.
-pub const IDLE_TIMEOUT_MS: u32 = 30_000;
-/// Keep-alive period, well under the idle timeout so idle pooled connections survive.
-pub const KEEP_ALIVE_INTERVAL_MS: u64 = 5_000;
+/// A connection that hears nothing from its peer (keep-alives included) for this long is
+/// closed: this is how a peer that died without closing (a crash, a `kill -9`, a cut
+/// cable) is noticed, and until then what is sent to it goes nowhere. 2 s keeps that
+/// window near the 1–2 s goal while leaving five keep-alive periods of slack: a peer
+/// must go silent for a whole 2 s before a live connection is dropped, which a
+/// debug-build node on two loaded cores does not (its QUIC tasks still run every few
+/// ms). A dropped connection is only redialled; a restarted peer is noticed sooner still
+/// by its new connection (`net/driver/server.rs`). (quinn never times out sooner than
+/// three probe timeouts, which on a slow path stretches this.)
+pub const IDLE_TIMEOUT_MS: u32 = 2_000;
+/// Keep-alive period: five fit in the idle timeout, so an idle pooled connection
+/// survives four lost keep-alives in a row. At one small packet per connection every
+/// 400 ms the cost is negligible.
+pub const KEEP_ALIVE_INTERVAL_MS: u64 = 400;
 /// Bidirectional streams (one per request) a peer may have open on one connection.
 pub const BIDI_STREAMS_CONCURRENT_MAX: u32 = 256;
 /// Unidirectional streams a peer may have open on one connection: the node driver's
