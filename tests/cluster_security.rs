@@ -100,8 +100,8 @@ async fn a_client_certificate_cannot_open_a_peer_stream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_cannot_send_under_another_nodes_name() {
     let cluster = TestCluster::start(3).await;
-    let n3 = load_identity(&cluster.certs, "n3").unwrap();
-    let pool = ConnectionPool::new(bind_client("127.0.0.1:0".parse().unwrap(), &n3).unwrap());
+    let rogue = rogue_node(&cluster);
+    let pool = ConnectionPool::new(bind_client("127.0.0.1:0".parse().unwrap(), &rogue).unwrap());
     let conn = within(pool.get(cluster.addrs[0])).await.unwrap();
     let key = Key::new("b", "impostor");
     let mut send = within(open_peer_stream(&conn, "n2")).await.unwrap();
@@ -112,7 +112,7 @@ async fn a_node_cannot_send_under_another_nodes_name() {
     assert_eq!(
         stopped,
         Some(quinn::VarInt::from_u32(STREAM_CODE_BAD_HEADER)),
-        "n3 speaking as n2 is stopped at the header"
+        "a node certificate speaking as n2 is stopped at the header"
     );
     assert!(cluster.local(0, &key).is_none(), "nothing was written");
     cluster.shutdown().await;
@@ -121,8 +121,8 @@ async fn a_node_cannot_send_under_another_nodes_name() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_on_a_peer_stream_closes_that_stream_and_the_node_keeps_serving() {
     let cluster = TestCluster::start(3).await;
-    let n3 = load_identity(&cluster.certs, "n3").unwrap();
-    let pool = ConnectionPool::new(bind_client("127.0.0.1:0".parse().unwrap(), &n3).unwrap());
+    let rogue = rogue_node(&cluster);
+    let pool = ConnectionPool::new(bind_client("127.0.0.1:0".parse().unwrap(), &rogue).unwrap());
     let conn = within(pool.get(cluster.addrs[0])).await.unwrap();
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("not msgpack", {
@@ -143,7 +143,7 @@ async fn garbage_on_a_peer_stream_closes_that_stream_and_the_node_keeps_serving(
         }),
     ];
     for (what, bytes) in cases {
-        let mut send = within(open_peer_stream(&conn, "n3")).await.unwrap();
+        let mut send = within(open_peer_stream(&conn, ROGUE)).await.unwrap();
         within(send.write_all(&bytes)).await.unwrap();
         let stopped = within(send.stopped()).await.unwrap();
         assert_eq!(
@@ -242,4 +242,18 @@ async fn garbage_frames_get_refusals_and_the_node_keeps_serving() {
         .expect("the node still serves");
     assert_eq!(status.members.len(), 3);
     cluster.shutdown().await;
+}
+
+/// Name of a node certificate from the cluster CA that no running node uses. Tests that
+/// speak as a node use it: a second connection under a running node's name would tell
+/// that node's peers it restarted, and they would close the first.
+const ROGUE: &str = "rogue";
+
+/// Issues and loads the [`ROGUE`] node identity.
+fn rogue_node(cluster: &TestCluster) -> ringkv::net::Identity {
+    CertStore::open(&cluster.certs)
+        .expect("CA")
+        .issue(ROGUE, Role::Node)
+        .expect("node cert");
+    load_identity(&cluster.certs, ROGUE).expect("rogue identity")
 }

@@ -101,6 +101,33 @@ struct Job {
     targets: Vec<crate::core::placement::ring::Target>,
 }
 
+impl Job {
+    /// A request coordinated here against `pref`'s targets.
+    fn new(
+        id: u64,
+        origin: Origin,
+        key: Key,
+        my_hint: Option<Option<NodeId>>,
+        plan: &Plan,
+        pref: crate::core::placement::ring::PreferenceList,
+    ) -> Job {
+        Job {
+            id,
+            origin,
+            key,
+            my_hint,
+            quorum: Quorum::new(
+                plan.needed,
+                plan.n,
+                plan.strict,
+                &pref.targets,
+                &pref.uncovered,
+            ),
+            targets: pref.targets,
+        }
+    }
+}
+
 impl Requests {
     /// Requests coordinated or forwarded and not yet finished.
     pub(crate) fn len(&self) -> usize {
@@ -197,31 +224,13 @@ impl Requests {
         };
         let my_hint = Some(my_hint);
         data.traffic.observe(cx.now.mono_ms, &key);
-        let id = cx.ids.fresh();
-        let job = Job {
-            id,
-            origin,
-            key,
-            my_hint,
-            quorum: Quorum::new(
-                plan.needed,
-                plan.n,
-                plan.strict,
-                &pref.targets,
-                &pref.uncovered,
-            ),
-            targets: pref.targets,
-        };
+        let job = Job::new(cx.ids.fresh(), origin, key, my_hint, &plan, pref);
+        let id = job.id;
         match op {
             Some(op) => self.coordinate_write(cx, data, job, op, op_name),
             None => self.coordinate_read(cx, data.replica, job),
         }
-        if self.pending.contains_key(&id) {
-            let timer = cx
-                .timers
-                .set(cx.now.mono_ms + plan.timeout_ms, Timer::Request(id));
-            self.deadlines.insert(id, timer);
-        }
+        self.set_deadline(cx, id, plan.timeout_ms);
         self.check_invariants();
     }
 
@@ -529,6 +538,16 @@ impl Requests {
         }
     }
 
+    /// Gives request `id` its deadline, unless it was decided while it started.
+    fn set_deadline(&mut self, cx: &mut Cx<'_>, id: u64, timeout_ms: u64) {
+        if self.pending.contains_key(&id) {
+            let timer = cx
+                .timers
+                .set(cx.now.mono_ms + timeout_ms, Timer::Request(id));
+            self.deadlines.insert(id, timer);
+        }
+    }
+
     /// Removes a request that is done, with its deadline timer.
     fn take(&mut self, timers: &mut TimerTable, id: u64) -> Option<Pending> {
         if let Some(timer) = self.deadlines.remove(&id) {
@@ -628,28 +647,10 @@ impl Requests {
             let deadline_ms = cx.now.mono_ms + plan.timeout_ms + plan.timeout_ms / 2;
             return self.forward(cx, deadline_ms, origin, request, next, Some(retry));
         }
-        let id = cx.ids.fresh();
-        let job = Job {
-            id,
-            origin,
-            key: retry.key,
-            my_hint,
-            quorum: Quorum::new(
-                plan.needed,
-                plan.n,
-                plan.strict,
-                &pref.targets,
-                &pref.uncovered,
-            ),
-            targets: pref.targets,
-        };
+        let job = Job::new(cx.ids.fresh(), origin, retry.key, my_hint, &plan, pref);
+        let id = job.id;
         self.coordinate_read(cx, replica, job);
-        if self.pending.contains_key(&id) {
-            let timer = cx
-                .timers
-                .set(cx.now.mono_ms + plan.timeout_ms, Timer::Request(id));
-            self.deadlines.insert(id, timer);
-        }
+        self.set_deadline(cx, id, plan.timeout_ms);
     }
 }
 
