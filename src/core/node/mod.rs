@@ -513,10 +513,16 @@ impl Node {
                 let outcome = self
                     .transfer
                     .on_ack(&mut cx, &mut self.replica, &from, id, error);
-                if outcome == TransferOutcome::KeysDropped {
-                    self.renew_actor();
+                if let TransferOutcome::BatchDone {
+                    partition,
+                    keys_dropped,
+                } = outcome
+                {
+                    if keys_dropped > 0 {
+                        self.renew_actor();
+                    }
                     let mut cx = self.shared.lend(now);
-                    self.transfer.after_ack(&mut cx, &self.replica);
+                    self.transfer.after_batch(&mut cx, &self.replica, partition);
                 }
             }
             msg @ (PeerMessage::AeRoots { .. }

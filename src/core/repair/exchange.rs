@@ -95,6 +95,8 @@ pub(crate) struct Exchange {
 #[derive(Debug, Default)]
 struct Batches {
     by_peer: BTreeMap<NodeId, (u64, Vec<(u32, u16)>)>,
+    /// (peer, partition) already listed.
+    listed: BTreeSet<(NodeId, u32)>,
 }
 
 /// What one anti-entropy call works with: the node's shared context, this replica (read
@@ -274,7 +276,7 @@ impl Batches {
             self.by_peer.insert(peer.clone(), (salt, Vec::new()));
         }
         if let Some((salt, records)) = self.by_peer.get_mut(peer)
-            && !records.iter().any(|(q, _)| *q == p)
+            && self.listed.insert((peer.clone(), p))
         {
             records.push((p, short16(*salt, replica.trees().root(p))));
         }

@@ -49,8 +49,6 @@ pub(crate) struct Transfer {
     done: u64,
     keys_sent: u64,
     bytes_sent: u64,
-    /// The partition of a batch every owner acked, until [`Transfer::after_ack`].
-    finished: Option<u32>,
 }
 
 /// One batch waiting for its owners' acks.
@@ -71,9 +69,11 @@ pub(crate) enum TransferOutcome {
     Continue,
     /// A leaving node has handed everything over: it may mark itself left.
     HandedOver,
-    /// Keys were dropped after their owners took them: the node must take a fresh actor
-    /// id before it coordinates again (see the module doc).
-    KeysDropped,
+    /// Every owner acked the batch of `partition`, and `keys_dropped` of its keys were
+    /// dropped. With any dropped the node must take a fresh actor id before it
+    /// coordinates again (see the module doc); either way it then calls
+    /// [`Transfer::after_batch`].
+    BatchDone { partition: u32, keys_dropped: u64 },
 }
 
 impl Transfer {
@@ -245,12 +245,9 @@ impl Transfer {
             }
         }
         self.keys_sent += removed;
-        self.finished = Some(batch.partition);
-        if removed > 0 {
-            TransferOutcome::KeysDropped
-        } else {
-            self.after_ack(cx, replica);
-            TransferOutcome::Continue
+        TransferOutcome::BatchDone {
+            partition: batch.partition,
+            keys_dropped: removed,
         }
     }
 
@@ -265,10 +262,7 @@ impl Transfer {
 
     /// The end of a completed batch, after the node renewed its actor if keys dropped:
     /// counts the partition if it is empty now and looks for the next batch at once.
-    pub(crate) fn after_ack(&mut self, cx: &mut Cx<'_>, replica: &Replica) {
-        let Some(partition) = self.finished.take() else {
-            return;
-        };
+    pub(crate) fn after_batch(&mut self, cx: &mut Cx<'_>, replica: &Replica, partition: u32) {
         if replica.trees().root(partition) == 0 {
             self.done += 1;
             tracing::info!(node = %cx.me(), partition, "partition handed over");

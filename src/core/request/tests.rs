@@ -415,20 +415,8 @@ fn anti_entropy_alone_repairs_replicas_that_missed_writes_without_any_read() {
     let mut c = Cluster::new(3);
     // let the start-up tree rebuilds finish
     c.advance(1);
-    let keys: Vec<Key> = (0..40).map(|i| Key::new("ae", format!("k{i}"))).collect();
-    for (i, key) in keys.iter().enumerate() {
-        let req = ClientRequest::Write {
-            key: key.clone(),
-            op: Op::CounterAdd { delta: 1 },
-            opts: QuorumOpts {
-                w: Some(2),
-                ..QuorumOpts::default()
-            },
-        };
-        c.client("n1", 100 + i as u64, req);
-        // n3 misses every write, and there is no fallback to keep a hint
-        c.run(|_, to, _| to != &id("n3"));
-    }
+    // n3 misses every write, and there is no fallback to keep a hint
+    let keys = write_missing_n3(&mut c, 40);
     let missing = |c: &mut Cluster| {
         keys.iter()
             .filter(|k| c.node("n3").replica().read(k, None).unwrap().is_none())

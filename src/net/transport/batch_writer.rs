@@ -183,6 +183,7 @@ mod tests {
     async fn what_is_queued_goes_out_in_batches_up_to_the_cap() {
         let (tx, mut rx) = mpsc::unbounded_channel();
         for i in 0..7u8 {
+            // invariant: `rx` lives in this test, so the unbounded send cannot fail.
             tx.send(i).unwrap();
         }
         drop(tx);
@@ -198,6 +199,7 @@ mod tests {
     async fn a_failed_write_is_reported_and_the_writer_goes_on() {
         let (tx, mut rx) = mpsc::channel(8);
         for i in 0..4u8 {
+            // invariant: `rx` lives in this test and 4 items fit the 8-slot channel.
             tx.send(i).await.unwrap();
         }
         drop(tx);
