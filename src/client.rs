@@ -579,6 +579,7 @@ impl Client {
             key: key.clone(),
             op,
             opts,
+            id: None,
         };
         match self.call(request).await? {
             ClientReply::Written { value, warning } => Ok(WriteResult {

@@ -35,6 +35,7 @@ fn anti_entropy_alone_converges_replicas_after_hints_are_lost() {
                 w: Some(2),
                 ..QuorumOpts::default()
             },
+            id: None,
         };
         world.submit(live[i % live.len()].clone(), request);
     }

@@ -91,6 +91,7 @@ fn write(world: &mut World, at: &NodeId, op: Op) {
             key: key(),
             op,
             opts: opts(),
+            id: None,
         },
     );
     assert!(matches!(reply, ClientReply::Written { .. }), "{reply:?}");

@@ -18,6 +18,7 @@ fn counter_write(key: &Key, w: u8) -> ClientRequest {
             w: Some(w),
             ..QuorumOpts::default()
         },
+        id: None,
     }
 }
 
@@ -208,6 +209,7 @@ fn a_crash_between_replication_and_its_persist_never_reuses_a_dot() {
             w: Some(2),
             ..QuorumOpts::default()
         },
+        id: None,
     };
     // m1 reaches the other two replicas; the coordinator dies before its persist.
     let first = world.submit(coordinator.clone(), add("m1"));

@@ -178,6 +178,7 @@ fn cluster_distinct_keys_are_within_2_percent_at_100k_keys_despite_3_copies() {
                 context: Context::empty(),
             },
             opts: QuorumOpts::default(),
+            id: None,
         };
         let at = bus.name(i as usize);
         written(&bus.request(&at, request), &key);
@@ -323,6 +324,7 @@ fn the_top_key_of_a_zipfian_workload_is_the_clusters_first_hot_key() {
                     value: i.to_be_bytes().to_vec(),
                 },
                 opts: QuorumOpts::default(),
+                id: None,
             }
         };
         let at = bus.name(rng.random_range(0..NODES));

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::object::{Context, Op, ReadValue};
+use crate::core::object::{Context, Op, OpId, ReadValue};
 use crate::core::placement::ring::NodeId;
 pub use crate::core::stats::StatsInfo;
 use crate::proto::{Key, RequestError};
@@ -52,6 +52,10 @@ pub enum ClientRequest {
         op: Op,
         /// N, W, strictness and timeout for this write.
         opts: QuorumOpts,
+        /// The operation's id: a retry with the same id is applied at most once, through
+        /// any node. `None` (older clients) means every delivery applies.
+        #[serde(default)]
+        id: Option<OpId>,
     },
     /// Ask for membership as the node sees it; answered with `ClientReply::Status`.
     Status,

@@ -143,6 +143,7 @@ impl RmwProgram {
             key,
             op,
             opts: self.quorum.opts(rng, true),
+            id: None,
         }
     }
 
@@ -290,6 +291,7 @@ impl Program for QuorumProgram {
                 key,
                 op: Op::CounterAdd { delta: 1 },
                 opts,
+                id: None,
             }
         } else {
             ClientRequest::Get { key, opts }

@@ -37,15 +37,15 @@ use rand_chacha::ChaCha8Rng;
 use crate::core::membership::Membership;
 use crate::core::membership::cluster::{Cluster, LeaveStart};
 use crate::core::membership::gossip::{Gossip, GossipEvent, GossipId, MemberMeta, MemberPhase};
+use crate::core::object::Object;
 use crate::core::object::clock::{ActorId, Hlc};
-use crate::core::object::{Object, Op};
 use crate::core::placement::ring::{NodeId, VNODES_DEFAULT};
 use crate::core::repair::exchange::{AeStats, Exchange};
 use crate::core::repair::reap::Reaper;
 use crate::core::repair::transfer::{self, Transfer, TransferOutcome};
 use crate::core::replica::Replica;
 use crate::core::replica::handoff::Handoff;
-use crate::core::request::{self, Data, Origin, Requests};
+use crate::core::request::{self, Data, Origin, Requests, Write};
 use crate::core::stats::{AeProgress, RequestWindows, Statistics, StatsError, StatsInfo};
 use crate::core::timer::{Timer, TimerTable};
 use crate::proto::{
@@ -573,7 +573,7 @@ impl Node {
     /// A client's request, or one forwarded by a peer: operator requests are answered
     /// here, data requests go to the requests subsystem.
     fn start_request(&mut self, now: Now, origin: Origin, request: ClientRequest) {
-        let (key, op, opts): (Key, Option<Op>, QuorumOpts) = match request {
+        let (key, write, opts): (Key, Option<Write>, QuorumOpts) = match request {
             ClientRequest::Status => {
                 let status = reports::status(
                     &self.shared.config,
@@ -617,7 +617,7 @@ impl Node {
                 return request::finish(&mut cx, origin, reply);
             }
             ClientRequest::Get { key, opts } => (key, None, opts),
-            ClientRequest::Write { key, op, opts } => (key, Some(op), opts),
+            ClientRequest::Write { key, op, opts, id } => (key, Some(Write { op, id }), opts),
         };
         let mut cx = self.shared.lend(now);
         if !self.cluster.is_synced() || self.cluster.has_left() {
@@ -641,7 +641,7 @@ impl Node {
         };
         let others = self.handoff.len();
         self.requests
-            .start(&mut cx, data, origin, key, op, opts, others);
+            .start(&mut cx, data, origin, key, write, opts, others);
     }
 
     /// `ringkv leave`: see [`Cluster::start_leave`]; partitions stream from the next

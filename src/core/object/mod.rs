@@ -7,6 +7,7 @@
 //! duplication and reordering. Operations are applied only by a coordinator, with its
 //! own actor and HLC timestamp, through [`Object::apply`].
 
+pub mod applied;
 pub mod clock;
 
 mod context;
@@ -22,6 +23,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+pub use applied::OpId;
 pub use context::Context;
 #[cfg(feature = "sim")]
 pub use context::{CONTEXT_ACTORS_MAX, CONTEXT_TOKEN_BYTES_MAX};

@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use crate::core::membership::Membership;
 use crate::core::node::Cx;
 use crate::core::object::clock::{ActorId, Hlc};
-use crate::core::object::{Op, ReadValue};
+use crate::core::object::{Op, OpId, ReadValue};
 use crate::core::placement::quorum::Quorum;
 use crate::core::placement::ring::{NodeId, key_position};
 use crate::core::replica::{Replica, ReplicaError};
@@ -80,6 +80,13 @@ enum Pending {
 }
 
 /// A forwarded get, kept so that a coordinator that fails can be replaced.
+/// A client write as the request layer carries it: the operation and its id.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Write {
+    pub(crate) op: Op,
+    pub(crate) id: Option<OpId>,
+}
+
 #[derive(Debug)]
 struct ReadRetry {
     key: Key,
@@ -162,7 +169,7 @@ impl Requests {
         data: Data<'_>,
         origin: Origin,
         key: Key,
-        op: Option<Op>,
+        write: Option<Write>,
         opts: QuorumOpts,
         other_inflight: usize,
     ) {
@@ -187,7 +194,7 @@ impl Requests {
             let err = RequestError::BadRequest(format!("{key}: {e}"));
             return finish(cx, origin, ClientReply::Error(err));
         }
-        let plan = match Plan::resolve(&opts, op.is_none(), cx.config, data.members.len()) {
+        let plan = match Plan::resolve(&opts, write.is_none(), cx.config, data.members.len()) {
             Ok(p) => p,
             Err(e) => return finish(cx, origin, ClientReply::Error(e)),
         };
@@ -195,7 +202,7 @@ impl Requests {
         let ring = members.ring();
         let partition = ring.partition_of(key_position(&key.bucket, &key.key));
         let pref = ring.preference_list(partition, plan.n, plan.strict, |n| members.is_up(n));
-        let op_name = op.as_ref().map_or("get", op_name);
+        let op_name = write.as_ref().map_or("get", |w| op_name(&w.op));
         if pref.targets.len() < plan.needed {
             let err = unavailable(op_name, &key, &plan, &pref, members);
             return finish(cx, origin, ClientReply::Error(err));
@@ -206,7 +213,7 @@ impl Requests {
             .find(|t| &t.node == cx.me())
             .map(|t| t.hint.clone())
         else {
-            let read = match (&op, &origin) {
+            let read = match (&write, &origin) {
                 (None, Origin::Client(_)) => Some(ReadRetry {
                     key: key.clone(),
                     opts,
@@ -214,8 +221,8 @@ impl Requests {
                 }),
                 _ => None,
             };
-            let request = match op {
-                Some(op) => ClientRequest::Write { key, op, opts },
+            let request = match write {
+                Some(Write { op, id }) => ClientRequest::Write { key, op, opts, id },
                 None => ClientRequest::Get { key, opts },
             };
             let deadline_ms = cx.now.mono_ms + plan.timeout_ms + plan.timeout_ms / 2;
@@ -226,8 +233,8 @@ impl Requests {
         data.traffic.observe(cx.now.mono_ms, &key);
         let job = Job::new(cx.ids.fresh(), origin, key, my_hint, &plan, pref);
         let id = job.id;
-        match op {
-            Some(op) => self.coordinate_write(cx, data, job, op, op_name),
+        match write {
+            Some(write) => self.coordinate_write(cx, data, job, write, op_name),
             None => self.coordinate_read(cx, data.replica, job),
         }
         self.set_deadline(cx, id, plan.timeout_ms);
@@ -239,7 +246,7 @@ impl Requests {
         cx: &mut Cx<'_>,
         data: Data<'_>,
         job: Job,
-        op: Op,
+        write: Write,
         op_name: &'static str,
     ) {
         let Job {
@@ -254,7 +261,7 @@ impl Requests {
         let limits = cx.config.limits;
         let (object, applied) = match data.replica.apply(
             &key,
-            op,
+            write.op,
             data.actor,
             ts,
             &limits,

@@ -133,6 +133,7 @@ fn put(value: &str, w: u8) -> ClientRequest {
             w: Some(w),
             ..QuorumOpts::default()
         },
+        id: None,
     }
 }
 
@@ -233,6 +234,7 @@ fn invalid_n_w_r_are_refused_with_a_clear_error() {
                 strict: true,
                 ..QuorumOpts::default()
             },
+            id: None,
         };
         c.client("n1", 9, req);
         match c.reply(9) {
@@ -270,6 +272,7 @@ fn a_down_node_is_covered_by_a_fallback_whose_hint_is_handed_off_on_return() {
             strict: true,
             ..QuorumOpts::default()
         },
+        id: None,
     };
     c.client(coord.as_str(), 1, strict);
     let ClientReply::Error(RequestError::QuorumFailed(f)) = c.reply(1) else {
@@ -460,6 +463,7 @@ fn write_missing_n3(c: &mut Cluster, count: usize) -> Vec<Key> {
                 w: Some(2),
                 ..QuorumOpts::default()
             },
+            id: None,
         };
         c.client("n1", 1_000 + i as u64, req);
         c.run(|_, to, _| to != &id("n3"));

@@ -197,6 +197,7 @@ fn put(value: &str, context: Context, w: u8) -> ClientRequest {
             context,
         },
         opts: opts(w),
+        id: None,
     }
 }
 
@@ -205,6 +206,7 @@ fn delete(context: Context, w: u8) -> ClientRequest {
         key: key(),
         op: Op::Delete { context },
         opts: opts(w),
+        id: None,
     }
 }
 
