@@ -40,7 +40,7 @@ fn apply(existing: Option<&Object>, op: Op, actor: u64, wall_ms: u64) -> Object 
         wall_ms,
         logical: 0,
     };
-    match Object::apply(existing, op, ActorId(actor), ts, &limits) {
+    match Object::apply(existing, op, None, ActorId(actor), ts, &limits) {
         Ok((obj, _)) => obj,
         Err(e) => panic!("bench write by actor {actor} was refused: {e}"),
     }
@@ -340,7 +340,17 @@ fn apply_put(c: &mut Criterion) {
             // groups, so all object figures include releasing what they built.
             bench.iter_batched(
                 || op.clone(),
-                |op| black_box(Object::apply(Some(&r.merged), op, ActorId(3), ts, &limits)).is_ok(),
+                |op| {
+                    black_box(Object::apply(
+                        Some(&r.merged),
+                        op,
+                        None,
+                        ActorId(3),
+                        ts,
+                        &limits,
+                    ))
+                    .is_ok()
+                },
                 BatchSize::SmallInput,
             )
         });

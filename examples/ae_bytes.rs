@@ -148,12 +148,13 @@ fn measure(keys: usize, d: usize, path: AePath) -> Measured {
         let key = Key::new("bench", format!("key-{i:08}"));
         key_bytes += (key.bucket.len() + key.key.len()) as u64;
         let op = Op::CounterAdd { delta: 1 };
-        let (obj, _) =
-            Object::apply(None, op, ActorId(99), Timestamp::default(), &limits).expect("apply");
+        let (obj, _) = Object::apply(None, op, None, ActorId(99), Timestamp::default(), &limits)
+            .expect("apply");
         let newer = (i % stride == 0 && i / stride < d).then(|| {
             Object::apply(
                 Some(&obj),
                 Op::CounterAdd { delta: 1 },
+                None,
                 ActorId(98),
                 Timestamp::default(),
                 &limits,

@@ -129,7 +129,14 @@ impl FakeNode {
             logical: 0,
         };
         let mut objects = self.objects.lock().expect("test lock");
-        match Object::apply(objects.get(&key), op, ActorId(1), ts, &Limits::default()) {
+        match Object::apply(
+            objects.get(&key),
+            op,
+            None,
+            ActorId(1),
+            ts,
+            &Limits::default(),
+        ) {
             Ok((object, applied)) => {
                 let value = object.read();
                 objects.insert(key, object);

@@ -37,8 +37,8 @@ use rand_chacha::ChaCha8Rng;
 use crate::core::membership::Membership;
 use crate::core::membership::cluster::{Cluster, LeaveStart};
 use crate::core::membership::gossip::{Gossip, GossipEvent, GossipId, MemberMeta, MemberPhase};
-use crate::core::object::Object;
 use crate::core::object::clock::{ActorId, Hlc};
+use crate::core::object::{Object, Value};
 use crate::core::placement::ring::{NodeId, VNODES_DEFAULT};
 use crate::core::repair::exchange::{AeStats, Exchange};
 use crate::core::repair::reap::Reaper;
@@ -556,7 +556,7 @@ impl Node {
         object: &Object,
         hint: Option<NodeId>,
     ) {
-        if let Object::Lww(cell) = object {
+        if let Value::Lww(cell) = object.value() {
             // A peer's clock far in the future is refused; the data still merges.
             let _ = self.hlc.observe(cell.ts, now.wall_ms);
         }

@@ -52,6 +52,21 @@ impl Counter {
         self.total.merge(other.total.clone());
         self.reset.merge(other.reset.clone());
     }
+
+    /// Cancels `amount` counted in excess by repeated applications of one operation: the
+    /// opposite amount is held under `correction` (an actor no node uses, derived from the
+    /// operation's id) in `total`. The per-actor maximum of the merge keeps it exactly
+    /// once however often replicas fold it, and a later reset sees it like any entry.
+    pub fn cancel(&mut self, correction: ActorId, amount: i64) {
+        let steps = amount.unsigned_abs();
+        let mut fold = PNCounter::default();
+        if amount > 0 {
+            fold.apply(fold.dec_many(correction, steps));
+        } else if amount < 0 {
+            fold.apply(fold.inc_many(correction, steps));
+        }
+        self.total.merge(fold);
+    }
 }
 
 impl SetObj {

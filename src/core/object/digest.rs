@@ -10,7 +10,7 @@
 
 use twox_hash::XxHash3_64;
 
-use super::{Object, SetObj};
+use super::{Object, SetObj, Value};
 
 /// Digest input reserved up front: a small object's encoding fits without regrowing.
 const DIGEST_INPUT_PREALLOC_BYTES: usize = 256;
@@ -21,14 +21,23 @@ pub(super) fn digest(object: &Object) -> u64 {
     // and the new object, so the encoding goes straight where it is hashed.
     let mut input = Vec::with_capacity(DIGEST_INPUT_PREALLOC_BYTES);
     input.push(object.policy() as u8);
-    let encoded = match object {
-        Object::Siblings(d) => rmp_serde::encode::write(&mut input, d),
-        Object::Lww(c) => rmp_serde::encode::write(&mut input, c),
-        Object::Counter(c) => rmp_serde::encode::write(&mut input, c),
-        Object::Map(m) => rmp_serde::encode::write(&mut input, m),
-        Object::Set(s) => rmp_serde::encode::write(&mut input, &set_view(s)),
-        Object::Hll(h) => rmp_serde::encode::write(&mut input, &h.0.clone().estimate()),
+    let encoded = match object.value() {
+        Value::Siblings(d) => rmp_serde::encode::write(&mut input, d),
+        Value::Lww(c) => rmp_serde::encode::write(&mut input, c),
+        Value::Counter(c) => rmp_serde::encode::write(&mut input, c),
+        Value::Map(m) => rmp_serde::encode::write(&mut input, m),
+        Value::Set(s) => rmp_serde::encode::write(&mut input, &set_view(s)),
+        Value::Hll(h) => rmp_serde::encode::write(&mut input, &h.0.clone().estimate()),
     };
+    // The applied ids are state too: two copies that differ only there must still
+    // exchange them, or a repeat one of them knows could go uncancelled on the other.
+    let encoded = encoded.and_then(|()| {
+        if object.applied().is_empty() {
+            Ok(())
+        } else {
+            rmp_serde::encode::write(&mut input, object.applied())
+        }
+    });
     // Encoding these plain values into a Vec cannot fail; if it ever did, hash the
     // policy byte alone, as the digest always has.
     if encoded.is_err() {
@@ -64,6 +73,7 @@ mod tests {
         Object::apply(
             obj,
             op,
+            None,
             ActorId(actor),
             Timestamp::default(),
             &Limits::default(),

@@ -96,6 +96,19 @@ impl Dvv {
         self.canonicalize();
     }
 
+    /// Removes the values of `repeats`: dots of an operation applied more than once,
+    /// whose first application (the smallest dot) stands for all. Each removed dot is
+    /// covered by the clock, so a merge elsewhere drops it too.
+    pub fn cancel(&mut self, repeats: &[Dot<ActorId>]) {
+        self.siblings.retain(|s| !repeats.contains(&s.dot));
+        debug_assert!(
+            repeats
+                .iter()
+                .all(|d| self.clock.get(&d.actor) >= d.counter || !self.has_dot(d)),
+            "a cancelled dot is not covered by the clock"
+        );
+    }
+
     pub fn siblings(&self) -> &[Sibling] {
         &self.siblings
     }

@@ -172,6 +172,32 @@ impl MapObj {
         self.prune();
     }
 
+    /// Cancels a repeated `Increment` of `field` (see `Counter::cancel`).
+    pub fn cancel_increment(&mut self, field: &str, correction: ActorId, amount: i64) {
+        if let Some(f) = self.fields.get_mut(field) {
+            f.counter.cancel(correction, amount);
+        }
+    }
+
+    /// Removes register values of `field` written by repeats of one `SetRegister`; the
+    /// first application's value stands for all.
+    pub fn cancel_register(&mut self, field: &str, repeats: &[(ActorId, u64)]) {
+        if let Some(f) = self.fields.get_mut(field) {
+            f.register.retain(|dot, _| !repeats.contains(dot));
+        }
+        self.prune();
+    }
+
+    /// The dot the last `SetRegister` of `field` wrote, if its value is still there.
+    pub fn register_dot(&self, field: &str, actor: ActorId) -> Option<u64> {
+        let f = self.fields.get(field)?;
+        f.register
+            .keys()
+            .filter(|(a, _)| *a == actor)
+            .map(|(_, c)| *c)
+            .max()
+    }
+
     fn next_dot(&mut self, actor: ActorId) -> DotOf {
         let dot = self.clock.inc(actor);
         let counter = dot.counter;

@@ -23,7 +23,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-pub use applied::OpId;
+pub use applied::{AppliedIds, OpId};
+use applied::{Duplicate, Effect};
 pub use context::Context;
 #[cfg(feature = "sim")]
 pub use context::{CONTEXT_ACTORS_MAX, CONTEXT_TOKEN_BYTES_MAX};
@@ -67,9 +68,16 @@ pub enum Policy {
     Hll,
 }
 
-/// The stored object.
+/// The stored object: one policy's state, and the operation ids applied to it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum Object {
+pub struct Object {
+    value: Value,
+    applied: AppliedIds,
+}
+
+/// One policy's state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Value {
     Siblings(Dvv),
     Lww(LwwCell),
     Counter(Counter),
@@ -150,6 +158,9 @@ pub struct Limits {
 pub struct Applied {
     /// Set when the object now has more siblings than the warning threshold.
     pub warning: Option<String>,
+    /// True when the object had already applied the write's operation id, so this
+    /// delivery changed nothing.
+    pub repeated: bool,
 }
 
 /// An object as a reader sees it.
@@ -258,37 +269,36 @@ impl Object {
 
     /// An empty object of a policy.
     pub fn empty(policy: Policy) -> Object {
-        match policy {
-            Policy::Siblings => Object::Siblings(Dvv::new()),
-            Policy::Lww => Object::Lww(LwwCell::new(Timestamp::default(), ActorId(0), None)),
-            Policy::Counter => Object::Counter(Counter::default()),
-            Policy::Set => Object::Set(SetObj::default()),
-            Policy::Map => Object::Map(MapObj::default()),
-            Policy::Hll => Object::Hll(HllObj::default()),
-        }
+        Object::from(Value::empty(policy))
     }
 
     pub fn policy(&self) -> Policy {
-        match self {
-            Object::Siblings(_) => Policy::Siblings,
-            Object::Lww(_) => Policy::Lww,
-            Object::Counter(_) => Policy::Counter,
-            Object::Set(_) => Policy::Set,
-            Object::Map(_) => Policy::Map,
-            Object::Hll(_) => Policy::Hll,
-        }
+        self.value.policy()
+    }
+
+    /// The policy's state.
+    pub fn value(&self) -> &Value {
+        &self.value
+    }
+
+    /// The operation ids this copy has applied.
+    pub fn applied(&self) -> &AppliedIds {
+        &self.applied
     }
 
     /// Applies a write to `existing` (None: the key is new here) through `actor` at HLC
-    /// time `ts`, and returns the new object. The input is left alone on error.
+    /// time `ts`, and returns the new object. A write whose `id` the object already lists
+    /// changes nothing and comes back with `Applied::repeated`. The input is left alone on
+    /// error.
     pub fn apply(
         existing: Option<&Object>,
         op: Op,
+        id: Option<OpId>,
         actor: ActorId,
         ts: Timestamp,
         limits: &Limits,
     ) -> Result<(Object, Applied), ObjectError> {
-        Object::apply_owned(existing.cloned(), op, actor, ts, limits)
+        Object::apply_owned(existing.cloned(), op, id, actor, ts, limits)
     }
 
     /// [`Object::apply`] to an object the caller gives up (a replica's freshly decoded
@@ -296,6 +306,7 @@ impl Object {
     pub fn apply_owned(
         existing: Option<Object>,
         op: Op,
+        id: Option<OpId>,
         actor: ActorId,
         ts: Timestamp,
         limits: &Limits,
@@ -314,45 +325,19 @@ impl Object {
             // which loses to real data of any other policy when merged (see `merge`).
             (None, None) => Object::empty(Policy::Siblings),
         };
-        let mut applied = Applied::default();
-        match (&mut obj, op) {
-            (Object::Siblings(dvv), Op::Put { value, context }) => {
-                dvv.write(actor, &context, Some(value), dot_floor(ts));
-                applied.warning = check_siblings(dvv, limits)?;
-            }
-            (Object::Siblings(dvv), Op::Delete { context }) => {
-                dvv.write(actor, &context, None, dot_floor(ts));
-            }
-            (Object::Lww(cell), Op::PutLww { value }) => {
-                *cell = LwwCell::new(ts, actor, Some(value));
-            }
-            (Object::Lww(cell), Op::Delete { .. }) => {
-                *cell = LwwCell::new(ts, actor, None);
-            }
-            (Object::Counter(c), Op::CounterAdd { delta }) => c.add(actor, delta),
-            (Object::Counter(c), Op::Delete { .. }) => c.reset(),
-            (Object::Set(s), Op::SetAdd { members }) => s.add(actor, members),
-            (Object::Set(s), Op::SetRemove { members, context }) => s.remove(members, &context),
-            (Object::Set(s), Op::Delete { context }) => s.clear(&context),
-            (Object::Map(m), Op::Map(op)) => m.apply(actor, op),
-            (Object::Map(m), Op::Delete { context }) => m.clear(&context),
-            (Object::Hll(h), Op::HllAdd { items }) => {
-                for item in &items {
-                    h.0.insert(item);
-                }
-            }
-            (Object::Hll(_), Op::Delete { .. }) => {
-                return Err(ObjectError::NotDeletable {
-                    policy: Policy::Hll,
-                });
-            }
-            (obj, op) => {
-                // Unreachable by the policy check above; kept as a typed error, not a panic.
-                return Err(ObjectError::PolicyMismatch {
-                    stored: obj.policy(),
-                    requested: op.policy().unwrap_or(obj.policy()),
-                });
-            }
+        if let Some(id) = id
+            && obj.applied.contains(&id)
+        {
+            let applied = Applied {
+                repeated: true,
+                ..Applied::default()
+            };
+            return Ok((obj, applied));
+        }
+        let (applied, effect) = obj.value.apply(op, actor, ts, limits)?;
+        if let Some(id) = id {
+            obj.applied
+                .record(id, actor, applied::Application { ts, effect });
         }
         Ok((obj, applied))
     }
@@ -361,14 +346,182 @@ impl Object {
     /// idempotent. Two copies of different policies can only come from concurrent first
     /// writes of different kinds to one key; the higher policy (in `Policy` order) wins so
     /// replicas still converge, and the dropped policy is returned for the caller to log.
+    /// An operation the two copies show applied by different coordinators is then
+    /// counted once (see `applied`).
     pub fn merge(&mut self, other: &Object) -> Option<Policy> {
+        let dropped = self.value.merge(&other.value);
+        self.applied.merge(&other.applied);
+        self.cancel_duplicates();
+        dropped
+    }
+
+    /// What a reader sees.
+    pub fn read(&self) -> ReadValue {
+        self.value.read()
+    }
+
+    /// True when the object holds nothing but deletes.
+    pub fn is_tombstone(&self) -> bool {
+        self.value.is_tombstone()
+    }
+
+    /// Number of concurrent values a reader would see.
+    pub fn sibling_count(&self) -> usize {
+        self.value.sibling_count()
+    }
+
+    /// Undoes every application of an operation after its first, by policy: a counter
+    /// folds the excess into a correction entry, a `siblings` or map register value
+    /// written again under another dot is removed. Depends only on the merged state, so
+    /// every replica does the same.
+    fn cancel_duplicates(&mut self) {
+        let duplicates: Vec<Duplicate> = self.applied.duplicates().collect();
+        for dup in duplicates {
+            let Some((_, first)) = dup.applications.first() else {
+                continue;
+            };
+            let repeats = &dup.applications[1..];
+            let excess = |each: i64| each.saturating_mul(dup.repeats() as i64);
+            match (&mut self.value, &first.effect) {
+                (Value::Counter(c), Effect::Add(each)) => {
+                    c.cancel(dup.correction_actor(), excess(*each));
+                }
+                (Value::Map(m), Effect::FieldAdd(field, each)) => {
+                    m.cancel_increment(field, dup.correction_actor(), excess(*each));
+                }
+                (Value::Siblings(dvv), Effect::Dot(_)) => {
+                    let dots: Vec<crdts::Dot<ActorId>> = repeats
+                        .iter()
+                        .filter_map(|(actor, app)| match app.effect {
+                            Effect::Dot(counter) => Some(crdts::Dot::new(*actor, counter)),
+                            _ => None,
+                        })
+                        .collect();
+                    dvv.cancel(&dots);
+                }
+                (Value::Map(m), Effect::FieldDot(field, _)) => {
+                    let dots: Vec<(ActorId, u64)> = repeats
+                        .iter()
+                        .filter_map(|(actor, app)| match &app.effect {
+                            Effect::FieldDot(f, counter) if f == field => Some((*actor, *counter)),
+                            _ => None,
+                        })
+                        .collect();
+                    m.cancel_register(field, &dots);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+impl Value {
+    /// An empty state of a policy.
+    pub fn empty(policy: Policy) -> Value {
+        match policy {
+            Policy::Siblings => Value::Siblings(Dvv::new()),
+            Policy::Lww => Value::Lww(LwwCell::new(Timestamp::default(), ActorId(0), None)),
+            Policy::Counter => Value::Counter(Counter::default()),
+            Policy::Set => Value::Set(SetObj::default()),
+            Policy::Map => Value::Map(MapObj::default()),
+            Policy::Hll => Value::Hll(HllObj::default()),
+        }
+    }
+
+    pub fn policy(&self) -> Policy {
+        match self {
+            Value::Siblings(_) => Policy::Siblings,
+            Value::Lww(_) => Policy::Lww,
+            Value::Counter(_) => Policy::Counter,
+            Value::Set(_) => Policy::Set,
+            Value::Map(_) => Policy::Map,
+            Value::Hll(_) => Policy::Hll,
+        }
+    }
+
+    /// Applies `op` (of this state's policy, or a delete) and says what it produced that
+    /// a repeat would produce again.
+    fn apply(
+        &mut self,
+        op: Op,
+        actor: ActorId,
+        ts: Timestamp,
+        limits: &Limits,
+    ) -> Result<(Applied, Effect), ObjectError> {
+        let mut applied = Applied::default();
+        let mut effect = Effect::Idempotent;
+        match (&mut *self, op) {
+            (Value::Siblings(dvv), Op::Put { value, context }) => {
+                let dot = dvv.write(actor, &context, Some(value), dot_floor(ts));
+                // On error the caller drops this state (see `Object::apply_owned`).
+                applied.warning = check_siblings(dvv, limits)?;
+                effect = Effect::Dot(dot.counter);
+            }
+            (Value::Siblings(dvv), Op::Delete { context }) => {
+                let dot = dvv.write(actor, &context, None, dot_floor(ts));
+                effect = Effect::Dot(dot.counter);
+            }
+            (Value::Lww(cell), Op::PutLww { value }) => {
+                *cell = LwwCell::new(ts, actor, Some(value));
+            }
+            (Value::Lww(cell), Op::Delete { .. }) => {
+                *cell = LwwCell::new(ts, actor, None);
+            }
+            (Value::Counter(c), Op::CounterAdd { delta }) => {
+                c.add(actor, delta);
+                effect = Effect::Add(delta);
+            }
+            (Value::Counter(c), Op::Delete { .. }) => c.reset(),
+            (Value::Set(s), Op::SetAdd { members }) => s.add(actor, members),
+            (Value::Set(s), Op::SetRemove { members, context }) => s.remove(members, &context),
+            (Value::Set(s), Op::Delete { context }) => s.clear(&context),
+            (Value::Map(m), Op::Map(op)) => {
+                effect = match &op {
+                    MapOp::Increment { field, delta } => Effect::FieldAdd(field.clone(), *delta),
+                    _ => Effect::Idempotent,
+                };
+                let register = match &op {
+                    MapOp::SetRegister { field, .. } => Some(field.clone()),
+                    _ => None,
+                };
+                m.apply(actor, op);
+                if let Some(field) = register
+                    && let Some(counter) = m.register_dot(&field, actor)
+                {
+                    effect = Effect::FieldDot(field, counter);
+                }
+            }
+            (Value::Map(m), Op::Delete { context }) => m.clear(&context),
+            (Value::Hll(h), Op::HllAdd { items }) => {
+                for item in &items {
+                    h.0.insert(item);
+                }
+            }
+            (Value::Hll(_), Op::Delete { .. }) => {
+                return Err(ObjectError::NotDeletable {
+                    policy: Policy::Hll,
+                });
+            }
+            (value, op) => {
+                // Unreachable by the policy check in `Object::apply`; kept as a typed
+                // error, not a panic.
+                return Err(ObjectError::PolicyMismatch {
+                    stored: value.policy(),
+                    requested: op.policy().unwrap_or(value.policy()),
+                });
+            }
+        }
+        Ok((applied, effect))
+    }
+
+    fn merge(&mut self, other: &Value) -> Option<Policy> {
         match (&mut *self, other) {
-            (Object::Siblings(a), Object::Siblings(b)) => a.merge(b),
-            (Object::Lww(a), Object::Lww(b)) => a.merge(b),
-            (Object::Counter(a), Object::Counter(b)) => a.merge(b),
-            (Object::Set(a), Object::Set(b)) => a.merge(b),
-            (Object::Map(a), Object::Map(b)) => a.merge(b),
-            (Object::Hll(a), Object::Hll(b)) => {
+            (Value::Siblings(a), Value::Siblings(b)) => a.merge(b),
+            (Value::Lww(a), Value::Lww(b)) => a.merge(b),
+            (Value::Counter(a), Value::Counter(b)) => a.merge(b),
+            (Value::Set(a), Value::Set(b)) => a.merge(b),
+            (Value::Map(a), Value::Map(b)) => a.merge(b),
+            (Value::Hll(a), Value::Hll(b)) => {
                 // Both sides use the crate's fixed parameters, so this cannot fail.
                 let _ = a.0.merge(&b.0);
             }
@@ -384,10 +537,9 @@ impl Object {
         None
     }
 
-    /// What a reader sees.
-    pub fn read(&self) -> ReadValue {
+    fn read(&self) -> ReadValue {
         match self {
-            Object::Siblings(d) => ReadValue::Siblings {
+            Value::Siblings(d) => ReadValue::Siblings {
                 values: d
                     .values()
                     .into_iter()
@@ -395,39 +547,46 @@ impl Object {
                     .collect(),
                 context: d.context(),
             },
-            Object::Lww(c) => ReadValue::Lww {
+            Value::Lww(c) => ReadValue::Lww {
                 value: c.value.clone().map(serde_bytes::ByteBuf::from),
                 ts: c.ts,
             },
-            Object::Counter(c) => ReadValue::Counter { value: c.value() },
-            Object::Set(s) => ReadValue::Set {
+            Value::Counter(c) => ReadValue::Counter { value: c.value() },
+            Value::Set(s) => ReadValue::Set {
                 members: s.members(),
                 context: s.context(),
             },
-            Object::Map(m) => ReadValue::Map {
+            Value::Map(m) => ReadValue::Map {
                 fields: m.read(),
                 context: m.context(),
             },
-            Object::Hll(h) => ReadValue::Hll {
+            Value::Hll(h) => ReadValue::Hll {
                 estimate: h.0.clone().estimate(),
             },
         }
     }
 
-    /// True when the object holds nothing but deletes.
-    pub fn is_tombstone(&self) -> bool {
+    fn is_tombstone(&self) -> bool {
         match self {
-            Object::Siblings(d) => d.is_tombstone(),
-            Object::Lww(c) => c.value.is_none(),
+            Value::Siblings(d) => d.is_tombstone(),
+            Value::Lww(c) => c.value.is_none(),
             _ => false,
         }
     }
 
-    /// Number of concurrent values a reader would see.
-    pub fn sibling_count(&self) -> usize {
+    fn sibling_count(&self) -> usize {
         match self {
-            Object::Siblings(d) => d.siblings().len(),
+            Value::Siblings(d) => d.siblings().len(),
             _ => 1,
+        }
+    }
+}
+
+impl From<Value> for Object {
+    fn from(value: Value) -> Object {
+        Object {
+            value,
+            applied: AppliedIds::default(),
         }
     }
 }

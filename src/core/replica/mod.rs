@@ -21,7 +21,7 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use crate::core::object::clock::{ActorId, Timestamp};
-use crate::core::object::{Applied, Limits, Object, ObjectError, Op};
+use crate::core::object::{Applied, Limits, Object, ObjectError, Op, OpId};
 use crate::core::placement::ring::{NodeId, key_position};
 use crate::core::repair::merkle::{MerkleTrees, RebuildProgress};
 use crate::core::repair::reap::TOMBSTONE_GRACE_MS_DEFAULT;
@@ -254,6 +254,7 @@ impl Replica {
         &mut self,
         key: &Key,
         op: Op,
+        id: Option<OpId>,
         actor: ActorId,
         ts: Timestamp,
         limits: &Limits,
@@ -275,7 +276,7 @@ impl Replica {
                 }
                 (e, o) => e.or(o),
             };
-            Object::apply_owned(base, op, actor, ts, limits).map_err(ReplicaError::from)
+            Object::apply_owned(base, op, id, actor, ts, limits).map_err(ReplicaError::from)
         })?;
         if hint.is_some() {
             self.merge(key, &done.0, None)?;
@@ -623,6 +624,7 @@ mod tests {
             .apply(
                 &key,
                 Op::CounterAdd { delta: 2 },
+                None,
                 ActorId(1),
                 ts,
                 &Limits::default(),
@@ -633,6 +635,7 @@ mod tests {
         let (other_obj, _) = Object::apply(
             Some(&other),
             Op::CounterAdd { delta: 5 },
+            None,
             ActorId(2),
             ts,
             &Limits::default(),
@@ -656,6 +659,7 @@ mod tests {
                 value: b"v".to_vec(),
                 context: Context::empty(),
             },
+            None,
             ActorId(1),
             Timestamp::default(),
             &Limits::default(),

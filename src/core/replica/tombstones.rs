@@ -275,7 +275,7 @@ mod tests {
             wall_ms,
             logical: 0,
         };
-        Object::apply(base, op, ActorId(1), ts, &Limits::default())
+        Object::apply(base, op, None, ActorId(1), ts, &Limits::default())
             .unwrap()
             .0
     }

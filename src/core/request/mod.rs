@@ -262,6 +262,7 @@ impl Requests {
         let (object, applied) = match data.replica.apply(
             &key,
             write.op,
+            write.id,
             data.actor,
             ts,
             &limits,

@@ -245,6 +245,7 @@ fn counter(actor: u64, delta: i64, base: Option<&Object>) -> Object {
     Object::apply(
         base,
         Op::CounterAdd { delta },
+        None,
         ActorId(actor),
         Timestamp::default(),
         &Limits::default(),
