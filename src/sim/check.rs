@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::core::object::{MapOp, Op, Policy, ReadValue};
+use crate::core::object::{MapOp, Op, OpId, Policy, ReadValue};
 use crate::proto::{ClientReply, ClientRequest, Key};
 use crate::sim::history::{History, OpOutcome, OpRecord};
 use crate::sim::settle::ReplicaCopy;
@@ -37,6 +37,11 @@ pub struct Report {
     pub lost_acked: u64,
     /// Most sibling values any reply or final state showed.
     pub max_siblings: usize,
+    /// Writes never acknowledged, whatever the client's retries (one per operation id).
+    pub unresolved_writes: u64,
+    /// Counters (and map counter fields) whose every increment was acknowledged durably,
+    /// so their final value was checked for equality with the sum.
+    pub exact_counters: u64,
     /// Broken rules, one line each.
     pub violations: Vec<String>,
 }
@@ -349,7 +354,18 @@ fn map_delta(op: &Op) -> Option<i64> {
     }
 }
 
-/// Final ≥ the guaranteed increments, ≤ everything attempted (increments only).
+/// One increment as the client meant it: every try of one operation id counts once.
+#[derive(Default)]
+struct Increment {
+    delta: i64,
+    acked: bool,
+    guaranteed: bool,
+}
+
+/// Final ≥ the guaranteed increments, ≤ everything attempted (increments only). When
+/// every increment was acknowledged in the end (clients retry with the same operation
+/// id) and every acknowledgement was durable, the final value must be exactly their sum:
+/// a retry applied twice, or an acknowledged increment lost, both show.
 fn check_counter(
     key: &Key,
     what: &str,
@@ -359,22 +375,32 @@ fn check_counter(
     report: &mut Report,
     found: &mut Vec<String>,
 ) {
-    let (mut acked, mut guaranteed, mut attempted) = (0i64, 0i64, 0i64);
+    // Tries of one id share an entry; a write without an id is its own.
+    let mut increments: BTreeMap<(Option<OpId>, u64), Increment> = BTreeMap::new();
     for (op, g, a) in &ledger.writes {
-        let ClientRequest::Write { op: write, .. } = &op.request else {
+        let ClientRequest::Write { op: write, id, .. } = &op.request else {
             continue;
         };
         let Some(delta) = delta_of(write) else {
             continue;
         };
-        attempted += delta;
-        if *a {
-            acked += delta;
-        }
-        if *g {
-            guaranteed += delta;
-        }
+        let entry = match id {
+            Some(id) => increments.entry((Some(*id), 0)).or_default(),
+            None => increments.entry((None, op.id)).or_default(),
+        };
+        entry.delta = delta;
+        entry.acked |= *a;
+        entry.guaranteed |= *g;
     }
+    let (mut acked, mut guaranteed, mut attempted) = (0i64, 0i64, 0i64);
+    let mut unresolved = 0u64;
+    for inc in increments.values() {
+        attempted += inc.delta;
+        acked += if inc.acked { inc.delta } else { 0 };
+        guaranteed += if inc.guaranteed { inc.delta } else { 0 };
+        unresolved += u64::from(!inc.acked);
+    }
+    report.unresolved_writes += unresolved;
     report.lost_acked += (acked - value).max(0) as u64;
     if value < guaranteed {
         found.push(format!(
@@ -385,6 +411,15 @@ fn check_counter(
         found.push(format!(
             "{key}: {what} is {value}, above the {attempted} of all attempted increments"
         ));
+    }
+    if unresolved == 0 && acked == guaranteed {
+        report.exact_counters += 1;
+        if value != acked {
+            found.push(format!(
+                "{key}: {what} is {value}, but every one of its {} increments was acknowledged and they add up to {acked}: an increment was applied twice or lost",
+                increments.len()
+            ));
+        }
     }
 }
 

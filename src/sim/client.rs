@@ -2,8 +2,11 @@
 //!
 //! A simulated client behaves like a real one: it sends one request to a random running
 //! node, waits for the answer or its own time-out, records both in the history, pauses,
-//! and asks its program for the next request. Kept apart from `world.rs` so the node and
-//! network plumbing there reads on its own.
+//! and asks its program for the next request. A write that failed or timed out is sent
+//! again to another running node with the same operation id, up to
+//! `CLIENT_ATTEMPTS_MAX` times, as `ringkv::Client` does; each try is its own entry in
+//! the history, and the program hears only how the last one ended. Kept apart from
+//! `world.rs` so the node and network plumbing there reads on its own.
 
 use rand::Rng;
 
@@ -13,12 +16,18 @@ use crate::sim::history::{OpOutcome, REPAIR_CLIENT};
 use crate::sim::workload::Program;
 use crate::sim::world::{Event, SimClient, World};
 
+/// Most times a client sends one write (the first try included). Generous, so that a
+/// write outliving a fault is still acknowledged once the fault heals, which is what
+/// lets the checkers demand exact counts.
+pub const CLIENT_ATTEMPTS_MAX: u32 = 40;
+
 /// Adds a client that starts after a think pause; returns its index.
 pub(crate) fn add_client(world: &mut World, program: Box<dyn Program>) -> usize {
     let client = world.clients.len();
     world.clients.push(SimClient {
         program,
         waiting: None,
+        attempts: 0,
         done: false,
     });
     let think = think(world);
@@ -89,8 +98,46 @@ pub(crate) fn wake(world: &mut World, client: usize) {
         .invoke(client, node.clone(), request, world.now);
     if let Some(c) = world.clients.get_mut(client) {
         c.waiting = Some(id);
+        c.attempts = 1;
     }
     send_request(world, node, id);
+}
+
+/// Sends a failed write again, with the same operation id, to another running node when
+/// there is one; true when it did.
+fn retry(world: &mut World, client: usize, failed: u64) -> bool {
+    let Some(op) = world.history.get(failed) else {
+        return false;
+    };
+    let (request, last_node) = (op.request.clone(), op.node.clone());
+    if !matches!(request, ClientRequest::Write { id: Some(_), .. }) {
+        return false;
+    }
+    let Some(c) = world.clients.get_mut(client) else {
+        return false;
+    };
+    if c.attempts >= CLIENT_ATTEMPTS_MAX {
+        return false;
+    }
+    c.attempts += 1;
+    let others: Vec<NodeId> = world
+        .node_names()
+        .into_iter()
+        .filter(|n| world.is_up(n) && n != &last_node)
+        .collect();
+    let node = if others.is_empty() {
+        pick_node(world)
+    } else {
+        others[world.rng.random_range(0..others.len())].clone()
+    };
+    let id = world
+        .history
+        .invoke(client, node.clone(), request, world.now);
+    if let Some(c) = world.clients.get_mut(client) {
+        c.waiting = Some(id);
+    }
+    send_request(world, node, id);
+    true
 }
 
 /// A random running node (any node when none runs, so the request fails visibly).
@@ -135,6 +182,9 @@ pub(crate) fn finish_op(world: &mut World, op: u64, outcome: OpOutcome) {
     let Some(client) = world.history.get(op).map(|o| o.client) else {
         return;
     };
+    if !outcome.is_ok() && retry(world, client, op) {
+        return;
+    }
     let Some(c) = world.clients.get_mut(client) else {
         return;
     };

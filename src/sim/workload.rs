@@ -13,7 +13,7 @@ use std::fmt;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::core::object::{Context, MapOp, Op, Policy, ReadValue};
+use crate::core::object::{Context, MapOp, Op, OpId, Policy, ReadValue};
 use crate::proto::{ClientReply, ClientRequest, Key, QuorumOpts};
 use crate::sim::history::OpOutcome;
 
@@ -54,6 +54,8 @@ pub struct RmwProgram {
     quorum: QuorumChoice,
     ops_left: u64,
     seq: u64,
+    /// Sequence number of the last write's operation id.
+    op_seq: u64,
     /// Whether `set` programs also remove members they read.
     removes: bool,
     /// The key of the outstanding read, if the last request was a read.
@@ -113,6 +115,7 @@ impl RmwProgram {
             quorum,
             ops_left: ops,
             seq: 0,
+            op_seq: 0,
             removes: false,
             reading: None,
             read: None,
@@ -138,12 +141,17 @@ impl RmwProgram {
         }
     }
 
+    /// A write with its own operation id, which the client's retries reuse.
     fn write(&mut self, key: Key, op: Op, rng: &mut ChaCha8Rng) -> ClientRequest {
+        self.op_seq += 1;
         ClientRequest::Write {
             key,
             op,
             opts: self.quorum.opts(rng, true),
-            id: None,
+            id: Some(OpId {
+                client: self.client as u64,
+                seq: self.op_seq,
+            }),
         }
     }
 

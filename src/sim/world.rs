@@ -167,6 +167,8 @@ pub(crate) struct SimNode {
 pub(crate) struct SimClient {
     pub(crate) program: Box<dyn Program>,
     pub(crate) waiting: Option<u64>,
+    /// Times the request in flight has been sent (1 for the first try).
+    pub(crate) attempts: u32,
     pub(crate) done: bool,
 }
 
