@@ -332,7 +332,7 @@ impl Client {
         cert_name: &str,
     ) -> Result<Client, ClientError> {
         let identity = load_client_identity(certs_dir, cert_name)?;
-        let client = Client::with_identity_cluster(seeds, &identity)?;
+        let client = Client::cluster(seeds, &identity)?;
         let sources = client.shared.seeds.len();
         match client.shared.refresh(sources).await {
             Ok(()) => Ok(client),
@@ -349,6 +349,13 @@ impl Client {
         seeds: &[SocketAddr],
         identity: &Identity,
     ) -> Result<Client, ClientError> {
+        let client = Client::cluster(seeds, identity)?;
+        client.shared.refresh_soon();
+        Ok(client)
+    }
+
+    /// A cluster client that has not asked for a view yet.
+    fn cluster(seeds: &[SocketAddr], identity: &Identity) -> Result<Client, ClientError> {
         let Some(&first) = seeds.first() else {
             return Err(ClientError::Seeds(
                 "no seed address given; pass at least one node's HOST:PORT".into(),
@@ -369,12 +376,10 @@ impl Client {
         };
         let pool = ConnectionPool::new(client_endpoint(bind_for, identity)?)
             .with_connect_timeout_ms(CLUSTER_CONNECT_TIMEOUT_MS);
-        let client = Client {
+        Ok(Client {
             shared: Shared::new(pool, Mode::Cluster, seeds.to_vec()),
             timeout_ms: CLIENT_TIMEOUT_MS,
-        };
-        client.shared.refresh_soon();
-        Ok(client)
+        })
     }
 
     /// Overrides the per-call deadline ([`CLIENT_TIMEOUT_MS`] by default).

@@ -22,10 +22,10 @@ use ringkv::net::{
     encode_frame_into, load_identity, serve,
 };
 use ringkv::proto::{
-    ClientReply, ClientRequest, Key, QuorumOpts, ReadValue, RequestError, SessionRequest,
-    SessionResponse, TopologyInfo, TopologyMember, WireBody, WireRequest, WireResponse,
+    ClientReply, ClientRequest, Key, QuorumOpts, RequestError, SessionRequest, SessionResponse,
+    TopologyInfo, TopologyMember, WireBody, WireRequest, WireResponse,
 };
-use ringkv::OpId;
+use ringkv::{OpId, ReadValue};
 
 /// Partitions of the fake cluster's ring.
 const PARTITIONS: u32 = 256;

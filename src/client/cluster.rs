@@ -284,7 +284,8 @@ impl Shared {
         sources.extend(self.seeds.iter().map(|&addr| Candidate { addr, name: None }));
         self.demote_avoided(&mut sources);
         let mut asked: Vec<SocketAddr> = Vec::with_capacity(sources_max);
-        let mut last = None;
+        // A node that answered without a view says more than one that did not answer.
+        let (mut answered, mut unreachable) = (None, None);
         for source in sources {
             if asked.len() == sources_max {
                 break;
@@ -299,15 +300,21 @@ impl Shared {
                     self.answered(source.addr);
                     return Ok(());
                 }
+                Err(err @ ClientError::Net { .. }) => {
+                    self.avoid(source.addr);
+                    unreachable = Some(err);
+                }
                 Err(err) => {
                     if super::route::Retry::blames_node(&err) {
                         self.avoid(source.addr);
                     }
-                    last = Some(err);
+                    answered = Some(err);
                 }
             }
         }
-        Err(last.unwrap_or_else(|| ClientError::Seeds("no node to ask for the cluster's view".into())))
+        Err(answered.or(unreachable).unwrap_or_else(|| {
+            ClientError::Seeds("no node to ask for the cluster's view".into())
+        }))
     }
 
     /// One node's view, with host names among the addresses resolved.

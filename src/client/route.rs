@@ -13,8 +13,7 @@
 //! | transport: connect, handshake, lost connection, ended session, timeout | next node |
 //! | `Refused` (the node is shutting down, or speaks another version) | next node |
 //! | `NotReady` (joining or left), `Forward` (its coordinator did not answer) | next node |
-//! | `QuorumFailed` with replicas that timed out or were unreachable | next node |
-//! | `QuorumFailed` refused up front (too few replicas up), `Overloaded`, `TimersFull`, `Storage` | once, on another node |
+//! | `QuorumFailed` with replicas that timed out or were unreachable, or refused up front (too few replicas up); `Overloaded`, `TimersFull`, `Storage` | once, on another node |
 //! | `QuorumFailed` whose replicas answered with errors, `InvalidQuorum`, `BadRequest`, `Object`, `Internal` | never |
 //! | client-side errors (bad context, wrong policy, unexpected reply, frame too large) | never |
 
@@ -75,10 +74,15 @@ impl Retry {
     fn of_request(err: &RequestError) -> Retry {
         match err {
             RequestError::NotReady { .. } | RequestError::Forward { .. } => Retry::Elsewhere,
-            RequestError::QuorumFailed(q) if q.up.is_some() => Retry::Once,
-            RequestError::QuorumFailed(q) if !q.timed_out.is_empty() || !q.unreachable.is_empty() => {
-                Retry::Elsewhere
+            // Replicas down, unreachable or silent: another coordinator whose failure
+            // detector already noticed may use a fallback, but one that has not would
+            // wait out the same quorum timeout, so once.
+            RequestError::QuorumFailed(q)
+                if q.up.is_some() || !q.timed_out.is_empty() || !q.unreachable.is_empty() =>
+            {
+                Retry::Once
             }
+            // Every missing replica answered with an error: it would again.
             RequestError::QuorumFailed(_) => Retry::Never,
             RequestError::Overloaded { .. }
             | RequestError::TimersFull { .. }
@@ -225,17 +229,17 @@ mod tests {
                 coordinator: NodeId::from("n2"),
                 reason: "it timed out".into(),
             }),
-            quorum(&["n2", "n3"], &[], None),
-            quorum(&[], &["n3"], None),
         ] {
             assert_eq!(Retry::of(&err), Retry::Elsewhere, "{err}");
         }
     }
 
     #[test]
-    fn too_few_replicas_up_and_overload_are_retried_once() {
+    fn missing_replicas_and_overload_are_retried_once() {
         for err in [
             quorum(&[], &["n2", "n3"], Some(&["n1"])),
+            quorum(&["n2", "n3"], &[], None),
+            quorum(&[], &["n3"], None),
             ClientError::Request(RequestError::Overloaded {
                 node: NodeId::from("n1"),
                 inflight: 10,
@@ -297,6 +301,10 @@ mod tests {
             timeout_ms: 10,
         })));
         assert!(!Retry::blames_node(&quorum(&["n2"], &[], None)));
+        assert!(Retry::blames_node(&ClientError::Request(RequestError::NotReady {
+            node: NodeId::from("n1"),
+            reason: "left".into(),
+        })));
     }
 
     #[test]
