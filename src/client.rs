@@ -31,16 +31,18 @@ use tokio::time::Instant;
 use crate::core::object::{Context, FieldRead, MapOp, ObjectError, Op, Policy, ReadValue};
 use crate::core::stats::{ClusterStats, StatsInfo};
 use crate::net::{ConnectionPool, Identity, NetError, bind_client, load_identity};
-use crate::proto::{ClientReply, ClientRequest, Key, QuorumOpts, RequestError, RingInfo, StatusInfo};
+use crate::proto::{
+    ClientReply, ClientRequest, Key, QuorumOpts, RequestError, RingInfo, StatusInfo,
+};
 
-use self::cluster::{CLUSTER_CONNECT_TIMEOUT_MS, Mode, Shared};
 pub use self::cluster::{
     AVOID_MS, RECONNECTS_MAX, SEEDS_MAX, TOPOLOGY_SOURCES_MAX, TOPOLOGY_TIMEOUT_MS,
     VIEW_REFRESH_GAP_MS, VIEW_REFRESH_INTERVAL_MS,
 };
+use self::cluster::{CLUSTER_CONNECT_TIMEOUT_MS, Mode, Shared};
+use self::route::Attempts;
 pub use self::route::{ATTEMPTS_MAX, RETRIES_DOUBTFUL_MAX, Retry};
 pub use self::topology::TopologyError;
-use self::route::Attempts;
 
 /// Deadline for one call (connecting, sending and the node's answer) unless the request's
 /// own quorum timeout needs longer.
@@ -908,7 +910,10 @@ fn expect_policy(
 
 /// A dial-only QUIC endpoint for reaching `target`: loopback targets get a loopback
 /// socket, so nothing leaves the machine.
-fn client_endpoint(target: SocketAddr, identity: &Identity) -> Result<quinn::Endpoint, ClientError> {
+fn client_endpoint(
+    target: SocketAddr,
+    identity: &Identity,
+) -> Result<quinn::Endpoint, ClientError> {
     let local = if target.ip().is_loopback() {
         SocketAddr::new(target.ip(), 0)
     } else if target.is_ipv4() {

@@ -164,7 +164,11 @@ mod tests {
             .map(|a| a.parse().unwrap())
             .collect();
         assert_eq!(addrs, expected, "trimmed, duplicates dropped, order kept");
-        for text in ["127.0.0.1:7101,", ",127.0.0.1:7101", "127.0.0.1:7101,nonsense"] {
+        for text in [
+            "127.0.0.1:7101,",
+            ",127.0.0.1:7101",
+            "127.0.0.1:7101,nonsense",
+        ] {
             let err = resolve_nodes(text).await.expect_err(text);
             assert_eq!(err.exit_code(), crate::error::EXIT_USAGE, "{text}: {err}");
         }

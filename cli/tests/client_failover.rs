@@ -66,7 +66,12 @@ fn a_list_of_seeds_whose_first_is_dead_still_works() {
     // Reports go to the first seed that answers.
     let status = run(&["status", "--json"]);
     status.success();
-    assert_eq!(status.json()["node"], json!(cluster.name(1)), "{}", status.stdout);
+    assert_eq!(
+        status.json()["node"],
+        json!(cluster.name(1)),
+        "{}",
+        status.stdout
+    );
     // A single dead address still fails with the same hint as before.
     let alone = ringkv(&args(&[
         "get",

@@ -281,7 +281,11 @@ impl Shared {
             sources.push(view.source.clone());
             sources.extend(view.live(sources_max));
         }
-        sources.extend(self.seeds.iter().map(|&addr| Candidate { addr, name: None }));
+        sources.extend(
+            self.seeds
+                .iter()
+                .map(|&addr| Candidate { addr, name: None }),
+        );
         self.demote_avoided(&mut sources);
         let mut asked: Vec<SocketAddr> = Vec::with_capacity(sources_max);
         // A node that answered without a view says more than one that did not answer.
@@ -312,9 +316,9 @@ impl Shared {
                 }
             }
         }
-        Err(answered.or(unreachable).unwrap_or_else(|| {
-            ClientError::Seeds("no node to ask for the cluster's view".into())
-        }))
+        Err(answered
+            .or(unreachable)
+            .unwrap_or_else(|| ClientError::Seeds("no node to ask for the cluster's view".into())))
     }
 
     /// One node's view, with host names among the addresses resolved.
@@ -339,11 +343,9 @@ impl Shared {
         let mut resolved = BTreeMap::new();
         for member in &info.members {
             if member.addr.parse::<SocketAddr>().is_err()
-                && let Ok(Ok(mut found)) = tokio::time::timeout_at(
-                    deadline,
-                    tokio::net::lookup_host(member.addr.as_str()),
-                )
-                .await
+                && let Ok(Ok(mut found)) =
+                    tokio::time::timeout_at(deadline, tokio::net::lookup_host(member.addr.as_str()))
+                        .await
                 && let Some(found) = found.next()
             {
                 resolved.insert(member.addr.clone(), found);

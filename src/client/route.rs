@@ -301,10 +301,12 @@ mod tests {
             timeout_ms: 10,
         })));
         assert!(!Retry::blames_node(&quorum(&["n2"], &[], None)));
-        assert!(Retry::blames_node(&ClientError::Request(RequestError::NotReady {
-            node: NodeId::from("n1"),
-            reason: "left".into(),
-        })));
+        assert!(Retry::blames_node(&ClientError::Request(
+            RequestError::NotReady {
+                node: NodeId::from("n1"),
+                reason: "left".into(),
+            }
+        )));
     }
 
     #[test]

@@ -23,9 +23,7 @@ use std::net::SocketAddr;
 
 use thiserror::Error;
 
-use crate::core::placement::ring::{
-    MEMBERS_MAX, Member, NodeId, Ring, RingError, key_position,
-};
+use crate::core::placement::ring::{MEMBERS_MAX, Member, NodeId, Ring, RingError, key_position};
 use crate::proto::{Key, TopologyInfo};
 
 /// A member's liveness as the answering node reported it.
@@ -282,7 +280,10 @@ mod tests {
             let got = names(&view.candidates(&key, Some(3), 5));
             assert_eq!(got.last().map(String::as_str), Some("n2"), "{key}: {got:?}");
             let suspect = got.iter().position(|n| n == "n3").expect("n3 listed");
-            assert!(suspect < 4, "{key}: a suspect is still tried before the down: {got:?}");
+            assert!(
+                suspect < 4,
+                "{key}: a suspect is still tried before the down: {got:?}"
+            );
         }
         let live = names(&view.live(5));
         assert_eq!(live, ["n1", "n4", "n5", "n3"]);
@@ -302,7 +303,10 @@ mod tests {
         let got = view.candidates(&key, None, 5);
         let addrs: Vec<SocketAddr> = got.iter().map(|c| c.addr).collect();
         assert_eq!(addrs.len(), 2, "{got:?}");
-        assert!(addrs.contains(&addr(9)) && addrs.contains(&addr(3)), "{got:?}");
+        assert!(
+            addrs.contains(&addr(9)) && addrs.contains(&addr(3)),
+            "{got:?}"
+        );
         assert_eq!(view.candidates(&key, None, 1).len(), 1);
         assert_eq!(view.name_at(addr(3)), Some(&NodeId::from("n3")));
     }
