@@ -97,11 +97,12 @@ impl Retry {
     /// True when the failure says the node itself (not the cluster behind it) could not
     /// serve: the client tries it last for a while and refreshes its view at once.
     pub fn blames_node(err: &ClientError) -> bool {
-        match err {
-            ClientError::Net { .. } | ClientError::Refused { .. } => true,
-            ClientError::Request(RequestError::NotReady { .. }) => true,
-            _ => false,
-        }
+        matches!(
+            err,
+            ClientError::Net { .. }
+                | ClientError::Refused { .. }
+                | ClientError::Request(RequestError::NotReady { .. })
+        )
     }
 }
 
