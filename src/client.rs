@@ -328,6 +328,28 @@ impl Client {
     ///
     /// Fails when no seed answers. A seed that answers but cannot report a view (an older
     /// node) is used as it is: calls go to the seeds, which forward them.
+    ///
+    /// ```no_run
+    /// use std::net::SocketAddr;
+    /// use std::path::Path;
+    ///
+    /// use ringkv::{Client, ClientError, Key, QuorumOpts};
+    ///
+    /// # async fn example() -> Result<(), ClientError> {
+    /// // Any live member will do; the others are learned from it.
+    /// let seeds: Vec<SocketAddr> = ["127.0.0.1:7101", "127.0.0.1:7102"]
+    ///     .iter()
+    ///     .map(|a| a.parse().expect("a socket address"))
+    ///     .collect();
+    /// let client =
+    ///     Client::connect_cluster(&seeds, Path::new("ringkv-dev/certs"), "client").await?;
+    /// // Sent to the key's coordinator; retried on its other replicas if that node fails.
+    /// client
+    ///     .counter_add(&Key::new("stats", "visits"), 1, QuorumOpts::default())
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn connect_cluster(
         seeds: &[SocketAddr],
         certs_dir: &Path,
