@@ -1,4 +1,5 @@
-//! The Rust client: one QUIC connection to one node, and typed calls for every policy.
+//! The Rust client: typed calls for every policy, sent to one node or routed across the
+//! cluster.
 //!
 //! The CLI, the integration tests, the benches and the examples all talk to a cluster the
 //! same way, so the wire details live here once: the versioned envelope, the mTLS client
@@ -7,10 +8,16 @@
 //! breaking callers: a caller passes back exactly the string a read returned and never
 //! looks inside it.
 //!
-//! A [`Client`] is cheap to clone; clones share one pooled connection and one session on
-//! it (many requests in flight on one stream: `client/session.rs`), both reopened lazily if
-//! the node restarts. Any node can take any request: a node outside the key's
-//! preference list forwards it to the key's coordinator.
+//! A [`Client`] is cheap to clone; clones share pooled connections and one session per
+//! node (many requests in flight on one stream: `client/session.rs`), reopened lazily if
+//! a node restarts. Any node can take any request: a node outside the key's preference
+//! list forwards it to the key's coordinator. A client made by [`Client::connect`] sends
+//! everything to its one node. One made by [`Client::connect_cluster`] learns the members
+//! and the ring from its seeds and keeps that view fresh (`client/cluster.rs`,
+//! `client/topology.rs`), sends each get or write straight to a live replica of the key,
+//! which saves the forward hop, and retries a call that failed on a node on the next
+//! candidate (`client/route.rs`): writes with the same operation id, so a retry is
+//! applied at most once.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -25,10 +32,17 @@ use crate::core::object::{Context, FieldRead, MapOp, ObjectError, Op, Policy, Re
 use crate::core::stats::{ClusterStats, StatsInfo};
 use crate::net::{ConnectionPool, Identity, NetError, bind_client, load_identity};
 use crate::proto::{
-    ClientReply, ClientRequest, Key, QuorumOpts, RequestError, RingInfo, StatusInfo, WireResponse,
+    ClientReply, ClientRequest, Key, QuorumOpts, RequestError, RingInfo, StatusInfo,
 };
 
-use self::session::{CallError, SessionSlot};
+pub use self::cluster::{
+    AVOID_MS, RECONNECTS_MAX, SEEDS_MAX, TOPOLOGY_SOURCES_MAX, TOPOLOGY_TIMEOUT_MS,
+    VIEW_REFRESH_GAP_MS, VIEW_REFRESH_INTERVAL_MS,
+};
+use self::cluster::{CLUSTER_CONNECT_TIMEOUT_MS, Mode, Shared};
+use self::route::Attempts;
+pub use self::route::{ATTEMPTS_MAX, RETRIES_DOUBTFUL_MAX, Retry};
+pub use self::topology::TopologyError;
 
 /// Deadline for one call (connecting, sending and the node's answer) unless the request's
 /// own quorum timeout needs longer.
@@ -36,15 +50,15 @@ pub const CLIENT_TIMEOUT_MS: u64 = 10_000;
 /// Headroom over a request's `timeout_ms`, so a node's quorum failure (which names the
 /// nodes that did not answer) reaches the client before the client gives up on its own.
 pub const CLIENT_TIMEOUT_MARGIN_MS: u64 = 2_000;
-/// Times a call is resent on a fresh connection when the pooled one was found dead before
-/// anything was sent (for example, the node restarted since the last call).
-pub const RECONNECTS_MAX: usize = 1;
 
-/// A connection to one node of a cluster.
+/// A client of a cluster: of one node ([`Client::connect`]), or of every member, learned
+/// from seeds ([`Client::connect_cluster`]).
 ///
-/// Every call and every clone of a `Client` share one QUIC connection and one session
-/// stream, so clone it freely across tasks. Each call takes its own [`QuorumOpts`]: N,
-/// W or R, strictness and a timeout, per request.
+/// Every call and every clone of a `Client` share the QUIC connections and one session
+/// stream per node, so clone it freely across tasks. Each call takes its own
+/// [`QuorumOpts`]: N, W or R, strictness and a timeout, per request. Every write carries
+/// an operation id ([`crate::OpId`]): this client's random id and a sequence number shared
+/// by the clones, sent unchanged on every retry of the write.
 ///
 /// # Examples
 ///
@@ -97,9 +111,7 @@ pub const RECONNECTS_MAX: usize = 1;
 /// ```
 #[derive(Debug, Clone)]
 pub struct Client {
-    pool: ConnectionPool,
-    session: Arc<SessionSlot>,
-    addr: SocketAddr,
+    shared: Arc<Shared>,
     timeout_ms: u64,
 }
 
@@ -210,6 +222,39 @@ pub enum ClientError {
         /// The policy the call expected.
         expected: Policy,
     },
+    /// The seed list cannot be used (empty, or longer than [`SEEDS_MAX`]); nothing was
+    /// sent.
+    #[error("{0}")]
+    Seeds(String),
+    /// A node answered a cluster view this client cannot route by; the client keeps the
+    /// view it had.
+    #[error("node {addr} sent a cluster view this client cannot use: {source}")]
+    Topology {
+        /// The node that answered.
+        addr: SocketAddr,
+        /// What is wrong with the view.
+        #[source]
+        source: TopologyError,
+    },
+    /// A call was tried on several nodes and failed on each; `last` is the last node's
+    /// error, the others are listed. A write may have been applied by any of them, but at
+    /// most once: every attempt carried the same operation id.
+    #[error(
+        "{last} [{what}: {attempts} attempts, last on {last_node}; earlier: {}]",
+        earlier.join("; ")
+    )]
+    Exhausted {
+        /// The call, such as "write users/alice" or "status".
+        what: String,
+        /// Nodes the call was sent to, at most [`ATTEMPTS_MAX`].
+        attempts: usize,
+        /// The node of the last attempt.
+        last_node: String,
+        /// Each earlier attempt: the node and its error.
+        earlier: Vec<String>,
+        /// The last attempt's error.
+        last: Box<ClientError>,
+    },
     /// The node answered with a reply of the wrong kind for the request, likely from
     /// another release; a write may have been applied.
     #[error(
@@ -225,8 +270,20 @@ pub enum ClientError {
     },
 }
 
+impl ClientError {
+    /// The error of the last attempt: the error itself, or what the last node answered
+    /// when the call was tried on several ([`ClientError::Exhausted`]).
+    pub fn last_attempt(&self) -> &ClientError {
+        match self {
+            ClientError::Exhausted { last, .. } => last.last_attempt(),
+            other => other,
+        }
+    }
+}
+
 impl Client {
-    /// Loads `certs_dir/cert_name.{pem,key}` and opens a connection to `addr`.
+    /// Loads `certs_dir/cert_name.{pem,key}` and opens a connection to `addr`; every call
+    /// goes to that node (see [`Client::connect_cluster`] for a client that routes).
     ///
     /// The connection is opened here, not on the first call, so a stopped cluster or a
     /// certificate of another CA is reported at once.
@@ -238,6 +295,7 @@ impl Client {
         let identity = load_client_identity(certs_dir, cert_name)?;
         let client = Client::with_identity(addr, &identity)?;
         client
+            .shared
             .pool
             .get(addr)
             .await
@@ -248,23 +306,102 @@ impl Client {
         Ok(client)
     }
 
-    /// A client with an already loaded identity; connects on the first call. Must be
-    /// called inside a tokio runtime (the QUIC endpoint needs one).
+    /// A client of the one node at `addr` with an already loaded identity; connects on
+    /// the first call. Must be called inside a tokio runtime (the QUIC endpoint needs one).
     pub fn with_identity(addr: SocketAddr, identity: &Identity) -> Result<Client, ClientError> {
-        let local = if addr.ip().is_loopback() {
-            // Loopback targets get a loopback socket: nothing leaves the machine.
-            SocketAddr::new(addr.ip(), 0)
-        } else if addr.is_ipv4() {
-            SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))
-        } else {
-            SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0))
-        };
-        let endpoint =
-            bind_client(local, identity).map_err(|e| ClientError::Endpoint(Box::new(e)))?;
+        let pool = ConnectionPool::new(client_endpoint(addr, identity)?);
         Ok(Client {
-            pool: ConnectionPool::new(endpoint),
-            session: Arc::new(SessionSlot::default()),
-            addr,
+            shared: Shared::new(pool, Mode::Pinned, vec![addr]),
+            timeout_ms: CLIENT_TIMEOUT_MS,
+        })
+    }
+
+    /// Loads `certs_dir/cert_name.{pem,key}` and learns the cluster from the first of
+    /// `seeds` that answers: its members, their addresses and liveness, and the ring.
+    ///
+    /// Gets and writes then go straight to a live replica of their key and are retried
+    /// on the next candidate when a node fails them (at most [`ATTEMPTS_MAX`] nodes per
+    /// call, within the call's deadline); the view is refreshed in the background every
+    /// [`VIEW_REFRESH_INTERVAL_MS`] and at once after a failure, from any member, so the
+    /// client outlives every seed. Status, ring and stats go to the first seed that
+    /// answers; join and leave only to the first seed.
+    ///
+    /// Fails when no seed answers. A seed that answers but cannot report a view (an older
+    /// node) is used as it is: calls go to the seeds, which forward them.
+    ///
+    /// ```no_run
+    /// use std::net::SocketAddr;
+    /// use std::path::Path;
+    ///
+    /// use ringkv::{Client, ClientError, Key, QuorumOpts};
+    ///
+    /// # async fn example() -> Result<(), ClientError> {
+    /// // Any live member will do; the others are learned from it.
+    /// let seeds: Vec<SocketAddr> = ["127.0.0.1:7101", "127.0.0.1:7102"]
+    ///     .iter()
+    ///     .map(|a| a.parse().expect("a socket address"))
+    ///     .collect();
+    /// let client =
+    ///     Client::connect_cluster(&seeds, Path::new("ringkv-dev/certs"), "client").await?;
+    /// // Sent to the key's coordinator; retried on its other replicas if that node fails.
+    /// client
+    ///     .counter_add(&Key::new("stats", "visits"), 1, QuorumOpts::default())
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn connect_cluster(
+        seeds: &[SocketAddr],
+        certs_dir: &Path,
+        cert_name: &str,
+    ) -> Result<Client, ClientError> {
+        let identity = load_client_identity(certs_dir, cert_name)?;
+        let client = Client::cluster(seeds, &identity)?;
+        let sources = client.shared.seeds.len();
+        match client.shared.refresh(sources).await {
+            Ok(()) => Ok(client),
+            // The seed is up but serves no view: route through it.
+            Err(ClientError::Request(_) | ClientError::Refused { .. }) => Ok(client),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A cluster client ([`Client::connect_cluster`]) with an already loaded identity; it
+    /// learns the cluster in the background, and until then sends calls to the seeds.
+    /// Must be called inside a tokio runtime.
+    pub fn with_identity_cluster(
+        seeds: &[SocketAddr],
+        identity: &Identity,
+    ) -> Result<Client, ClientError> {
+        let client = Client::cluster(seeds, identity)?;
+        client.shared.refresh_soon();
+        Ok(client)
+    }
+
+    /// A cluster client that has not asked for a view yet.
+    fn cluster(seeds: &[SocketAddr], identity: &Identity) -> Result<Client, ClientError> {
+        let Some(&first) = seeds.first() else {
+            return Err(ClientError::Seeds(
+                "no seed address given; pass at least one node's HOST:PORT".into(),
+            ));
+        };
+        if seeds.len() > SEEDS_MAX {
+            return Err(ClientError::Seeds(format!(
+                "{} seed addresses given, more than the limit of {SEEDS_MAX}; a few per cluster are enough",
+                seeds.len()
+            )));
+        }
+        // A loopback socket only when every seed is on loopback: members may advertise
+        // other addresses, which a socket bound to 127.0.0.1 cannot reach.
+        let bind_for = match first {
+            _ if seeds.iter().all(|s| s.ip().is_loopback()) => first,
+            SocketAddr::V4(_) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+            SocketAddr::V6(_) => SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)),
+        };
+        let pool = ConnectionPool::new(client_endpoint(bind_for, identity)?)
+            .with_connect_timeout_ms(CLUSTER_CONNECT_TIMEOUT_MS);
+        Ok(Client {
+            shared: Shared::new(pool, Mode::Cluster, seeds.to_vec()),
             timeout_ms: CLIENT_TIMEOUT_MS,
         })
     }
@@ -275,28 +412,134 @@ impl Client {
         self
     }
 
-    /// The node this client talks to.
+    /// The node this client talks to: its one node, or its first seed.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.shared.seeds[0]
+    }
+
+    /// The nodes a get or write of `key` with replica count `n` (the cluster's default
+    /// when `None`) would be sent to, in order: the first is the key's coordinator when
+    /// the client knows the ring, the next ones are where retries go.
+    pub fn route(&self, key: &Key, n: Option<u8>) -> Vec<SocketAddr> {
+        let request = ClientRequest::Get {
+            key: key.clone(),
+            opts: QuorumOpts {
+                n,
+                ..QuorumOpts::default()
+            },
+        };
+        Attempts::new(self.shared.candidates(&request)).addrs()
+    }
+
+    /// Asks the cluster for its view now instead of waiting for the background refresh
+    /// (a client of one node has none to refresh).
+    pub async fn refresh_view(&self) -> Result<(), ClientError> {
+        if self.shared.mode == Mode::Pinned {
+            return Ok(());
+        }
+        self.shared.refresh(TOPOLOGY_SOURCES_MAX).await
     }
 
     /// Sends any client request. A [`ClientReply::Error`] comes back as
     /// [`ClientError::Request`], so `Ok` is always a successful answer.
+    ///
+    /// A write without an operation id gets a fresh one, so that retries on other nodes
+    /// apply it at most once.
     pub async fn call(&self, request: ClientRequest) -> Result<ClientReply, ClientError> {
+        let request = match request {
+            ClientRequest::Write {
+                key,
+                op,
+                opts,
+                id: None,
+            } => ClientRequest::Write {
+                key,
+                op,
+                opts,
+                id: Some(self.shared.next_op_id()),
+            },
+            other => other,
+        };
         let name = request_name(&request);
         let timeout_ms = call_timeout_ms(self.timeout_ms, &request);
-        match self.exchange(request, timeout_ms).await? {
-            WireResponse::Client(ClientReply::Error(e)) => Err(ClientError::Request(e)),
-            WireResponse::Client(reply) => Ok(reply),
-            WireResponse::Refused(reason) => Err(ClientError::Refused {
-                addr: self.addr,
-                reason,
-            }),
-            WireResponse::PeerAccepted => Err(ClientError::UnexpectedReply {
-                addr: self.addr,
-                request: name,
-                got: "a peer acknowledgement",
-            }),
+        let deadline = Instant::now() + Duration::from_millis(timeout_ms);
+        let mut attempts = Attempts::new(self.shared.candidates(&request));
+        let mut last = None;
+        while let Some(node) = attempts.next() {
+            if last.is_some() && Instant::now() >= deadline {
+                break;
+            }
+            let result = self
+                .shared
+                .ask(node.addr, request.clone(), name, deadline, timeout_ms)
+                .await;
+            let err = match result {
+                Ok(reply) => {
+                    self.shared.answered(node.addr);
+                    return Ok(reply);
+                }
+                Err(err) => err,
+            };
+            if Retry::blames_node(&err) {
+                self.shared.avoid(node.addr);
+            }
+            if Retry::of(&err) != Retry::Never {
+                self.shared.refresh_soon();
+            }
+            let go_on = attempts.failed(node, &err);
+            last = Some(err);
+            if !go_on {
+                break;
+            }
+        }
+        Err(self.gave_up(&request, attempts, last))
+    }
+
+    /// The error of a call that failed on every node it tried: the one error as it is
+    /// when there was one attempt, else [`ClientError::Exhausted`] naming them all.
+    fn gave_up(
+        &self,
+        request: &ClientRequest,
+        attempts: Attempts,
+        last: Option<ClientError>,
+    ) -> ClientError {
+        let Some(last) = last else {
+            return ClientError::Seeds("no node to send the request to".into());
+        };
+        let mut failed = attempts.failed;
+        if failed.len() <= 1 {
+            return last;
+        }
+        let view = self.shared.view();
+        let label = |c: &topology::Candidate| {
+            let name = c
+                .name
+                .clone()
+                .or_else(|| view.as_ref().and_then(|v| v.name_at(c.addr).cloned()));
+            match name {
+                Some(name) => format!("{name} at {}", c.addr),
+                None => c.addr.to_string(),
+            }
+        };
+        let attempts_made = failed.len();
+        let last_node = failed.pop().map(|(c, _)| label(&c)).unwrap_or_default();
+        let what = match request {
+            ClientRequest::Get { key, .. } => format!("get {key}"),
+            ClientRequest::Write { key, id, .. } => match id {
+                Some(id) => format!("write {key} (operation {id})"),
+                None => format!("write {key}"),
+            },
+            other => request_name(other).to_string(),
+        };
+        ClientError::Exhausted {
+            what,
+            attempts: attempts_made,
+            last_node,
+            earlier: failed
+                .iter()
+                .map(|(c, e)| format!("{}: {e}", label(c)))
+                .collect(),
+            last: Box::new(last),
         }
     }
 
@@ -579,7 +822,7 @@ impl Client {
             key: key.clone(),
             op,
             opts,
-            id: None,
+            id: Some(self.shared.next_op_id()),
         };
         match self.call(request).await? {
             ClientReply::Written { value, warning } => Ok(WriteResult {
@@ -588,55 +831,6 @@ impl Client {
                 warning,
             }),
             other => Err(self.unexpected("write", reply_kind(&other))),
-        }
-    }
-
-    /// Sends `request` on the client's session and waits for its answer until the
-    /// deadline; a request that was not sent (the session had ended, or the pooled
-    /// connection was found dead while opening one) is resent once on a fresh session:
-    /// nothing reached the node, so even a counter add is safe to resend.
-    async fn exchange(
-        &self,
-        request: ClientRequest,
-        timeout_ms: u64,
-    ) -> Result<WireResponse, ClientError> {
-        let deadline = Instant::now() + Duration::from_millis(timeout_ms);
-        let net = |source: NetError| ClientError::Net {
-            addr: self.addr,
-            source: Box::new(source),
-        };
-        let mut request = request;
-        let mut reconnects = 0;
-        loop {
-            let attempt = async {
-                match self.session.get(&self.pool, self.addr).await {
-                    Ok(session) => session.call(request).await,
-                    Err(reason @ NetError::ConnectionLost { .. }) => Err(CallError::NotSent {
-                        request: Box::new(request),
-                        reason,
-                    }),
-                    Err(e) => Err(CallError::Failed(e)),
-                }
-            };
-            match tokio::time::timeout_at(deadline, attempt).await {
-                Ok(Ok(response)) => return Ok(response),
-                Ok(Err(CallError::NotSent {
-                    request: unsent, ..
-                })) if reconnects < RECONNECTS_MAX => {
-                    reconnects += 1;
-                    request = *unsent;
-                }
-                Ok(Err(CallError::NotSent { reason, .. } | CallError::Failed(reason))) => {
-                    return Err(net(reason));
-                }
-                Err(_) => {
-                    return Err(net(NetError::Timeout {
-                        what: "request to",
-                        addr: self.addr,
-                        timeout_ms,
-                    }));
-                }
-            }
         }
     }
 
@@ -672,7 +866,7 @@ impl Client {
 
     fn unexpected(&self, request: &'static str, got: &'static str) -> ClientError {
         ClientError::UnexpectedReply {
-            addr: self.addr,
+            addr: self.addr(),
             request,
             got,
         }
@@ -736,6 +930,22 @@ fn expect_policy(
     }
 }
 
+/// A dial-only QUIC endpoint for reaching `target`: loopback targets get a loopback
+/// socket, so nothing leaves the machine.
+fn client_endpoint(
+    target: SocketAddr,
+    identity: &Identity,
+) -> Result<quinn::Endpoint, ClientError> {
+    let local = if target.ip().is_loopback() {
+        SocketAddr::new(target.ip(), 0)
+    } else if target.is_ipv4() {
+        SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))
+    } else {
+        SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0))
+    };
+    bind_client(local, identity).map_err(|e| ClientError::Endpoint(Box::new(e)))
+}
+
 /// Loads `certs_dir/cert_name.{pem,key}`, naming both in the error.
 fn load_client_identity(certs_dir: &Path, cert_name: &str) -> Result<Identity, ClientError> {
     load_identity(certs_dir, cert_name).map_err(|source| ClientError::Identity {
@@ -752,7 +962,8 @@ fn call_timeout_ms(client_timeout_ms: u64, request: &ClientRequest) -> u64 {
         | ClientRequest::Ring
         | ClientRequest::Join { .. }
         | ClientRequest::Leave
-        | ClientRequest::Stats => None,
+        | ClientRequest::Stats
+        | ClientRequest::Topology => None,
     };
     requested
         .map(|ms| u64::from(ms) + CLIENT_TIMEOUT_MARGIN_MS)
@@ -769,6 +980,7 @@ fn request_name(request: &ClientRequest) -> &'static str {
         ClientRequest::Join { .. } => "join",
         ClientRequest::Leave => "leave",
         ClientRequest::Stats => "stats",
+        ClientRequest::Topology => "topology",
     }
 }
 
@@ -780,12 +992,16 @@ fn reply_kind(reply: &ClientReply) -> &'static str {
         ClientReply::Ring(_) => "a ring report",
         ClientReply::Changed(_) => "a membership change",
         ClientReply::Stats(_) => "a stats report",
+        ClientReply::Topology(_) => "a cluster view",
         ClientReply::Error(_) => "an error",
     }
 }
 
+mod cluster;
+mod route;
 mod session;
 mod stats;
+mod topology;
 
 #[cfg(test)]
 mod tests;

@@ -119,6 +119,9 @@ impl FakeNode {
             ClientRequest::Stats => ClientReply::Error(RequestError::BadRequest(
                 "this fake node keeps no statistics".into(),
             )),
+            ClientRequest::Topology => ClientReply::Error(RequestError::BadRequest(
+                "this fake node has no ring".into(),
+            )),
         };
         WireResponse::Client(reply)
     }

@@ -7,7 +7,7 @@ use ringkv::client::Client;
 
 use crate::error::CliError;
 use crate::output::{self, Rendered};
-use crate::parse::resolve_node;
+use crate::parse::{resolve_node, resolve_nodes};
 use crate::{ClientCommand, CounterCommand, GlobalArgs, HllCommand, MapCommand, SetCommand};
 
 /// Connects to `--node` with the `--certs`/`--cert-name` identity and runs `command`.
@@ -77,14 +77,17 @@ async fn leave(
     Ok(output::changed(&leaving.leave().await?))
 }
 
-async fn connect(global: &GlobalArgs) -> Result<Client, CliError> {
-    let addr = resolve_node(&global.node).await?;
+/// A cluster client with the `--node` addresses as seeds: gets and writes go straight to
+/// a replica of their key and fail over to the others; reports go to the first seed that
+/// answers, join and leave to the first seed only.
+pub async fn connect(global: &GlobalArgs) -> Result<Client, CliError> {
+    let seeds = resolve_nodes(&global.node).await?;
     if !global.certs.is_dir() {
         return Err(CliError::NoCerts {
             dir: global.certs.clone(),
         });
     }
-    Ok(Client::connect(addr, &global.certs, &global.cert_name).await?)
+    Ok(Client::connect_cluster(&seeds, &global.certs, &global.cert_name).await?)
 }
 
 async fn counter(client: &Client, cmd: CounterCommand) -> Result<Rendered, CliError> {

@@ -63,7 +63,9 @@ pub struct Cli {
 /// Flags every command accepts, before or after the subcommand.
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
-    /// Node to send client requests to (HOST:PORT); any node serves any key.
+    /// Nodes to reach the cluster through (HOST:PORT, comma-separated); the client learns
+    /// every member from the first that answers and sends each request to a replica of
+    /// its key.
     #[arg(long, global = true, env = "RINGKV_NODE", default_value = DEFAULT_NODE, help_heading = GLOBAL)]
     pub node: String,
     /// Certificate directory (cluster CA and client certificates).

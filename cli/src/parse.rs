@@ -7,6 +7,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
 
+use ringkv::client::SEEDS_MAX;
 use ringkv::net::validate_name;
 use ringkv::proto::{Key, RequestError};
 
@@ -55,7 +56,33 @@ pub fn parse_key(text: &str) -> Result<Key, String> {
     })
 }
 
-/// The `--node` address: `IP:PORT`, or `HOST:PORT` looked up once.
+/// The `--node` list: comma-separated addresses, each resolved as [`resolve_node`] does,
+/// at most [`SEEDS_MAX`].
+pub async fn resolve_nodes(text: &str) -> Result<Vec<SocketAddr>, CliError> {
+    let parts: Vec<&str> = text.split(',').map(str::trim).collect();
+    if parts.len() > SEEDS_MAX {
+        return Err(CliError::Usage(format!(
+            "--node lists {} addresses, more than the limit of {SEEDS_MAX}; a few per cluster are enough",
+            parts.len()
+        )));
+    }
+    let mut addrs = Vec::with_capacity(parts.len());
+    for part in parts {
+        if part.is_empty() {
+            return Err(CliError::Usage(format!(
+                "--node '{text}' has an empty address; pass HOST:PORT[,HOST:PORT...] like {}",
+                crate::DEFAULT_NODE
+            )));
+        }
+        let addr = resolve_node(part).await?;
+        if !addrs.contains(&addr) {
+            addrs.push(addr);
+        }
+    }
+    Ok(addrs)
+}
+
+/// One `--node` address: `IP:PORT`, or `HOST:PORT` looked up once.
 pub async fn resolve_node(text: &str) -> Result<SocketAddr, CliError> {
     if let Ok(addr) = text.parse() {
         return Ok(addr);
@@ -125,5 +152,28 @@ mod tests {
         let err = resolve_node("no port here").await.unwrap_err();
         assert_eq!(err.exit_code(), crate::error::EXIT_USAGE);
         assert!(err.to_string().contains("pass HOST:PORT"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn node_lists_split_on_commas_and_bad_entries_are_usage_errors() {
+        let addrs = resolve_nodes("127.0.0.1:7101, 127.0.0.1:7102,127.0.0.1:7101")
+            .await
+            .unwrap();
+        let expected: Vec<SocketAddr> = ["127.0.0.1:7101", "127.0.0.1:7102"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        assert_eq!(addrs, expected, "trimmed, duplicates dropped, order kept");
+        for text in [
+            "127.0.0.1:7101,",
+            ",127.0.0.1:7101",
+            "127.0.0.1:7101,nonsense",
+        ] {
+            let err = resolve_nodes(text).await.expect_err(text);
+            assert_eq!(err.exit_code(), crate::error::EXIT_USAGE, "{text}: {err}");
+        }
+        let many = vec!["127.0.0.1:7101"; SEEDS_MAX + 1].join(",");
+        let err = resolve_nodes(&many).await.expect_err("too many");
+        assert!(err.to_string().contains("more than the limit"), "{err}");
     }
 }

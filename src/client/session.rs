@@ -124,6 +124,11 @@ impl SessionSlot {
         Ok(session)
     }
 
+    /// True while the slot holds a session that has not ended.
+    pub(crate) fn is_live(&self) -> bool {
+        self.live().is_some()
+    }
+
     fn live(&self) -> Option<Session> {
         lock(&self.current)
             .as_ref()

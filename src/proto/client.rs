@@ -70,6 +70,10 @@ pub enum ClientRequest {
     Leave,
     /// Ask for the node's counters and sketches; answered with `ClientReply::Stats`.
     Stats,
+    /// Ask for what a client needs to route requests itself: the partition count, every
+    /// member's address, vnode count, phase and liveness; answered with
+    /// `ClientReply::Topology`. The client rebuilds the ring from it with the same code.
+    Topology,
 }
 
 /// What a node answers a client.
@@ -102,6 +106,43 @@ pub enum ClientReply {
     Error(RequestError),
     /// Boxed: the largest reply by far (sketches), kept out of every other reply's size.
     Stats(Box<StatsInfo>),
+    /// The answer to `ClientRequest::Topology`.
+    Topology(TopologyInfo),
+}
+
+/// The membership view a client routes by: one node's, taken at one instant.
+///
+/// The ring is a pure function of the members in the `Normal` phase (names and vnode
+/// counts) and the partition count, so a client that rebuilds it with
+/// `Ring::new` computes the same preference lists as every node that holds this view.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TopologyInfo {
+    /// The reporting node.
+    pub node: NodeId,
+    /// Number of partitions of the ring.
+    pub partitions: u32,
+    /// The reporting node's default replica count (N when a request names none).
+    pub n: u8,
+    /// Every member that has not left, the reporting node included (at most the ring's
+    /// `MEMBERS_MAX`).
+    pub members: Vec<TopologyMember>,
+}
+
+/// One member as [`TopologyInfo`] carries it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopologyMember {
+    /// The member's node id.
+    pub name: NodeId,
+    /// The address it listens on for peers and clients, as `host:port`.
+    pub addr: String,
+    /// Virtual nodes it places on the ring.
+    pub vnodes: u32,
+    /// True in the `Normal` phase: the member owns partitions. A leaving member still
+    /// serves requests but is not in the ring.
+    pub in_ring: bool,
+    /// Liveness as the reporting node sees it: "up", "suspect" or "down" (the reporting
+    /// node always shows itself "up").
+    pub state: String,
 }
 
 /// Membership as one node sees it.

@@ -22,7 +22,7 @@ pub mod wire;
 
 pub use client::{
     ClientReply, ClientRequest, MemberStatus, QuorumOpts, REPLICAS_MAX, REQUEST_TIMEOUT_MS_MAX,
-    RingInfo, RingNode, StatusInfo, TransferInfo,
+    RingInfo, RingNode, StatusInfo, TopologyInfo, TopologyMember, TransferInfo,
 };
 pub use error::{QuorumFailure, RequestError};
 pub use key::Key;

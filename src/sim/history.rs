@@ -70,7 +70,8 @@ impl OpRecord {
             | ClientRequest::Ring
             | ClientRequest::Join { .. }
             | ClientRequest::Leave
-            | ClientRequest::Stats => None,
+            | ClientRequest::Stats
+            | ClientRequest::Topology => None,
         }
     }
 
@@ -81,7 +82,8 @@ impl OpRecord {
             | ClientRequest::Ring
             | ClientRequest::Join { .. }
             | ClientRequest::Leave
-            | ClientRequest::Stats => QuorumOpts::default(),
+            | ClientRequest::Stats
+            | ClientRequest::Topology => QuorumOpts::default(),
         }
     }
 

@@ -30,7 +30,6 @@ use ringkv::net::BIDI_STREAMS_CONCURRENT_MAX;
 
 use crate::error::CliError;
 use crate::output::Rendered;
-use crate::parse::resolve_node;
 use crate::{GlobalArgs, ReadWriteQuorum};
 
 use self::keys::{Distribution, KEYS_MAX, KeyChooser};
@@ -191,14 +190,9 @@ pub async fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<Rendered, CliE
 }
 
 /// Connects as every client command does, with the same errors.
+/// Connects as every client command does, with the same errors and the same routing.
 async fn connect(global: &GlobalArgs) -> Result<Client, CliError> {
-    let addr = resolve_node(&global.node).await?;
-    if !global.certs.is_dir() {
-        return Err(CliError::NoCerts {
-            dir: global.certs.clone(),
-        });
-    }
-    Ok(Client::connect(addr, &global.certs, &global.cert_name).await?)
+    crate::client_cmds::connect(global).await
 }
 
 #[cfg(test)]

@@ -87,9 +87,10 @@ pub struct Progress {
 }
 
 impl ErrorKind {
-    /// Groups a client error; quorum failures carry their own counts and node names.
+    /// Groups a client error by what its last attempt met; quorum failures carry their own
+    /// counts and node names.
     pub fn of(err: &ClientError) -> ErrorKind {
-        match err {
+        match err.last_attempt() {
             ClientError::Request(RequestError::QuorumFailed(_)) => ErrorKind::Quorum,
             ClientError::Net { .. } | ClientError::Request(RequestError::Forward { .. }) => {
                 ErrorKind::Timeout

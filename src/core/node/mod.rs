@@ -589,6 +589,11 @@ impl Node {
                 let mut cx = self.shared.lend(now);
                 return request::finish(&mut cx, origin, ClientReply::Ring(ring));
             }
+            ClientRequest::Topology => {
+                let topology = reports::topology(&self.shared.config, self.cluster.view());
+                let mut cx = self.shared.lend(now);
+                return request::finish(&mut cx, origin, ClientReply::Topology(topology));
+            }
             ClientRequest::Join { seed } => {
                 let reply = match self.cluster.join_through(&mut self.shared.lend(now), seed) {
                     Ok(reply) => {

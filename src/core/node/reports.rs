@@ -1,10 +1,13 @@
-//! What `ringkv status` and `ringkv ring` show, assembled from the subsystems' state.
+//! What `ringkv status` and `ringkv ring` show, and the topology clients route by,
+//! assembled from the subsystems' state.
 
 use crate::core::membership::Membership;
 use crate::core::membership::gossip::MemberPhase;
 use crate::core::node::NodeConfig;
 use crate::core::replica::Replica;
-use crate::proto::{MemberStatus, RingInfo, RingNode, StatusInfo, TransferInfo};
+use crate::proto::{
+    MemberStatus, RingInfo, RingNode, StatusInfo, TopologyInfo, TopologyMember, TransferInfo,
+};
 
 /// Membership as this node sees it, with hints held per member and transfers.
 pub(crate) fn status(
@@ -60,5 +63,29 @@ pub(crate) fn ring_info(config: &NodeConfig, members: &Membership) -> RingInfo {
             })
             .collect(),
         balance: ring.balance(),
+    }
+}
+
+/// The view a client routes by: no shares or hints, so it stays cheap to answer at a
+/// client's refresh rate.
+pub(crate) fn topology(config: &NodeConfig, members: &Membership) -> TopologyInfo {
+    TopologyInfo {
+        node: config.name.clone(),
+        partitions: members.ring().partitions(),
+        n: config.n,
+        members: members
+            .members()
+            .map(|m| TopologyMember {
+                name: m.name.clone(),
+                addr: m.addr.clone(),
+                vnodes: m.vnodes,
+                in_ring: m.phase == MemberPhase::Normal,
+                state: if m.name == config.name {
+                    "up".to_string()
+                } else {
+                    m.state.to_string()
+                },
+            })
+            .collect(),
     }
 }
