@@ -21,7 +21,7 @@ use crate::sim::world::{Event, World};
 /// An output on its way through its node's commit gate.
 #[derive(Debug)]
 pub(crate) enum Held {
-    Transmit(NodeId, PeerMessage),
+    Transmit(NodeId, Box<PeerMessage>),
     Reply(u64, ClientReply),
 }
 
@@ -41,7 +41,7 @@ pub(crate) fn hold(
     };
     for (to, msg) in transmits {
         let departure = Departure::of_message(&msg);
-        sim.gate.push(Held::Transmit(to, msg), departure);
+        sim.gate.push(Held::Transmit(to, Box::new(msg)), departure);
     }
     for (op, reply) in replies {
         sim.gate.push(Held::Reply(op, reply), Departure::of_reply());
@@ -99,7 +99,7 @@ pub(crate) fn release(world: &mut World, name: &NodeId, incarnation: u64, output
     let now = world.now;
     for out in outputs {
         match out {
-            Held::Transmit(to, msg) => world.transmit(name, incarnation, to, msg),
+            Held::Transmit(to, msg) => world.transmit(name, incarnation, to, *msg),
             Held::Reply(op, reply) => {
                 let outcome = match reply {
                     ClientReply::Error(e) => OpOutcome::Failed(e.to_string()),

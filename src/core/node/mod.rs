@@ -38,14 +38,14 @@ use crate::core::membership::Membership;
 use crate::core::membership::cluster::{Cluster, LeaveStart};
 use crate::core::membership::gossip::{Gossip, GossipEvent, GossipId, MemberMeta, MemberPhase};
 use crate::core::object::clock::{ActorId, Hlc};
-use crate::core::object::{Object, Value};
+use crate::core::object::{Object, Value, Write};
 use crate::core::placement::ring::{NodeId, VNODES_DEFAULT};
 use crate::core::repair::exchange::{AeStats, Exchange};
 use crate::core::repair::reap::Reaper;
 use crate::core::repair::transfer::{self, Transfer, TransferOutcome};
 use crate::core::replica::Replica;
 use crate::core::replica::handoff::Handoff;
-use crate::core::request::{self, Data, Origin, Requests, Write};
+use crate::core::request::{self, Data, Origin, Requests};
 use crate::core::stats::{AeProgress, RequestWindows, Statistics, StatsError, StatsInfo};
 use crate::core::timer::{Timer, TimerTable};
 use crate::proto::{

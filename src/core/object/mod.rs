@@ -146,6 +146,14 @@ pub enum Op {
     },
 }
 
+/// A client write as the core carries it: the operation and its id, if the client gave
+/// one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Write {
+    pub op: Op,
+    pub id: Option<OpId>,
+}
+
 /// Bounds a coordinator enforces when it applies a write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use crate::core::object::clock::{ActorId, Timestamp};
-use crate::core::object::{Applied, Limits, Object, ObjectError, Op, OpId};
+use crate::core::object::{Applied, Limits, Object, ObjectError, Write};
 use crate::core::placement::ring::{NodeId, key_position};
 use crate::core::repair::merkle::{MerkleTrees, RebuildProgress};
 use crate::core::repair::reap::TOMBSTONE_GRACE_MS_DEFAULT;
@@ -253,8 +253,7 @@ impl Replica {
     pub fn apply(
         &mut self,
         key: &Key,
-        op: Op,
-        id: Option<OpId>,
+        write: Write,
         actor: ActorId,
         ts: Timestamp,
         limits: &Limits,
@@ -264,9 +263,9 @@ impl Replica {
             Some(_) => self.read(key, None)?,
             None => None,
         };
-        let mut op = Some(op);
+        let mut write = Some(write);
         let done = self.rmw(key, hint, &mut |existing| {
-            let op = op
+            let Write { op, id } = write
                 .take()
                 .ok_or(ObjectError::BadContext("operation applied twice".into()))?;
             let base = match (existing, own.take()) {
@@ -608,7 +607,7 @@ fn decode(key: &Key, bytes: &[u8]) -> Result<Object, ReplicaError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::object::{Context, Policy, ReadValue};
+    use crate::core::object::{Context, Op, Policy, ReadValue};
     use crate::storage::MemoryStorage;
 
     fn replica() -> Replica {
@@ -623,8 +622,10 @@ mod tests {
         let (obj, _) = r
             .apply(
                 &key,
-                Op::CounterAdd { delta: 2 },
-                None,
+                Write {
+                    op: Op::CounterAdd { delta: 2 },
+                    id: None,
+                },
                 ActorId(1),
                 ts,
                 &Limits::default(),

@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use crate::core::membership::Membership;
 use crate::core::node::Cx;
 use crate::core::object::clock::{ActorId, Hlc};
-use crate::core::object::{Op, OpId, ReadValue};
+use crate::core::object::{Op, ReadValue, Write};
 use crate::core::placement::quorum::Quorum;
 use crate::core::placement::ring::{NodeId, key_position};
 use crate::core::replica::{Replica, ReplicaError};
@@ -80,13 +80,6 @@ enum Pending {
 }
 
 /// A forwarded get, kept so that a coordinator that fails can be replaced.
-/// A client write as the request layer carries it: the operation and its id.
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) struct Write {
-    pub(crate) op: Op,
-    pub(crate) id: Option<OpId>,
-}
-
 #[derive(Debug)]
 struct ReadRetry {
     key: Key,
@@ -261,8 +254,7 @@ impl Requests {
         let limits = cx.config.limits;
         let (object, applied) = match data.replica.apply(
             &key,
-            write.op,
-            write.id,
+            write,
             data.actor,
             ts,
             &limits,
