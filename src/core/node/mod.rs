@@ -387,8 +387,14 @@ impl Node {
             let members = self.cluster.view();
             match timer {
                 Timer::Request(id) if self.requests.owns(id) => {
-                    self.requests
-                        .on_timeout(&mut cx, &mut self.replica, members, id)
+                    let data = Data {
+                        replica: &mut self.replica,
+                        members,
+                        hlc: &mut self.hlc,
+                        actor: self.actor,
+                        traffic: self.stats.traffic_mut(),
+                    };
+                    self.requests.on_timeout(&mut cx, data, id)
                 }
                 Timer::Request(id) => self.handoff.on_timeout(&mut cx, id),
                 Timer::TransferBatch(id) => self.transfer.on_batch_timeout(&cx, id),
@@ -705,8 +711,14 @@ impl Node {
     /// counts it as missing.
     fn on_unreachable(&mut self, now: Now, node: &NodeId) {
         let mut cx = self.shared.lend(now);
-        self.requests
-            .on_unreachable(&mut cx, &mut self.replica, self.cluster.view(), node);
+        let data = Data {
+            replica: &mut self.replica,
+            members: self.cluster.view(),
+            hlc: &mut self.hlc,
+            actor: self.actor,
+            traffic: self.stats.traffic_mut(),
+        };
+        self.requests.on_unreachable(&mut cx, data, node);
         self.handoff.on_unreachable(&mut cx, node);
     }
 

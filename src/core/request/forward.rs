@@ -7,8 +7,10 @@ use std::collections::{BTreeSet, VecDeque};
 
 use crate::core::placement::ring::NodeId;
 
-/// Times a client's get moves on to another coordinator after one failed (unreachable
-/// or timed out). Writes never move: one that timed out may have been applied.
+/// Times a client's get, or a write with an operation id, moves on to another
+/// coordinator after one failed (unreachable or timed out). A write without an id never
+/// moves: one that timed out may have been applied, and only the id lets a second
+/// application be recognised (`core/object/applied.rs`).
 pub const FORWARD_FAILOVERS_MAX: usize = 2;
 /// Forwarded requests remembered to recognise a duplicate delivery.
 pub const FORWARDS_SEEN_MAX: usize = 65_536;

@@ -66,6 +66,19 @@ pub(crate) struct Data<'a> {
     pub(crate) traffic: &'a mut RequestWindows,
 }
 
+impl Data<'_> {
+    /// The same borrows for one more call.
+    pub(crate) fn reborrow(&mut self) -> Data<'_> {
+        Data {
+            replica: self.replica,
+            members: self.members,
+            hlc: self.hlc,
+            actor: self.actor,
+            traffic: self.traffic,
+        }
+    }
+}
+
 /// A request in flight.
 #[derive(Debug)]
 enum Pending {
@@ -74,17 +87,21 @@ enum Pending {
     Forward {
         origin: Origin,
         coordinator: NodeId,
-        /// For a client's get: what a failover needs to send it elsewhere.
-        read: Option<ReadRetry>,
+        /// For a client's get, or a write with an operation id: what a failover needs
+        /// to send it elsewhere.
+        retry: Option<Retry>,
     },
 }
 
-/// A forwarded get, kept so that a coordinator that fails can be replaced.
+/// A forwarded request that may move on when its coordinator fails: a get, or a write
+/// whose operation id makes a second delivery harmless.
 #[derive(Debug)]
-struct ReadRetry {
+struct Retry {
     key: Key,
     opts: QuorumOpts,
-    /// Coordinators that already failed this get.
+    /// `None` for a get.
+    write: Option<Write>,
+    /// Coordinators that already failed this request.
     tried: Vec<NodeId>,
 }
 
@@ -206,10 +223,13 @@ impl Requests {
             .find(|t| &t.node == cx.me())
             .map(|t| t.hint.clone())
         else {
-            let read = match (&write, &origin) {
-                (None, Origin::Client(_)) => Some(ReadRetry {
+            // A write without an operation id might be applied twice if sent again.
+            let movable = write.as_ref().is_none_or(|w| w.id.is_some());
+            let retry = match &origin {
+                Origin::Client(_) if movable => Some(Retry {
                     key: key.clone(),
                     opts,
+                    write: write.clone(),
                     tried: Vec::new(),
                 }),
                 _ => None,
@@ -220,7 +240,7 @@ impl Requests {
             };
             let deadline_ms = cx.now.mono_ms + plan.timeout_ms + plan.timeout_ms / 2;
             let coordinator = pref.targets[0].node.clone();
-            return self.forward(cx, deadline_ms, origin, request, coordinator, read);
+            return self.forward(cx, deadline_ms, origin, request, coordinator, retry);
         };
         let my_hint = Some(my_hint);
         data.traffic.observe(cx.now.mono_ms, &key);
@@ -350,7 +370,7 @@ impl Requests {
         origin: Origin,
         request: ClientRequest,
         coordinator: NodeId,
-        read: Option<ReadRetry>,
+        retry: Option<Retry>,
     ) {
         if let Origin::Peer { .. } = origin {
             // Forwarded once already and our view disagrees with the sender's: refuse
@@ -370,7 +390,7 @@ impl Requests {
             Pending::Forward {
                 origin,
                 coordinator,
-                read,
+                retry,
             },
         );
         // Later than the coordinator's own timeout, so its error arrives first.
@@ -427,13 +447,7 @@ impl Requests {
     }
 
     /// `node` cannot be reached: count it against every request waiting on it.
-    pub(crate) fn on_unreachable(
-        &mut self,
-        cx: &mut Cx<'_>,
-        replica: &mut Replica,
-        members: &Membership,
-        node: &NodeId,
-    ) {
+    pub(crate) fn on_unreachable(&mut self, cx: &mut Cx<'_>, mut data: Data<'_>, node: &NodeId) {
         let ids: Vec<u64> = self.pending.keys().copied().collect();
         for id in ids {
             let counted = match self.pending.get_mut(&id) {
@@ -444,9 +458,9 @@ impl Requests {
             };
             match self.pending.get(&id) {
                 Some(Pending::Write(_)) if counted => self.check_write(cx, id),
-                Some(Pending::Read(_)) if counted => self.check_read(cx, replica, id),
+                Some(Pending::Read(_)) if counted => self.check_read(cx, data.replica, id),
                 Some(Pending::Forward { .. }) if counted => {
-                    self.fail_forward(cx, replica, members, id, "it is unreachable")
+                    self.fail_forward(cx, data.reborrow(), id, "it is unreachable")
                 }
                 _ => {}
             }
@@ -454,13 +468,7 @@ impl Requests {
     }
 
     /// A request's deadline passed; stale ids (finished requests) are ignored.
-    pub(crate) fn on_timeout(
-        &mut self,
-        cx: &mut Cx<'_>,
-        replica: &mut Replica,
-        members: &Membership,
-        id: u64,
-    ) {
+    pub(crate) fn on_timeout(&mut self, cx: &mut Cx<'_>, data: Data<'_>, id: u64) {
         match self.pending.get(&id) {
             Some(Pending::Write(_)) => {
                 if let Some(Pending::Write(w)) = self.take(cx.timers, id) {
@@ -470,12 +478,10 @@ impl Requests {
             }
             Some(Pending::Read(_)) => {
                 if let Some(Pending::Read(r)) = self.take(cx.timers, id) {
-                    self.end_read(cx, replica, r);
+                    self.end_read(cx, data.replica, r);
                 }
             }
-            Some(Pending::Forward { .. }) => {
-                self.fail_forward(cx, replica, members, id, "it timed out")
-            }
+            Some(Pending::Forward { .. }) => self.fail_forward(cx, data, id, "it timed out"),
             None => {}
         }
     }
@@ -568,30 +574,23 @@ impl Requests {
         debug_assert!(self.pending.len() >= self.deadlines.len());
     }
 
-    /// A forward's coordinator failed. A client's get moves to the next replica, or is
-    /// coordinated here as a stand-in, at most [`FORWARD_FAILOVERS_MAX`] times; anything
-    /// else fails, naming the coordinator (a write may or may not have been applied, so
-    /// it is not sent again).
-    fn fail_forward(
-        &mut self,
-        cx: &mut Cx<'_>,
-        replica: &mut Replica,
-        members: &Membership,
-        id: u64,
-        reason: &str,
-    ) {
+    /// A forward's coordinator failed. A client's get, or a write with an operation id,
+    /// moves to the next replica, or is coordinated here as a stand-in, at most
+    /// [`FORWARD_FAILOVERS_MAX`] times; anything else fails, naming the coordinator (a
+    /// write without an id may or may not have been applied, so it is not sent again).
+    fn fail_forward(&mut self, cx: &mut Cx<'_>, data: Data<'_>, id: u64, reason: &str) {
         let Some(Pending::Forward {
             origin,
             coordinator,
-            read,
+            retry,
         }) = self.take(cx.timers, id)
         else {
             return;
         };
-        match read {
+        match retry {
             Some(mut retry) if retry.tried.len() < FORWARD_FAILOVERS_MAX => {
                 retry.tried.push(coordinator);
-                self.failover_read(cx, replica, members, origin, retry);
+                self.failover(cx, data, origin, retry);
             }
             _ => {
                 let err = RequestError::Forward {
@@ -604,25 +603,22 @@ impl Requests {
         }
     }
 
-    /// Sends a get whose coordinators in `retry.tried` failed to the next live replica,
-    /// or coordinates it here, reading the replicas directly.
-    fn failover_read(
-        &mut self,
-        cx: &mut Cx<'_>,
-        replica: &mut Replica,
-        members: &Membership,
-        origin: Origin,
-        retry: ReadRetry,
-    ) {
-        let plan = match Plan::resolve(&retry.opts, true, cx.config, members.len()) {
+    /// Sends a request whose coordinators in `retry.tried` failed to the next live
+    /// replica, or coordinates it here: a get reading the replicas directly, a write only
+    /// when this node is one of the key's targets (a write needs a replica to apply it).
+    fn failover(&mut self, cx: &mut Cx<'_>, data: Data<'_>, origin: Origin, retry: Retry) {
+        let members = data.members;
+        let is_read = retry.write.is_none();
+        let plan = match Plan::resolve(&retry.opts, is_read, cx.config, members.len()) {
             Ok(p) => p,
             Err(e) => return finish(cx, origin, ClientReply::Error(e)),
         };
+        let op_name = retry.write.as_ref().map_or("get", |w| op_name(&w.op));
         let ring = members.ring();
         let partition = ring.partition_of(key_position(&retry.key.bucket, &retry.key.key));
         let pref = ring.preference_list(partition, plan.n, plan.strict, |n| members.is_up(n));
         if pref.targets.len() < plan.needed {
-            let err = unavailable("get", &retry.key, &plan, &pref, members);
+            let err = unavailable(op_name, &retry.key, &plan, &pref, members);
             return finish(cx, origin, ClientReply::Error(err));
         }
         let me = cx.me().clone();
@@ -637,19 +633,52 @@ impl Requests {
             .map(|t| &t.node)
             .find(|n| **n != me && !retry.tried.contains(n))
             .cloned();
-        if my_hint.is_none()
-            && let Some(next) = next
-        {
-            let request = ClientRequest::Get {
-                key: retry.key.clone(),
-                opts: retry.opts,
+        if my_hint.is_none() {
+            let Some(next) = next else {
+                if !is_read {
+                    let tried = retry.tried.last().cloned().unwrap_or_else(|| me.clone());
+                    let err = RequestError::Forward {
+                        via: me,
+                        coordinator: tried,
+                        reason: format!(
+                            "it failed, and so did every other replica tried ({}); the write carried an operation id, so retrying it is safe",
+                            retry
+                                .tried
+                                .iter()
+                                .map(|n| n.to_string())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    };
+                    return finish(cx, origin, ClientReply::Error(err));
+                }
+                let job = Job::new(cx.ids.fresh(), origin, retry.key, None, &plan, pref);
+                let id = job.id;
+                self.coordinate_read(cx, data.replica, job);
+                return self.set_deadline(cx, id, plan.timeout_ms);
+            };
+            let request = match retry.write.clone() {
+                Some(Write { op, id }) => ClientRequest::Write {
+                    key: retry.key.clone(),
+                    op,
+                    opts: retry.opts,
+                    id,
+                },
+                None => ClientRequest::Get {
+                    key: retry.key.clone(),
+                    opts: retry.opts,
+                },
             };
             let deadline_ms = cx.now.mono_ms + plan.timeout_ms + plan.timeout_ms / 2;
             return self.forward(cx, deadline_ms, origin, request, next, Some(retry));
         }
+        data.traffic.observe(cx.now.mono_ms, &retry.key);
         let job = Job::new(cx.ids.fresh(), origin, retry.key, my_hint, &plan, pref);
         let id = job.id;
-        self.coordinate_read(cx, replica, job);
+        match retry.write {
+            Some(write) => self.coordinate_write(cx, data, job, write, op_name),
+            None => self.coordinate_read(cx, data.replica, job),
+        }
         self.set_deadline(cx, id, plan.timeout_ms);
     }
 }

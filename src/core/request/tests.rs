@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::core::node::{MemberSpec, Node, NodeConfig, Now};
-use crate::core::object::{Context, Op, ReadValue};
+use crate::core::object::{Context, Op, OpId, ReadValue};
 use crate::core::placement::ring::NodeId;
 use crate::proto::{ClientReply, ClientRequest, Key, PeerMessage, QuorumOpts, RequestError};
 use crate::storage::MemoryStorage;
@@ -359,7 +359,8 @@ fn a_node_outside_the_preference_list_forwards_to_a_replica() {
 }
 
 #[test]
-fn a_get_whose_coordinator_is_silent_fails_over_to_the_next_replica_and_a_write_does_not() {
+fn a_get_whose_coordinator_is_silent_fails_over_to_the_next_replica_and_a_write_without_an_id_does_not()
+ {
     let mut c = Cluster::new(5);
     let key = Key::new("b", "k");
     let ring = c.node("n1").membership().ring().clone();
@@ -395,6 +396,70 @@ fn a_get_whose_coordinator_is_silent_fails_over_to_the_next_replica_and_a_write_
         }
         other => panic!("expected a forward failure, got {other:?}"),
     }
+}
+
+#[test]
+fn a_counter_increment_with_an_id_fails_over_and_counts_once_when_the_silent_coordinator_applied_it()
+ {
+    let mut c = Cluster::new(5);
+    let key = Key::new("b", "k");
+    let ring = c.node("n1").membership().ring().clone();
+    let partition = ring.partition_of(crate::core::placement::ring::key_position(
+        &key.bucket,
+        &key.key,
+    ));
+    let order = ring.primaries(partition, 5);
+    let (coordinator, outsider) = (order[0].clone(), order[4].clone());
+    let incr = |seq: u64| ClientRequest::Write {
+        key: key.clone(),
+        op: Op::CounterAdd { delta: 5 },
+        opts: QuorumOpts {
+            w: Some(2),
+            ..QuorumOpts::default()
+        },
+        id: Some(OpId { client: 9, seq }),
+    };
+    // The coordinator applies the increment, but nothing it sends arrives: not the
+    // replication, not its answer.
+    let silent = coordinator.clone();
+    let not_silent = move |from: &NodeId, _: &NodeId, _: &PeerMessage| from != &silent;
+    c.client(outsider.as_str(), 1, incr(1));
+    c.run(&not_silent);
+    assert!(!c.has_reply(1));
+    c.advance(3_100);
+    c.run(&not_silent);
+    // The forward moved on to the next replica, which applied it again and acked.
+    let ClientReply::Written { value, .. } = c.reply(1) else {
+        panic!("the increment fails over, got {:?}", c.reply(1));
+    };
+    assert_eq!(value, ReadValue::Counter { value: 5 });
+    // The coordinator speaks again: merging both applications counts the id once.
+    c.client(outsider.as_str(), 2, get(3));
+    c.run(all);
+    c.advance(3_100);
+    c.run(all);
+    let counter = |r: &ClientReply| match r {
+        ClientReply::Read {
+            value: Some(ReadValue::Counter { value }),
+            ..
+        } => *value,
+        other => panic!("expected a counter read, got {other:?}"),
+    };
+    assert_eq!(counter(&c.reply(2)), 5);
+    let held = c
+        .node(coordinator.as_str())
+        .replica()
+        .read(&key, None)
+        .unwrap()
+        .expect("the coordinator applied the first try");
+    assert_eq!(held.read(), ReadValue::Counter { value: 5 });
+    // A retry of the same id through any node changes nothing.
+    c.client(order[2].as_str(), 3, incr(1));
+    c.run(all);
+    let ClientReply::Written { value, .. } = c.reply(3) else {
+        panic!("a repeated id is acknowledged, got {:?}", c.reply(3));
+    };
+    assert_eq!(value, ReadValue::Counter { value: 5 });
 }
 
 #[test]
