@@ -246,8 +246,7 @@ impl Membership {
             return false;
         }
         let was = self.is_suspected_here(node, now_ms);
-        self.suspected_until_ms
-            .retain(|_, until| *until > now_ms);
+        self.suspected_until_ms.retain(|_, until| *until > now_ms);
         self.suspected_until_ms
             .insert(node.clone(), now_ms + LOCAL_SUSPICION_MS);
         debug_assert!(

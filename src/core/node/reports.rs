@@ -1,7 +1,7 @@
 //! What `ringkv status` and `ringkv ring` show, assembled from the subsystems' state.
 
-use crate::core::membership::{Liveness, Membership};
 use crate::core::membership::gossip::MemberPhase;
+use crate::core::membership::{Liveness, Membership};
 use crate::core::node::NodeConfig;
 use crate::core::replica::Replica;
 use crate::proto::{MemberStatus, RingInfo, RingNode, StatusInfo, TransferInfo};

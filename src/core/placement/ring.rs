@@ -262,7 +262,10 @@ impl Ring {
         strict: bool,
         reach: impl Fn(&NodeId) -> Reach,
     ) -> PreferenceList {
-        let walk: &[u16] = self.walks.get(partition as usize).map_or(&[], Vec::as_slice);
+        let walk: &[u16] = self
+            .walks
+            .get(partition as usize)
+            .map_or(&[], Vec::as_slice);
         let name = |i: &u16| &self.members[*i as usize].name;
         let split = n.min(walk.len());
         let (primaries, beyond) = walk.split_at(split);
@@ -299,7 +302,8 @@ impl Ring {
             let stand_in = if strict {
                 None
             } else {
-                next(&mut up_cursor, Reach::Up).or_else(|| next(&mut suspect_cursor, Reach::Suspect))
+                next(&mut up_cursor, Reach::Up)
+                    .or_else(|| next(&mut suspect_cursor, Reach::Suspect))
             };
             match stand_in {
                 Some(node) => targets.push(Target {
@@ -327,7 +331,10 @@ impl Ring {
             }
         }
         targets.extend(kept);
-        debug_assert!(targets.len() + uncovered.len() <= n, "more targets than replicas");
+        debug_assert!(
+            targets.len() + uncovered.len() <= n,
+            "more targets than replicas"
+        );
         debug_assert!(
             targets
                 .iter()
@@ -549,12 +556,21 @@ mod tests {
             let list = ring.preference_list(p, 3, false, reach);
             assert_eq!(list.targets.len(), 3);
             assert!(list.targets.iter().all(|t| t.node != suspect));
-            assert_eq!(list.targets[0].node, primaries[1], "a live primary coordinates");
+            assert_eq!(
+                list.targets[0].node, primaries[1],
+                "a live primary coordinates"
+            );
             assert_eq!(list.targets[2].hint.as_ref(), Some(&suspect));
             // strict: the suspect is still asked (nobody may stand in), last
             let strict = ring.preference_list(p, 3, true, reach);
             assert_eq!(strict.targets.len(), 3);
-            assert_eq!(strict.targets[2], Target { node: suspect.clone(), hint: None });
+            assert_eq!(
+                strict.targets[2],
+                Target {
+                    node: suspect.clone(),
+                    hint: None
+                }
+            );
             assert!(strict.uncovered.is_empty());
         }
     }
@@ -594,7 +610,13 @@ mod tests {
             });
             assert_eq!(list.targets.len(), 3);
             assert_eq!(list.targets[1].hint.as_ref(), Some(&down));
-            assert_eq!(list.targets[2], Target { node: suspect.clone(), hint: None });
+            assert_eq!(
+                list.targets[2],
+                Target {
+                    node: suspect.clone(),
+                    hint: None
+                }
+            );
             assert!(list.uncovered.is_empty());
         }
     }

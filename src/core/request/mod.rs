@@ -205,9 +205,8 @@ impl Requests {
         let ring = members.ring();
         let partition = ring.partition_of(key_position(&key.bucket, &key.key));
         let now_ms = cx.now.mono_ms;
-        let pref = ring.preference_list(partition, plan.n, plan.strict, |n| {
-            members.reach(n, now_ms)
-        });
+        let pref =
+            ring.preference_list(partition, plan.n, plan.strict, |n| members.reach(n, now_ms));
         let op_name = write.as_ref().map_or("get", |w| op_name(&w.op));
         if pref.targets.len() < plan.needed {
             let err = unavailable(op_name, &key, &plan, &pref, members);
@@ -646,9 +645,8 @@ impl Requests {
         let ring = members.ring();
         let partition = ring.partition_of(key_position(&retry.key.bucket, &retry.key.key));
         let now_ms = cx.now.mono_ms;
-        let pref = ring.preference_list(partition, plan.n, plan.strict, |n| {
-            members.reach(n, now_ms)
-        });
+        let pref =
+            ring.preference_list(partition, plan.n, plan.strict, |n| members.reach(n, now_ms));
         if pref.targets.len() < plan.needed {
             let err = unavailable("get", &retry.key, &plan, &pref, members);
             return finish(cx, origin, ClientReply::Error(err));

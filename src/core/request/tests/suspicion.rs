@@ -64,8 +64,7 @@ fn a_failed_send_suspects_the_peer_until_it_speaks_or_the_suspicion_expires() {
 }
 
 #[test]
-fn a_replica_that_lets_a_write_time_out_is_suspected_and_the_next_write_does_not_wait_on_it()
-{
+fn a_replica_that_lets_a_write_time_out_is_suspected_and_the_next_write_does_not_wait_on_it() {
     let mut c = Cluster::new(4);
     let key = Key::new("b", "k");
     let order = ring_order(&mut c, &key, 4);
@@ -153,7 +152,11 @@ fn a_forward_skips_a_suspected_coordinator() {
         .filter(|(from, _, m)| from == &outsider && matches!(m, PeerMessage::Forward { .. }))
         .map(|(_, to, _)| to)
         .collect();
-    assert_eq!(forwards, vec![&second], "forwarded to the first live primary");
+    assert_eq!(
+        forwards,
+        vec![&second],
+        "forwarded to the first live primary"
+    );
     c.run(all);
     assert!(matches!(c.reply(1), ClientReply::Written { .. }));
 }
@@ -165,7 +168,7 @@ fn hundreds_of_hints_drain_within_2_s_of_their_primary_being_heard_from() {
     /// How long the primary may take to get every hint.
     const DRAIN_LIMIT_MS: u64 = 2_000;
     let mut c = Cluster::new(4);
-    let others: Vec<&str> = vec!["n1", "n2", "n3"];
+    let others = ["n1", "n2", "n3"];
     let now = c.now;
     for name in &others {
         c.node(name).handle_unreachable(now, id("n4"));
