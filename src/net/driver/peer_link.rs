@@ -11,7 +11,7 @@
 //! ...) are the application-level answer, and a delivery failure shows as the stream or
 //! the connection erroring, which the link reports to the core as `Unreachable(node)`,
 //! as the per-message path did. Messages still queued for a peer that just failed are
-//! dropped with it: the core has marked the peer down and routes around it.
+//! dropped with it: the core suspects the peer and routes around it.
 //!
 //! One exception: when the server sees a peer restart it closes the pooled connection to
 //! the peer's previous process and reports the peer unreachable itself
