@@ -9,7 +9,7 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ringkv::core::placement::ring::{
-    Member, NodeId, PARTITIONS_DEFAULT, Ring, VNODES_DEFAULT, key_position,
+    Member, NodeId, PARTITIONS_DEFAULT, Reach, Ring, VNODES_DEFAULT, key_position,
 };
 
 /// Replicas per key (N), as in the default cluster configuration.
@@ -55,7 +55,7 @@ fn lookup(c: &mut Criterion) {
             b.iter(|| {
                 i = (i + 1) % keys.len();
                 let partition = ring.partition_of(key_position(BUCKET, black_box(&keys[i])));
-                ring.preference_list(partition, REPLICAS, false, |_| true)
+                ring.preference_list(partition, REPLICAS, false, |_| Reach::Up)
             })
         });
     }
@@ -83,7 +83,7 @@ fn lookup_one_down(c: &mut Criterion) {
             "node {down} is a primary for none of {KEYS} keys; raise KEYS"
         );
         let first = ring.partition_of(key_position(BUCKET, affected[0]));
-        let list = ring.preference_list(first, REPLICAS, false, |n| n != &down);
+        let list = ring.preference_list(first, REPLICAS, false, |n| Reach::from_up(n != &down));
         assert!(
             list.targets.len() == REPLICAS && list.targets.iter().any(|t| t.hint.is_some()),
             "with {down} down the list should hold {REPLICAS} targets, one a hinted fallback: {list:?}"
@@ -93,7 +93,7 @@ fn lookup_one_down(c: &mut Criterion) {
             b.iter(|| {
                 i = (i + 1) % affected.len();
                 let partition = ring.partition_of(key_position(BUCKET, black_box(affected[i])));
-                ring.preference_list(partition, REPLICAS, false, |n| n != &down)
+                ring.preference_list(partition, REPLICAS, false, |n| Reach::from_up(n != &down))
             })
         });
     }

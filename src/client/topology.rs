@@ -23,7 +23,9 @@ use std::net::SocketAddr;
 
 use thiserror::Error;
 
-use crate::core::placement::ring::{MEMBERS_MAX, Member, NodeId, Ring, RingError, key_position};
+use crate::core::placement::ring::{
+    MEMBERS_MAX, Member, NodeId, Reach, Ring, RingError, key_position,
+};
 use crate::proto::{Key, TopologyInfo};
 
 /// A member's liveness as the answering node reported it.
@@ -167,7 +169,11 @@ impl View {
         let state = |node: &NodeId| self.peers.get(node).map_or(State::Down, |p| p.state);
         let preference = self
             .ring
-            .preference_list(partition, n, false, |node| state(node) != State::Down);
+            .preference_list(partition, n, false, |node| match state(node) {
+                State::Up => Reach::Up,
+                State::Suspect => Reach::Suspect,
+                State::Down => Reach::Down,
+            });
         // A stable sort: the preference order holds among members of the same state.
         let mut targets: Vec<&NodeId> = preference.targets.iter().map(|t| &t.node).collect();
         targets.sort_by_key(|node| state(node));

@@ -48,6 +48,8 @@ pub(crate) struct ClusterCounters {
     pub(crate) gossip_refused: u64,
     /// Member tables refused because the sender's partition count differs.
     pub(crate) members_refused: u64,
+    /// Local suspicions raised by failed RPCs (renewals not counted).
+    pub(crate) suspicions: u64,
 }
 
 /// How a `ringkv leave` request went.
@@ -115,14 +117,20 @@ impl Cluster {
         }
     }
 
-    /// Any valid message from `from` is proof of life; true when it was down before.
+    /// Any valid message from `from` is proof of life; true when it was down or
+    /// suspected here before.
     pub(crate) fn heard_from(&mut self, cx: &Cx<'_>, from: &NodeId) -> bool {
         self.view.heard_from(from, cx.now.mono_ms)
     }
 
-    /// The driver could not deliver to `node`: it is down for now.
-    pub(crate) fn mark_unreachable(&mut self, node: &NodeId) {
-        self.view.mark_down(node);
+    /// An RPC to `node` failed (the driver could not deliver, its connection was lost,
+    /// or it let a request time out): suspect it here at once. foca is not told: its
+    /// own probes confirm (down) or refute (any packet from `node` clears this).
+    pub(crate) fn suspect(&mut self, cx: &Cx<'_>, node: &NodeId) {
+        if self.view.suspect_here(node, cx.now.mono_ms) {
+            self.counters.suspicions += 1;
+            tracing::debug!(node = %cx.config.name, suspect = %node, "suspecting a peer after a failed RPC");
+        }
     }
 
     /// A gossip datagram from the node whose certificate names it `from`; true when it

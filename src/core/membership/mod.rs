@@ -7,6 +7,16 @@
 //! down, plus RPC outcomes: an unreachable peer is down at once, any message from it
 //! brings it back up). A member that is down stays in the ring — its partitions are
 //! served by fallbacks — until it leaves; only leaving changes ownership.
+//!
+//! Between up and down sits *local suspicion*: a failed send, a lost connection or a
+//! replica that let a request time out marks the peer suspected here at once, for
+//! [`LOCAL_SUSPICION_MS`] unless renewed. SWIM takes seconds to declare a node down
+//! (foca's own suspicion must time out cluster-wide); local suspicion is what lets this
+//! node stop waiting on a dead peer in the meantime. It is only a routing preference
+//! ([`Reach::Suspect`]): preference lists replace a suspected primary with a fallback
+//! when one is up and keep it when it is needed, and nothing else (ownership, repair,
+//! reaping) changes. Any message or gossip packet from the peer clears it, so a wrong
+//! suspicion of a live peer lasts one gossip round; foca's verdict is never overridden.
 
 pub(crate) mod cluster;
 pub mod gossip;
@@ -17,7 +27,14 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::core::membership::gossip::{MemberMeta, MemberPhase};
-use crate::core::placement::ring::{Member, NodeId, Ring, RingError};
+use crate::core::placement::ring::{MEMBERS_MAX, Member, NodeId, Reach, Ring, RingError};
+
+/// How long a peer stays locally suspected after a failed RPC unless another failure
+/// renews it or a message from it clears it: longer than foca takes to declare a dead
+/// node down (five probe periods for a small cluster), so a dead peer is not tried again
+/// in between, and harmless when wrong, since a live peer's next gossip packet (several
+/// per second) clears it.
+pub const LOCAL_SUSPICION_MS: u64 = 10_000;
 
 /// A member's liveness as this node sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +67,9 @@ pub struct Membership {
     partitions: u32,
     members: BTreeMap<NodeId, MemberInfo>,
     ring: Ring,
+    /// Peers suspected here after a failed RPC, with when the suspicion ends (monotonic
+    /// ms). Only members, so at most [`MEMBERS_MAX`] entries.
+    suspected_until_ms: BTreeMap<NodeId, u64>,
 }
 
 impl Membership {
@@ -82,6 +102,7 @@ impl Membership {
             partitions,
             members,
             ring,
+            suspected_until_ms: BTreeMap::new(),
         })
     }
 
@@ -194,6 +215,47 @@ impl Membership {
                 .is_some_and(|m| m.state != Liveness::Down && m.phase != MemberPhase::Left)
     }
 
+    /// How far requests should trust `node` at `now_ms`: down (or left), suspected
+    /// (by foca, or here after a failed RPC, until the suspicion expires), or up. We are
+    /// always up to ourselves.
+    pub fn reach(&self, node: &NodeId, now_ms: u64) -> Reach {
+        if node == &self.me {
+            return Reach::Up;
+        }
+        match self.members.get(node) {
+            None => Reach::Down,
+            Some(m) if m.state == Liveness::Down || m.phase == MemberPhase::Left => Reach::Down,
+            Some(m) if m.state == Liveness::Suspect => Reach::Suspect,
+            Some(_) if self.is_suspected_here(node, now_ms) => Reach::Suspect,
+            Some(_) => Reach::Up,
+        }
+    }
+
+    /// True while `node` is under a local suspicion that has not expired.
+    pub fn is_suspected_here(&self, node: &NodeId, now_ms: u64) -> bool {
+        self.suspected_until_ms
+            .get(node)
+            .is_some_and(|until| *until > now_ms)
+    }
+
+    /// An RPC to `node` failed (a send, a connection, or a reply that never came):
+    /// suspect it here until `now_ms + LOCAL_SUSPICION_MS`. Returns true when it was not
+    /// suspected here before. Ourselves and unknown nodes are never suspected.
+    pub fn suspect_here(&mut self, node: &NodeId, now_ms: u64) -> bool {
+        if node == &self.me || !self.members.contains_key(node) {
+            return false;
+        }
+        let was = self.is_suspected_here(node, now_ms);
+        self.suspected_until_ms.retain(|_, until| *until > now_ms);
+        self.suspected_until_ms
+            .insert(node.clone(), now_ms + LOCAL_SUSPICION_MS);
+        debug_assert!(
+            self.suspected_until_ms.len() <= self.members.len().min(MEMBERS_MAX),
+            "local suspicions of non-members"
+        );
+        !was
+    }
+
     /// Marks `node` suspect (foca's view) unless it is down; true when it changed.
     pub fn mark_suspect(&mut self, node: &NodeId, suspect: bool) -> bool {
         match self.members.get_mut(node) {
@@ -209,14 +271,18 @@ impl Membership {
         }
     }
 
-    /// Records that we heard from `node`. Returns true when it was down and is now up.
+    /// Records that we heard from `node`, which clears a local suspicion of it. Returns
+    /// true when it was down, or suspected here, and is now up (what it was owed while
+    /// routed around — hints, a whole comparison — is due).
     pub fn heard_from(&mut self, node: &NodeId, now_ms: u64) -> bool {
+        let was_suspected = self.is_suspected_here(node, now_ms);
         match self.members.get_mut(node) {
             Some(m) => {
+                self.suspected_until_ms.remove(node);
                 m.last_heard_ms = m.last_heard_ms.max(now_ms);
                 let was_down = m.state == Liveness::Down;
                 m.state = Liveness::Up;
-                was_down
+                was_down || was_suspected
             }
             None => false,
         }

@@ -165,6 +165,8 @@ pub struct NodeStats {
     pub gossip_refused: u64,
     /// Member tables refused because the sender's partition count differs.
     pub members_refused: u64,
+    /// Peers suspected here after a failed RPC (a send, a lost connection, a timeout).
+    pub suspicions: u64,
 }
 
 impl NodeConfig {

@@ -280,6 +280,7 @@ impl Node {
             gossip_downs: cluster.gossip_downs,
             gossip_refused: cluster.gossip_refused,
             members_refused: cluster.members_refused,
+            suspicions: cluster.suspicions,
         }
     }
 
@@ -367,11 +368,14 @@ impl Node {
         self.drain_gossip(now);
     }
 
-    /// The driver could not deliver to `node` (connect or stream failure).
+    /// The driver could not deliver to `node` (connect or stream failure), or lost its
+    /// connection to it: it is suspected here at once, and whatever waits on it counts
+    /// it missing.
     pub fn handle_unreachable(&mut self, now: Now, node: NodeId) {
         self.replica.set_wall_ms(now.wall_ms);
-        self.cluster.mark_unreachable(&node);
+        self.cluster.suspect(&self.shared.lend(now), &node);
         self.on_unreachable(now, &node);
+        self.check_invariants();
     }
 
     /// Time passed; fires every due timer (stale ones are no-ops).
@@ -387,9 +391,14 @@ impl Node {
             let members = self.cluster.view();
             match timer {
                 Timer::Request(id) if self.requests.owns(id) => {
+                    // Whoever let the request time out is suspected before it fails
+                    // over, so the failover (and the next requests) route around it.
+                    for silent in self.requests.silent(cx.me(), id) {
+                        self.cluster.suspect(&cx, &silent);
+                    }
                     let data = Data {
                         replica: &mut self.replica,
-                        members,
+                        members: self.cluster.view(),
                         hlc: &mut self.hlc,
                         actor: self.actor,
                         traffic: self.stats.traffic_mut(),
@@ -477,7 +486,7 @@ impl Node {
                     self.requests.on_replicate_ack(&mut cx, id, &from, error);
                 } else {
                     self.handoff
-                        .on_ack(cx.timers, &mut self.replica, id, &from, error);
+                        .on_ack(&mut cx, &mut self.replica, members, id, &from, error);
                 }
             }
             PeerMessage::Read { id, key, hint } => {
@@ -583,6 +592,7 @@ impl Node {
             ClientRequest::Status => {
                 let status = reports::status(
                     &self.shared.config,
+                    now.mono_ms,
                     self.cluster.view(),
                     &self.replica,
                     self.transfer_info(),

@@ -1,17 +1,19 @@
 //! What `ringkv status` and `ringkv ring` show, and the topology clients route by,
 //! assembled from the subsystems' state.
 
-use crate::core::membership::Membership;
 use crate::core::membership::gossip::MemberPhase;
+use crate::core::membership::{Liveness, Membership};
 use crate::core::node::NodeConfig;
 use crate::core::replica::Replica;
 use crate::proto::{
     MemberStatus, RingInfo, RingNode, StatusInfo, TopologyInfo, TopologyMember, TransferInfo,
 };
 
-/// Membership as this node sees it, with hints held per member and transfers.
+/// Membership as this node sees it at `now_ms` (a member suspected here after a failed
+/// RPC shows as "suspect"), with hints held per member and transfers.
 pub(crate) fn status(
     config: &NodeConfig,
+    now_ms: u64,
     members: &Membership,
     replica: &Replica,
     transfers: TransferInfo,
@@ -24,6 +26,8 @@ pub(crate) fn status(
             addr: m.addr.clone(),
             state: if m.name == config.name {
                 "up".to_string()
+            } else if m.state == Liveness::Up && members.is_suspected_here(&m.name, now_ms) {
+                Liveness::Suspect.to_string()
             } else {
                 m.state.to_string()
             },

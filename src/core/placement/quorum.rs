@@ -106,6 +106,12 @@ impl Quorum {
         }
     }
 
+    /// The nodes asked that have not answered in any way: at a deadline, the ones that
+    /// let the request time out.
+    pub fn silent(&self) -> impl Iterator<Item = &NodeId> + '_ {
+        self.asked.keys().filter(|n| self.outstanding(n))
+    }
+
     /// True once every node asked has answered one way or another.
     pub fn settled(&self) -> bool {
         self.asked.keys().all(|n| !self.outstanding(n))
@@ -125,12 +131,7 @@ impl Quorum {
                 .iter()
                 .map(|(n, e)| (n.clone(), e.clone()))
                 .collect(),
-            timed_out: self
-                .asked
-                .keys()
-                .filter(|n| self.outstanding(n))
-                .cloned()
-                .collect(),
+            timed_out: self.silent().cloned().collect(),
             unreachable: self.unreachable.iter().cloned().collect(),
             up: None,
         }

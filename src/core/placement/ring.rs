@@ -40,6 +40,25 @@ pub struct Member {
     pub vnodes: u32,
 }
 
+/// How far a request may count on a node, as the failure detector sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reach {
+    /// Believed alive: a target like any other.
+    Up,
+    /// Suspected (a failed RPC, or SWIM's suspicion): replaced by an up stand-in when one
+    /// exists, asked only when needed.
+    Suspect,
+    /// Declared down (or gone): never asked; a stand-in takes its place.
+    Down,
+}
+
+impl Reach {
+    /// `Up` or `Down` from a plain liveness test (no suspicion).
+    pub fn from_up(up: bool) -> Reach {
+        if up { Reach::Up } else { Reach::Down }
+    }
+}
+
 /// One entry of a preference list: the node to send to and, for a sloppy fallback, the
 /// primary it stands in for (the hint it must keep until that primary is back).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -226,44 +245,103 @@ impl Ring {
         self.walk(partition).next().map(|i| &self.members[i].name)
     }
 
-    /// The sloppy preference list: live primaries, plus a live fallback (found by walking
-    /// on past the primaries) for each primary that is down, each fallback naming the
-    /// primary it stands in for. With `strict`, fallbacks are never used.
+    /// The sloppy preference list. Primaries `reach` calls up come first, in ring order.
+    /// Each primary that is down gets a stand-in found by walking on past the primaries
+    /// (an up node, else a suspected one), which names the primary it stands in for.
+    /// Each suspected primary is then replaced by an up stand-in when one is left, and
+    /// otherwise kept, last: a request never waits on a suspect another node can answer
+    /// for, but still asks it when nothing else can. With `strict`, stand-ins are never
+    /// used: suspected primaries are kept and down ones are uncovered.
+    ///
+    /// Target order is live primaries, stand-ins, kept suspects, so the first target
+    /// is the best coordinator a forward can pick.
     pub fn preference_list(
         &self,
         partition: u32,
         n: usize,
         strict: bool,
-        is_up: impl Fn(&NodeId) -> bool,
+        reach: impl Fn(&NodeId) -> Reach,
     ) -> PreferenceList {
-        let mut walk = self.walk(partition).map(|i| &self.members[i].name);
+        let walk: &[u16] = self
+            .walks
+            .get(partition as usize)
+            .map_or(&[], Vec::as_slice);
+        let name = |i: &u16| &self.members[*i as usize].name;
+        let split = n.min(walk.len());
+        let (primaries, beyond) = walk.split_at(split);
         let mut targets = Vec::with_capacity(n);
-        let mut down_primaries = Vec::new();
-        for primary in walk.by_ref().take(n) {
-            if is_up(primary) {
-                targets.push(Target {
+        let mut down = Vec::new();
+        let mut suspected = Vec::new();
+        for primary in primaries.iter().map(name) {
+            match reach(primary) {
+                Reach::Up => targets.push(Target {
                     node: primary.clone(),
                     hint: None,
-                });
-            } else {
-                down_primaries.push(primary.clone());
+                }),
+                Reach::Suspect => suspected.push(primary.clone()),
+                Reach::Down => down.push(primary.clone()),
             }
         }
+        // Stand-ins are taken in walk order, up ones and suspected ones each from their
+        // own cursor, so no node stands in twice.
+        let mut up_cursor = 0;
+        let mut suspect_cursor = 0;
+        let next = |cursor: &mut usize, wanted: Reach| -> Option<NodeId> {
+            while let Some(i) = beyond.get(*cursor) {
+                *cursor += 1;
+                let node = name(i);
+                if reach(node) == wanted {
+                    return Some(node.clone());
+                }
+            }
+            None
+        };
         let mut uncovered = Vec::new();
-        for primary in down_primaries {
-            let fallback = if strict {
+        let mut kept = Vec::new();
+        for primary in down {
+            let stand_in = if strict {
                 None
             } else {
-                walk.by_ref().find(|node| is_up(node))
+                next(&mut up_cursor, Reach::Up)
+                    .or_else(|| next(&mut suspect_cursor, Reach::Suspect))
             };
-            match fallback {
+            match stand_in {
                 Some(node) => targets.push(Target {
-                    node: node.clone(),
+                    node,
                     hint: Some(primary),
                 }),
                 None => uncovered.push(primary),
             }
         }
+        for primary in suspected {
+            let stand_in = if strict {
+                None
+            } else {
+                next(&mut up_cursor, Reach::Up)
+            };
+            match stand_in {
+                Some(node) => targets.push(Target {
+                    node,
+                    hint: Some(primary),
+                }),
+                None => kept.push(Target {
+                    node: primary,
+                    hint: None,
+                }),
+            }
+        }
+        targets.extend(kept);
+        debug_assert!(
+            targets.len() + uncovered.len() <= n,
+            "more targets than replicas"
+        );
+        debug_assert!(
+            targets
+                .iter()
+                .enumerate()
+                .all(|(i, t)| targets[..i].iter().all(|u| u.node != t.node)),
+            "a node is targeted twice"
+        );
         PreferenceList {
             partition,
             targets,
@@ -401,7 +479,7 @@ mod tests {
         let ring = Ring::new(&members(7, 64), 1024).unwrap();
         for n in 1..=5 {
             for p in 0..ring.partitions() {
-                let list = ring.preference_list(p, n, false, |_| true);
+                let list = ring.preference_list(p, n, false, |_| Reach::Up);
                 let distinct: BTreeSet<_> = list.targets.iter().map(|t| &t.node).collect();
                 assert_eq!(distinct.len(), n, "partition {p}, n {n}");
                 assert!(list.targets.iter().all(|t| t.hint.is_none()));
@@ -448,7 +526,7 @@ mod tests {
         for p in 0..ring.partitions() {
             let primaries: Vec<NodeId> = ring.primaries(p, 3).into_iter().cloned().collect();
             let down: BTreeSet<NodeId> = [primaries[1].clone()].into();
-            let list = ring.preference_list(p, 3, false, |n| !down.contains(n));
+            let list = ring.preference_list(p, 3, false, |n| Reach::from_up(!down.contains(n)));
             assert_eq!(list.targets.len(), 3);
             assert!(list.targets.iter().all(|t| !down.contains(&t.node)));
             let fallbacks: Vec<_> = list.targets.iter().filter(|t| t.hint.is_some()).collect();
@@ -456,16 +534,97 @@ mod tests {
             assert_eq!(fallbacks[0].hint.as_ref(), Some(&primaries[1]));
             assert!(!primaries.contains(&fallbacks[0].node));
             // strict: no stand-ins, the down primary is reported uncovered
-            let strict = ring.preference_list(p, 3, true, |n| !down.contains(n));
+            let strict = ring.preference_list(p, 3, true, |n| Reach::from_up(!down.contains(n)));
             assert_eq!(strict.targets.len(), 2);
             assert_eq!(strict.uncovered, vec![primaries[1].clone()]);
         }
     }
 
     #[test]
+    fn a_suspected_primary_gives_way_to_an_up_fallback() {
+        let ring = Ring::new(&members(6, 64), 256).unwrap();
+        for p in 0..ring.partitions() {
+            let primaries: Vec<NodeId> = ring.primaries(p, 3).into_iter().cloned().collect();
+            let suspect = primaries[0].clone();
+            let reach = |n: &NodeId| {
+                if *n == suspect {
+                    Reach::Suspect
+                } else {
+                    Reach::Up
+                }
+            };
+            let list = ring.preference_list(p, 3, false, reach);
+            assert_eq!(list.targets.len(), 3);
+            assert!(list.targets.iter().all(|t| t.node != suspect));
+            assert_eq!(
+                list.targets[0].node, primaries[1],
+                "a live primary coordinates"
+            );
+            assert_eq!(list.targets[2].hint.as_ref(), Some(&suspect));
+            // strict: the suspect is still asked (nobody may stand in), last
+            let strict = ring.preference_list(p, 3, true, reach);
+            assert_eq!(strict.targets.len(), 3);
+            assert_eq!(
+                strict.targets[2],
+                Target {
+                    node: suspect.clone(),
+                    hint: None
+                }
+            );
+            assert!(strict.uncovered.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_suspect_is_kept_when_nobody_else_can_stand_in() {
+        let ring = Ring::new(&members(3, 16), 64).unwrap();
+        let primaries: Vec<NodeId> = ring.primaries(0, 3).into_iter().cloned().collect();
+        let list = ring.preference_list(0, 3, false, |n| {
+            if *n == primaries[0] {
+                Reach::Suspect
+            } else {
+                Reach::Up
+            }
+        });
+        let nodes: Vec<&NodeId> = list.targets.iter().map(|t| &t.node).collect();
+        assert_eq!(nodes, vec![&primaries[1], &primaries[2], &primaries[0]]);
+        assert!(list.targets.iter().all(|t| t.hint.is_none()));
+    }
+
+    #[test]
+    fn down_primaries_take_the_up_fallbacks_before_suspects_do() {
+        // 4 nodes, N=3: one fallback. A down primary needs it more than a suspected one,
+        // which can still be asked itself.
+        let ring = Ring::new(&members(4, 16), 64).unwrap();
+        for p in 0..ring.partitions() {
+            let primaries: Vec<NodeId> = ring.primaries(p, 3).into_iter().cloned().collect();
+            let (suspect, down) = (primaries[1].clone(), primaries[2].clone());
+            let list = ring.preference_list(p, 3, false, |n| {
+                if *n == suspect {
+                    Reach::Suspect
+                } else if *n == down {
+                    Reach::Down
+                } else {
+                    Reach::Up
+                }
+            });
+            assert_eq!(list.targets.len(), 3);
+            assert_eq!(list.targets[1].hint.as_ref(), Some(&down));
+            assert_eq!(
+                list.targets[2],
+                Target {
+                    node: suspect.clone(),
+                    hint: None
+                }
+            );
+            assert!(list.uncovered.is_empty());
+        }
+    }
+
+    #[test]
     fn too_few_live_nodes_leaves_primaries_uncovered() {
         let ring = Ring::new(&members(3, 16), 64).unwrap();
-        let list = ring.preference_list(0, 3, false, |n| n.0 == "n0");
+        let list = ring.preference_list(0, 3, false, |n| Reach::from_up(n.0 == "n0"));
         assert_eq!(list.targets.len(), 1);
         assert_eq!(list.uncovered.len(), 2);
     }

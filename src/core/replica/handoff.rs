@@ -6,6 +6,14 @@
 //! newer write for the same key that arrived meanwhile is handed off in a later round.
 //! Hints of a member that has left are folded into this node's data space instead, from
 //! where partition transfer streams them to the key's current owners.
+//!
+//! Deliveries are a window of [`HANDOFF_INFLIGHT_MAX`] clocked by acks: once half the
+//! window has been acked, the next hints go out at once, so a primary seen up drains at
+//! the pace of its acks, not one window per handoff tick. (It used to be one window per
+//! tick: 64 hints a second, and a window sent to a restarted primary's dead previous
+//! process held its slots for a whole request timeout, which is how a few hundred hints
+//! took ~20 s.) A primary the failure detector suspects is skipped until it is trusted
+//! again; being heard from again pushes its hints at once.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -13,7 +21,7 @@ use crate::core::membership::Membership;
 use crate::core::membership::gossip::MemberPhase;
 use crate::core::node::Cx;
 use crate::core::object::Object;
-use crate::core::placement::ring::NodeId;
+use crate::core::placement::ring::{NodeId, Reach};
 use crate::core::replica::Replica;
 use crate::core::timer::{Timer, TimerId, TimerTable};
 use crate::proto::{Key, PeerMessage};
@@ -72,10 +80,11 @@ impl Handoff {
         for primary in departed {
             absorb_hints_of(cx, replica, &primary);
         }
+        let now_ms = cx.now.mono_ms;
         let primaries: Vec<NodeId> = replica
             .hints()
             .primaries()
-            .filter(|p| members.is_up(p))
+            .filter(|p| members.reach(p, now_ms) == Reach::Up)
             .cloned()
             .collect();
         for primary in primaries {
@@ -139,20 +148,41 @@ impl Handoff {
         debug_assert_eq!(self.keys.len(), self.inflight.len());
     }
 
-    /// The primary's ack of a delivery: drop the hint if it is unchanged.
+    /// The primary's ack of a delivery: drop the hint if it is unchanged, and once half
+    /// the window is free, send the primary's next hints (only after a delivery that
+    /// succeeded: a primary that refuses is retried at the next tick, not in a loop).
     pub(crate) fn on_ack(
+        &mut self,
+        cx: &mut Cx<'_>,
+        replica: &mut Replica,
+        members: &Membership,
+        id: u64,
+        from: &NodeId,
+        error: Option<String>,
+    ) {
+        if self.settle_ack(cx.timers, replica, id, from, error)
+            && self.keys.len() <= HANDOFF_INFLIGHT_MAX / 2
+            && members.reach(from, cx.now.mono_ms) == Reach::Up
+            && replica.hints().for_primary(from) > 0
+        {
+            self.push(cx, replica, from);
+        }
+    }
+
+    /// Ends the delivery an ack answers; true when the hint was delivered and dropped.
+    fn settle_ack(
         &mut self,
         timers: &mut TimerTable,
         replica: &mut Replica,
         id: u64,
         from: &NodeId,
         error: Option<String>,
-    ) {
+    ) -> bool {
         if self.inflight.get(&id).is_none_or(|d| &d.primary != from) {
-            return;
+            return false;
         }
         let Some(d) = self.inflight.remove(&id) else {
-            return;
+            return false;
         };
         timers.cancel(d.deadline);
         self.keys.remove(&(d.primary.clone(), d.key.clone()));
@@ -160,7 +190,9 @@ impl Handoff {
             && let Ok(true) = replica.drop_hint_if_unchanged(&d.primary, &d.key, &d.object)
         {
             self.delivered += 1;
+            return true;
         }
+        false
     }
 
     /// `node` cannot be reached: its deliveries end, and a later round retries them.

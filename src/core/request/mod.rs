@@ -7,7 +7,10 @@
 //! answer after W acks (this node included); a get answers after R replies with the
 //! merge of what it received, then read-repairs every replica that sent a stale copy or
 //! none. A node outside the key's preference list forwards the request once to the
-//! first live replica. Late, duplicate and unknown replies are ignored.
+//! first live replica. Preference lists come from the failure detector's view
+//! ([`Membership::reach`]): a suspected replica is replaced by an up stand-in when one
+//! exists, so neither a coordinator nor a forward waits on a node already suspected when
+//! another can answer. Late, duplicate and unknown replies are ignored.
 //!
 //! - `plan`: N, W/R, strictness and timeout of one request;
 //! - [`write`] and `read`: the state of one coordinated write or read;
@@ -211,7 +214,9 @@ impl Requests {
         let members = data.members;
         let ring = members.ring();
         let partition = ring.partition_of(key_position(&key.bucket, &key.key));
-        let pref = ring.preference_list(partition, plan.n, plan.strict, |n| members.is_up(n));
+        let now_ms = cx.now.mono_ms;
+        let pref =
+            ring.preference_list(partition, plan.n, plan.strict, |n| members.reach(n, now_ms));
         let op_name = write.as_ref().map_or("get", |w| op_name(&w.op));
         if pref.targets.len() < plan.needed {
             let err = unavailable(op_name, &key, &plan, &pref, members);
@@ -467,6 +472,18 @@ impl Requests {
         }
     }
 
+    /// The peers request `id` still waits on: the replicas that have not answered, or a
+    /// forward's coordinator. Asked when its deadline passes, so the node can suspect
+    /// them before the request fails over.
+    pub(crate) fn silent(&self, me: &NodeId, id: u64) -> Vec<NodeId> {
+        match self.pending.get(&id) {
+            Some(Pending::Write(w)) => w.quorum.silent().filter(|n| *n != me).cloned().collect(),
+            Some(Pending::Read(r)) => r.quorum.silent().filter(|n| *n != me).cloned().collect(),
+            Some(Pending::Forward { coordinator, .. }) => vec![coordinator.clone()],
+            None => Vec::new(),
+        }
+    }
+
     /// A request's deadline passed; stale ids (finished requests) are ignored.
     pub(crate) fn on_timeout(&mut self, cx: &mut Cx<'_>, data: Data<'_>, id: u64) {
         match self.pending.get(&id) {
@@ -616,7 +633,9 @@ impl Requests {
         let op_name = retry.write.as_ref().map_or("get", |w| op_name(&w.op));
         let ring = members.ring();
         let partition = ring.partition_of(key_position(&retry.key.bucket, &retry.key.key));
-        let pref = ring.preference_list(partition, plan.n, plan.strict, |n| members.is_up(n));
+        let now_ms = cx.now.mono_ms;
+        let pref =
+            ring.preference_list(partition, plan.n, plan.strict, |n| members.reach(n, now_ms));
         if pref.targets.len() < plan.needed {
             let err = unavailable(op_name, &retry.key, &plan, &pref, members);
             return finish(cx, origin, ClientReply::Error(err));

@@ -274,7 +274,12 @@ fn a_down_node_is_covered_by_a_fallback_whose_hint_is_handed_off_on_return() {
         },
         id: None,
     };
+    // the down primary is only suspected: a strict write still asks it (nobody may
+    // stand in), and fails as soon as that send fails too
     c.client(coord.as_str(), 1, strict);
+    assert!(!c.has_reply(1));
+    c.node(coord.as_str()).handle_unreachable(now, down.clone());
+    c.drain();
     let ClientReply::Error(RequestError::QuorumFailed(f)) = c.reply(1) else {
         panic!("strict W=3 must fail");
     };
@@ -383,7 +388,14 @@ fn a_get_whose_coordinator_is_silent_fails_over_to_the_next_replica_and_a_write_
     c.advance(3_100);
     c.run(&not_silent);
     assert_eq!(values(&c.reply(2)), vec![b"v".to_vec()]);
-    // a write is never sent twice: it fails, naming the coordinator
+    // the silent coordinator is suspected now, so the next get is not forwarded to it
+    c.client(outsider.as_str(), 4, get(2));
+    c.run(&not_silent);
+    assert_eq!(values(&c.reply(4)), vec![b"v".to_vec()]);
+    // once the suspicion expires, it is tried again: a write is never sent twice, so it
+    // fails, naming the coordinator
+    c.advance(crate::core::membership::LOCAL_SUSPICION_MS);
+    c.run(&not_silent);
     c.client(outsider.as_str(), 3, put("w", 2));
     c.run(&not_silent);
     c.advance(3_100);
@@ -600,3 +612,5 @@ fn a_peer_seen_up_again_is_compared_whole_at_the_next_tick() {
     let took_ms = converge_n3(&mut c, &keys, 3_000);
     println!("500 keys repaired on a returning replica in {took_ms} ms");
 }
+
+mod suspicion;

@@ -19,8 +19,10 @@
 //! - [`peer_link`]: node-to-node messages on one long-lived stream per peer, batched;
 //! - [`node_session`]: the node's half of client sessions, many requests on one stream;
 //! - [`datagrams`]: gossip datagrams both ways;
+//! - `conn_watch`: reports a peer whose connection timed out, without waiting for a send;
 //! - [`error`]: why a node could not start or stopped.
 
+mod conn_watch;
 pub mod core_loop;
 pub mod datagrams;
 pub mod error;

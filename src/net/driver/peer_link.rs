@@ -11,7 +11,7 @@
 //! ...) are the application-level answer, and a delivery failure shows as the stream or
 //! the connection erroring, which the link reports to the core as `Unreachable(node)`,
 //! as the per-message path did. Messages still queued for a peer that just failed are
-//! dropped with it: the core has marked the peer down and routes around it.
+//! dropped with it: the core suspects the peer and routes around it.
 //!
 //! One exception: when the server sees a peer restart it closes the pooled connection to
 //! the peer's previous process and reports the peer unreachable itself
@@ -35,6 +35,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
 use crate::core::placement::ring::{MEMBERS_MAX, NodeId};
+use crate::net::driver::conn_watch;
 use crate::net::driver::input::Input;
 use crate::net::transport::batch_writer::{
     BatchLimits, BatchSink, Flow, Queue, WriteFailure, write_batches,
@@ -104,6 +105,8 @@ struct LinkStream {
     inputs: mpsc::Sender<Input>,
     /// The open stream and the connection it rides on.
     stream: Option<(quinn::Connection, quinn::SendStream)>,
+    /// The connection last given a watcher (`conn_watch`), by its stable id.
+    watched: Option<usize>,
 }
 
 impl PeerLinks {
@@ -168,6 +171,7 @@ impl PeerLinks {
                 pool: self.pool.clone(),
                 inputs: self.inputs.clone(),
                 stream: None,
+                watched: None,
             },
         };
         let task = tokio::spawn(task.run());
@@ -200,6 +204,11 @@ impl LinkStream {
     async fn open(&mut self) -> Result<(quinn::Connection, quinn::SendStream), NetError> {
         let addr = self.addr;
         let conn = self.pool.get(addr).await?;
+        if self.watched != Some(conn.stable_id()) {
+            // Streams reopen on the same pooled connection: one watcher per connection.
+            self.watched = Some(conn.stable_id());
+            conn_watch::watch(self.to.clone(), conn.clone(), self.inputs.clone());
+        }
         let mut stream = conn
             .open_uni()
             .await

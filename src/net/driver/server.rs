@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::core::placement::ring::{MEMBERS_MAX, NodeId};
+use crate::net::driver::conn_watch;
 use crate::net::driver::datagrams::read_datagrams;
 use crate::net::driver::input::{Input, ReplyTo};
 use crate::net::driver::node_session::serve_session;
@@ -173,6 +174,12 @@ impl Handler for Server {
             if self.supersedes(peer, conn) {
                 self.peer_restarted(peer, accepted);
             }
+            // A peer that dies shows here within the idle timeout, sent to or not.
+            conn_watch::watch(
+                NodeId::new(peer.name.clone()),
+                conn.clone(),
+                self.inputs.clone(),
+            );
         }
         // Peer streams check the role themselves, so a client's attempt gets a log line.
         accept_peer_streams(peer.clone(), conn.clone(), self.inputs.clone());
