@@ -785,7 +785,8 @@ fn reply_kind(reply: &ClientReply) -> &'static str {
 }
 
 mod session;
-mod stats;
+pub mod json;
+pub(crate) mod stats;
 
 #[cfg(test)]
 mod tests;
