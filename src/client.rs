@@ -784,8 +784,8 @@ fn reply_kind(reply: &ClientReply) -> &'static str {
     }
 }
 
-mod session;
 pub mod json;
+mod session;
 pub(crate) mod stats;
 
 #[cfg(test)]

@@ -90,7 +90,10 @@ fn keys_answer_200_204_300_404_and_round_trip_siblings_through_the_context() {
     let ct = multipart.header("content-type").unwrap_or_default();
     assert!(ct.starts_with("multipart/mixed; boundary="), "{ct}");
     let text = multipart.text();
-    assert!(text.contains("\r\n\r\nleft\r\n") && text.contains("\r\n\r\nright\r\n"), "{text}");
+    assert!(
+        text.contains("\r\n\r\nleft\r\n") && text.contains("\r\n\r\nright\r\n"),
+        "{text}"
+    );
 
     // Writing back with the read's context resolves them.
     let context = context_of(&siblings);
@@ -111,15 +114,26 @@ fn keys_answer_200_204_300_404_and_round_trip_siblings_through_the_context() {
     // A missing key is 404; a deleted one too, with the tombstone's context.
     let missing = c.get("/v1/buckets/demo/keys/never-written").expect(404);
     assert_eq!(missing.json()["code"], json!("not_found"));
-    c.send(Method::DELETE, "/v1/buckets/demo/keys/hello?w=3", &[], Vec::new())
-        .expect(204);
+    c.send(
+        Method::DELETE,
+        "/v1/buckets/demo/keys/hello?w=3",
+        &[],
+        Vec::new(),
+    )
+    .expect(204);
     let deleted = other.get("/v1/buckets/demo/keys/hello?r=3").expect(404);
     assert!(deleted.header(CONTEXT).is_some(), "{:?}", deleted.headers);
 
     // Last writer wins with policy=lww.
     put(&c, "/v1/buckets/demo/keys/lww?policy=lww", &[], b"one").expect(204);
     put(&c, "/v1/buckets/demo/keys/lww?policy=lww&w=3", &[], b"two").expect(204);
-    assert_eq!(other.get("/v1/buckets/demo/keys/lww?r=3").expect(200).text(), "two");
+    assert_eq!(
+        other
+            .get("/v1/buckets/demo/keys/lww?r=3")
+            .expect(200)
+            .text(),
+        "two"
+    );
 
     // An operation id is accepted when well-formed and refused when not.
     put(
@@ -136,10 +150,21 @@ fn keys_answer_200_204_300_404_and_round_trip_siblings_through_the_context() {
         b"v",
     )
     .expect(400);
-    assert!(bad.json()["error"].as_str().unwrap_or_default().contains("CLIENT-SEQ"));
+    assert!(
+        bad.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("CLIENT-SEQ")
+    );
     c.get("/v1/buckets/demo/keys/x?bogus=1").expect(400);
     c.get("/v1/buckets/demo/keys/x?n=10").expect(400);
-    put(&c, "/v1/buckets/demo/keys/x", &[(CONTEXT, "not a token!")], b"v").expect(400);
+    put(
+        &c,
+        "/v1/buckets/demo/keys/x",
+        &[(CONTEXT, "not a token!")],
+        b"v",
+    )
+    .expect(400);
 
     // Values are shared with the QUIC client: HTTP octet-stream writes read back raw, and
     // QUIC writes are served as octet-stream.
@@ -164,7 +189,12 @@ fn crdts_take_json_operations_and_answer_value_and_context() {
     let c = client(&cluster, 0);
     let other = client(&cluster, 2);
 
-    post(&c, "/v1/buckets/demo/counters/visits?w=3", json!({"increment": 5})).expect(204);
+    post(
+        &c,
+        "/v1/buckets/demo/counters/visits?w=3",
+        json!({"increment": 5}),
+    )
+    .expect(204);
     let after = post(
         &c,
         "/v1/buckets/demo/counters/visits?w=3&returnbody=true",
@@ -172,10 +202,24 @@ fn crdts_take_json_operations_and_answer_value_and_context() {
     )
     .expect(200);
     assert_eq!(after.json(), json!({"value": 3}));
-    assert_eq!(other.get("/v1/buckets/demo/counters/visits?r=3").expect(200).json(), json!({"value": 3}));
+    assert_eq!(
+        other
+            .get("/v1/buckets/demo/counters/visits?r=3")
+            .expect(200)
+            .json(),
+        json!({"value": 3})
+    );
 
-    post(&c, "/v1/buckets/demo/sets/tags?w=3", json!({"add": ["a", "b", "c"]})).expect(204);
-    let set = other.get("/v1/buckets/demo/sets/tags?r=3").expect(200).json();
+    post(
+        &c,
+        "/v1/buckets/demo/sets/tags?w=3",
+        json!({"add": ["a", "b", "c"]}),
+    )
+    .expect(204);
+    let set = other
+        .get("/v1/buckets/demo/sets/tags?r=3")
+        .expect(200)
+        .json();
     assert_eq!(set["value"], json!(["a", "b", "c"]));
     let context = set["context"].as_str().unwrap_or_default().to_owned();
     post(
@@ -184,12 +228,23 @@ fn crdts_take_json_operations_and_answer_value_and_context() {
         json!({"remove": ["a"], "add": ["d"], "context": context}),
     )
     .expect(204);
-    let set = other.get("/v1/buckets/demo/sets/tags?r=3").expect(200).json();
+    let set = other
+        .get("/v1/buckets/demo/sets/tags?r=3")
+        .expect(200)
+        .json();
     assert_eq!(set["value"], json!(["b", "c", "d"]));
     // Without a context the set is read first.
-    post(&c, "/v1/buckets/demo/sets/tags?w=3&r=3", json!({"remove": ["b"]})).expect(204);
+    post(
+        &c,
+        "/v1/buckets/demo/sets/tags?w=3&r=3",
+        json!({"remove": ["b"]}),
+    )
+    .expect(204);
     assert_eq!(
-        other.get("/v1/buckets/demo/sets/tags?r=3").expect(200).json()["value"],
+        other
+            .get("/v1/buckets/demo/sets/tags?r=3")
+            .expect(200)
+            .json()["value"],
         json!(["c", "d"])
     );
 
@@ -203,7 +258,10 @@ fn crdts_take_json_operations_and_answer_value_and_context() {
         ]}),
     )
     .expect(204);
-    let map = other.get("/v1/buckets/demo/maps/user?r=3").expect(200).json();
+    let map = other
+        .get("/v1/buckets/demo/maps/user?r=3")
+        .expect(200)
+        .json();
     assert_eq!(map["value"]["name"]["register"], json!(["alice"]), "{map}");
     assert_eq!(map["value"]["logins"]["counter"], json!(2), "{map}");
     assert_eq!(map["value"]["roles"]["set"], json!(["admin"]), "{map}");
@@ -214,18 +272,31 @@ fn crdts_take_json_operations_and_answer_value_and_context() {
         json!({"ops": [{"remove_field": {"field": "roles"}}]}),
     )
     .expect(204);
-    let map = other.get("/v1/buckets/demo/maps/user?r=3").expect(200).json();
+    let map = other
+        .get("/v1/buckets/demo/maps/user?r=3")
+        .expect(200)
+        .json();
     assert!(map["value"].get("roles").is_none(), "{map}");
 
-    post(&c, "/v1/buckets/demo/hlls/visitors?w=3", json!({"add": ["x", "y", "z", "x"]}))
-        .expect(204);
-    let hll = other.get("/v1/buckets/demo/hlls/visitors?r=3").expect(200).json();
+    post(
+        &c,
+        "/v1/buckets/demo/hlls/visitors?w=3",
+        json!({"add": ["x", "y", "z", "x"]}),
+    )
+    .expect(204);
+    let hll = other
+        .get("/v1/buckets/demo/hlls/visitors?r=3")
+        .expect(200)
+        .json();
     assert_eq!(hll, json!({"value": 3}));
 
     // Another policy's route is 409 with the right route named; a missing object is 404.
     let wrong = c.get("/v1/buckets/demo/keys/visits").expect(409);
     assert!(
-        wrong.json()["error"].as_str().unwrap_or_default().contains("/v1/buckets/demo/counters/visits"),
+        wrong.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("/v1/buckets/demo/counters/visits"),
         "{}",
         wrong.text()
     );
@@ -236,7 +307,9 @@ fn crdts_take_json_operations_and_answer_value_and_context() {
         Method::POST,
         "/v1/buckets/demo/sets/tags",
         &[("x-ringkv-op-id", "0000000000000001-1")],
-        json!({"add": ["e"], "remove": ["c"], "context": ""}).to_string().into_bytes(),
+        json!({"add": ["e"], "remove": ["c"], "context": ""})
+            .to_string()
+            .into_bytes(),
     );
     two_writes.expect(400);
 }
@@ -247,24 +320,60 @@ fn limits_get_413_or_400_with_a_sentence_and_a_missing_certificate_is_refused() 
     let c = client(&cluster, 0);
     let limit = ringkv::net::http::limits::VALUE_BODY_BYTES_MAX;
 
-    let big = put(&c, "/v1/buckets/demo/keys/big?n=1&w=1", &[], &vec![b'x'; limit + 1]).expect(413);
+    let big = put(
+        &c,
+        "/v1/buckets/demo/keys/big?n=1&w=1",
+        &[],
+        &vec![b'x'; limit + 1],
+    )
+    .expect(413);
     let error = big.json()["error"].as_str().unwrap_or_default().to_owned();
-    assert!(error.contains(&format!("over the limit of {limit}")), "{error}");
-    put(&c, "/v1/buckets/demo/keys/fits?n=1&w=1", &[], &vec![b'x'; limit]).expect(204);
+    assert!(
+        error.contains(&format!("over the limit of {limit}")),
+        "{error}"
+    );
+    put(
+        &c,
+        "/v1/buckets/demo/keys/fits?n=1&w=1",
+        &[],
+        &vec![b'x'; limit],
+    )
+    .expect(204);
 
     let long_key = "k".repeat(ringkv::net::http::limits::KEY_BYTES_MAX + 1);
-    let refused = c.get(&format!("/v1/buckets/demo/keys/{long_key}?n=1&r=1")).expect(400);
-    assert!(refused.text().contains("over the HTTP limit"), "{}", refused.text());
+    let refused = c
+        .get(&format!("/v1/buckets/demo/keys/{long_key}?n=1&r=1"))
+        .expect(400);
+    assert!(
+        refused.text().contains("over the HTTP limit"),
+        "{}",
+        refused.text()
+    );
 
     let filler = "v".repeat(1024);
-    let many: Vec<(String, String)> = (0..40).map(|i| (format!("x-filler-{i}"), filler.clone())).collect();
+    let many: Vec<(String, String)> = (0..40)
+        .map(|i| (format!("x-filler-{i}"), filler.clone()))
+        .collect();
     let headers: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let refused = c.send(Method::GET, "/v1/status", &headers, Vec::new()).expect(400);
+    let refused = c
+        .send(Method::GET, "/v1/status", &headers, Vec::new())
+        .expect(400);
     assert!(refused.text().contains("headers are"), "{}", refused.text());
 
-    let members: Vec<String> = (0..=ringkv::net::http::limits::BATCH_ITEMS_MAX).map(|i| i.to_string()).collect();
-    let refused = post(&c, "/v1/buckets/demo/sets/s?n=1&w=1", json!({"add": members})).expect(400);
-    assert!(refused.text().contains("over the limit"), "{}", refused.text());
+    let members: Vec<String> = (0..=ringkv::net::http::limits::BATCH_ITEMS_MAX)
+        .map(|i| i.to_string())
+        .collect();
+    let refused = post(
+        &c,
+        "/v1/buckets/demo/sets/s?n=1&w=1",
+        json!({"add": members}),
+    )
+    .expect(400);
+    assert!(
+        refused.text().contains("over the limit"),
+        "{}",
+        refused.text()
+    );
     let ops: Vec<Value> = (0..=ringkv::net::http::limits::MAP_OPS_MAX)
         .map(|i| json!({"increment": {"field": format!("f{i}"), "delta": 1}}))
         .collect();
@@ -273,7 +382,10 @@ fn limits_get_413_or_400_with_a_sentence_and_a_missing_certificate_is_refused() 
     // No client certificate: the handshake or the first request fails, nothing is served.
     let anonymous = HttpClient::new(&cluster.http_url(0), &cluster.certs, None);
     let refused = anonymous.try_send(Method::GET, "/v1/status", &[], Vec::new());
-    assert!(refused.is_err(), "a client without a certificate was served: {refused:?}");
+    assert!(
+        refused.is_err(),
+        "a client without a certificate was served: {refused:?}"
+    );
 }
 
 #[test]
@@ -306,14 +418,30 @@ fn every_documented_route_is_served_and_operations_match_the_cli_json() {
     let cluster = Cluster::start_http(3);
     let c = client(&cluster, 0);
     let doc = c.get("/v1/openapi.json").expect(200).json();
-    assert!(doc["openapi"].as_str().unwrap_or_default().starts_with('3'), "{doc}");
-    let paths = doc["paths"].as_object().unwrap_or_else(|| panic!("no paths: {doc}"));
+    assert!(
+        doc["openapi"].as_str().unwrap_or_default().starts_with('3'),
+        "{doc}"
+    );
+    let paths = doc["paths"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no paths: {doc}"));
     let mut served = Vec::new();
     for (template, item) in paths {
         let path = template.replace("{bucket}", "routes").replace("{key}", "k");
-        for method in item.as_object().map(|m| m.keys().cloned().collect::<Vec<_>>()).unwrap_or_default() {
-            let method: Method = method.to_uppercase().parse().unwrap_or_else(|e| panic!("{method}: {e}"));
-            let body = if method == Method::POST { b"{}".to_vec() } else { Vec::new() };
+        for method in item
+            .as_object()
+            .map(|m| m.keys().cloned().collect::<Vec<_>>())
+            .unwrap_or_default()
+        {
+            let method: Method = method
+                .to_uppercase()
+                .parse()
+                .unwrap_or_else(|e| panic!("{method}: {e}"));
+            let body = if method == Method::POST {
+                b"{}".to_vec()
+            } else {
+                Vec::new()
+            };
             let answer = c.send(method.clone(), &path, &[], body);
             let code = answer.status.as_u16();
             assert!(
@@ -338,7 +466,14 @@ fn every_documented_route_is_served_and_operations_match_the_cli_json() {
     assert_eq!(keys(&status), keys(&cli));
     assert_eq!(status["node"], cli["node"]);
     let names = |v: &Value| -> Vec<String> {
-        v["nodes"].as_array().map(|n| n.iter().filter_map(|m| m["name"].as_str().map(str::to_owned)).collect()).unwrap_or_default()
+        v["nodes"]
+            .as_array()
+            .map(|n| {
+                n.iter()
+                    .filter_map(|m| m["name"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
     };
     assert_eq!(names(&status), ["n1", "n2", "n3"]);
     assert_eq!(names(&status), names(&cli));
@@ -354,7 +489,12 @@ fn every_documented_route_is_served_and_operations_match_the_cli_json() {
     let cli = cli.json();
     assert_eq!(keys(&stats), keys(&cli));
     assert_eq!(keys(&stats["cluster"]), keys(&cli["cluster"]));
-    assert_eq!(stats["cluster"]["nodes_answered"], json!(3), "{}", stats["cluster"]);
+    assert_eq!(
+        stats["cluster"]["nodes_answered"],
+        json!(3),
+        "{}",
+        stats["cluster"]
+    );
     c.get("/v1/stats?top=0").expect(400);
 }
 
@@ -382,5 +522,7 @@ fn plain_http_is_refused_off_loopback() {
 }
 
 fn keys(v: &Value) -> Vec<String> {
-    v.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default()
+    v.as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default()
 }

@@ -228,10 +228,16 @@ impl Cluster {
     pub fn http_url(&self, i: usize) -> String {
         let log = self.log(i);
         let Some(start) = log.find(HTTP_ON) else {
-            panic!("{} does not say where it serves HTTP; stderr:\n{log}", self.name(i));
+            panic!(
+                "{} does not say where it serves HTTP; stderr:\n{log}",
+                self.name(i)
+            );
         };
         let rest = &log[start + HTTP_ON.len()..];
-        rest.split_whitespace().next().unwrap_or_default().to_owned()
+        rest.split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_owned()
     }
 
     /// What node `i` wrote to stderr (empty while it is stopped).

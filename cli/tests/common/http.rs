@@ -178,7 +178,13 @@ impl HttpClient {
         })
     }
 
-    pub fn send(&self, method: Method, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Answer {
+    pub fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Answer {
         self.try_send(method.clone(), path, headers, body)
             .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
     }

@@ -52,9 +52,9 @@ pub(crate) async fn submit(inputs: &mpsc::Sender<Input>, request: ClientRequest)
     }
     match tokio::time::timeout(Duration::from_millis(CLIENT_WAIT_MS), rx).await {
         Ok(Ok(response)) => response,
-        Ok(Err(_)) => WireResponse::Refused(
-            "the node stopped before answering; retry on another node".into(),
-        ),
+        Ok(Err(_)) => {
+            WireResponse::Refused("the node stopped before answering; retry on another node".into())
+        }
         Err(_) => WireResponse::Refused(format!("no answer within {CLIENT_WAIT_MS} ms; retry")),
     }
 }

@@ -186,7 +186,11 @@ impl NodeHandle {
                 reason: format!("this node already serves HTTP on {}", running.addr()),
             });
         }
-        let front = Front::new(self.inputs.clone(), self.identity.clone(), self.name.clone());
+        let front = Front::new(
+            self.inputs.clone(),
+            self.identity.clone(),
+            self.name.clone(),
+        );
         let server = crate::net::http::serve::start(opts, front).await?;
         let addr = server.addr();
         self.http = Some(server);

@@ -272,7 +272,9 @@ async fn map_ops(
     body: MapOps,
 ) -> Result<Vec<Op>, HttpError> {
     if body.ops.is_empty() {
-        return Err(HttpError::BadRequest("\"ops\" is empty: give at least one field operation".into()));
+        return Err(HttpError::BadRequest(
+            "\"ops\" is empty: give at least one field operation".into(),
+        ));
     }
     if body.ops.len() > MAP_OPS_MAX {
         return Err(HttpError::BadRequest(format!(
@@ -321,7 +323,9 @@ async fn hll_ops(
 ) -> Result<Vec<Op>, HttpError> {
     check_batch("add", body.add.len())?;
     if body.add.is_empty() {
-        return Err(HttpError::BadRequest("\"add\" is empty: give at least one item".into()));
+        return Err(HttpError::BadRequest(
+            "\"add\" is empty: give at least one item".into(),
+        ));
     }
     Ok(vec![Op::HllAdd {
         items: body.add.into_iter().map(String::into_bytes).collect(),

@@ -75,7 +75,10 @@ pub fn valid_content_type(ct: &str) -> Result<(), String> {
             ct.len()
         ));
     }
-    if !ct.bytes().all(|b| b == b' ' || b == b'\t' || b.is_ascii_graphic()) {
+    if !ct
+        .bytes()
+        .all(|b| b == b' ' || b == b'\t' || b.is_ascii_graphic())
+    {
         return Err("the Content-Type has bytes other than visible ASCII".into());
     }
     Ok(())

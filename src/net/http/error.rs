@@ -52,9 +52,7 @@ pub enum HttpError {
         context: Option<String>,
     },
     /// The key holds an object of another policy than the route serves.
-    #[error(
-        "{key} holds a `{stored}` object; read and write it at {route} instead"
-    )]
+    #[error("{key} holds a `{stored}` object; read and write it at {route} instead")]
     WrongPolicy {
         /// The key, as `bucket/key`.
         key: String,

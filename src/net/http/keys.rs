@@ -13,7 +13,9 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Limited};
 
 use crate::core::object::{Context, Op, Policy, ReadValue};
 use crate::proto::{ClientReply, ClientRequest, Key};
@@ -21,7 +23,7 @@ use crate::proto::{ClientReply, ClientRequest, Key};
 use super::envelope;
 use super::error::{ErrorBody, HttpError};
 use super::front::Front;
-use super::limits::VALUE_BODY_BYTES_MAX;
+use super::limits::{OVERSIZE_DRAIN_BYTES_MAX, OVERSIZE_DRAIN_MS, VALUE_BODY_BYTES_MAX};
 use super::params::{self, CONTEXT_HEADER, KeyParams, KeyPolicy, Quorum, WARNING_HEADER};
 
 /// Tries at most this many random multipart boundaries before giving up (each clash with
@@ -229,8 +231,9 @@ pub(crate) fn unexpected(request: &str, reply: &ClientReply) -> HttpError {
     HttpError::Internal(format!("the node answered {request} with {kind} reply"))
 }
 
-/// The body, at most `limit` bytes: 413 past it, without reading further when the
-/// request declares its length.
+/// The body, at most `limit` bytes: 413 past it. An oversized body is read and dropped
+/// first (up to [`OVERSIZE_DRAIN_BYTES_MAX`], within [`OVERSIZE_DRAIN_MS`]), so a client
+/// that sends it whole before reading gets the 413 instead of a reset connection.
 pub(crate) async fn read_body(
     headers: &HeaderMap,
     body: Body,
@@ -242,19 +245,36 @@ pub(crate) async fn read_body(
         len,
         limit,
     };
-    if let Some(len) = params::header(headers, CONTENT_LENGTH.as_str())?
-        .and_then(|v| v.parse::<usize>().ok())
+    if let Some(len) =
+        params::header(headers, CONTENT_LENGTH.as_str())?.and_then(|v| v.parse::<usize>().ok())
         && len > limit
     {
+        drain(body).await;
         return Err(too_large(len));
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large(limit + 1)),
-        Err(e) => Err(HttpError::BadRequest(format!(
-            "the request body could not be read: {e}"
-        ))),
+    let mut body = body;
+    let mut collected = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            HttpError::BadRequest(format!("the request body could not be read: {e}"))
+        })?;
+        let Ok(chunk) = frame.into_data() else {
+            continue; // trailers
+        };
+        if collected.len() + chunk.len() > limit {
+            let len = collected.len() + chunk.len();
+            drain(body).await;
+            return Err(too_large(len));
+        }
+        collected.extend_from_slice(&chunk);
     }
+    Ok(Bytes::from(collected))
+}
+
+/// Reads and drops what is left of an oversized body, within the drain bounds.
+async fn drain(body: Body) {
+    let dropped = Limited::new(body, OVERSIZE_DRAIN_BYTES_MAX).collect();
+    let _ = tokio::time::timeout(Duration::from_millis(OVERSIZE_DRAIN_MS), dropped).await;
 }
 
 /// The 404 of a key: with the tombstone's context when there is one.
@@ -287,7 +307,13 @@ pub(crate) fn add_warning(response: &mut Response, warning: Option<&str>) {
     let Some(text) = warning else { return };
     let safe: String = text
         .chars()
-        .map(|c| if c == ' ' || c.is_ascii_graphic() { c } else { '?' })
+        .map(|c| {
+            if c == ' ' || c.is_ascii_graphic() {
+                c
+            } else {
+                '?'
+            }
+        })
         .collect();
     if let Ok(value) = HeaderValue::from_str(&safe) {
         response

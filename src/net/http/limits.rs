@@ -35,3 +35,8 @@ pub const CONNECTIONS_MAX: usize = 1024;
 pub const TLS_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
 /// How long a client has to send a request head once it starts one.
 pub const HEAD_READ_TIMEOUT_MS: u64 = 10_000;
+/// An oversized body is read and dropped up to this many bytes before the 413, so a
+/// client that sends it whole still reads the answer; past it the connection closes.
+pub const OVERSIZE_DRAIN_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// How long reading and dropping an oversized body may take.
+pub const OVERSIZE_DRAIN_MS: u64 = 5_000;

@@ -41,7 +41,9 @@ pub struct StatsParams {
     )
 )]
 pub(crate) async fn status(State(front): State<Front>) -> Result<Json<Value>, HttpError> {
-    Ok(Json(crate::client::json::status(&own_status(&front).await?)))
+    Ok(Json(crate::client::json::status(
+        &own_status(&front).await?,
+    )))
 }
 
 /// The ring's layout.
@@ -85,8 +87,7 @@ pub(crate) async fn stats(
     }
     let status = own_status(&front).await?;
     // The members are asked over QUIC as this node, as `ringkv stats` asks them.
-    let stats =
-        crate::client::stats::gather(status, &front.identity, CLIENT_TIMEOUT_MS, top).await;
+    let stats = crate::client::stats::gather(status, &front.identity, CLIENT_TIMEOUT_MS, top).await;
     Ok(Json(crate::client::json::stats(&stats)))
 }
 

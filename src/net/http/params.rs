@@ -149,8 +149,9 @@ pub(crate) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'
     headers
         .get(name)
         .map(|v| {
-            v.to_str()
-                .map_err(|_| HttpError::BadRequest(format!("the {name} header is not visible ASCII")))
+            v.to_str().map_err(|_| {
+                HttpError::BadRequest(format!("the {name} header is not visible ASCII"))
+            })
         })
         .transpose()
 }

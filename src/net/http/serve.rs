@@ -113,7 +113,13 @@ async fn accept_loop(listener: TcpListener, acceptor: Option<TlsAcceptor>, app: 
         while connections.try_join_next().is_some() {}
         match listener.accept().await {
             Ok((stream, peer)) => {
-                connections.spawn(connection(stream, peer, acceptor.clone(), app.clone(), slot));
+                connections.spawn(connection(
+                    stream,
+                    peer,
+                    acceptor.clone(),
+                    app.clone(),
+                    slot,
+                ));
             }
             Err(e) => {
                 tracing::warn!(error = %e, "the HTTP API could not accept a connection");
@@ -140,8 +146,12 @@ async fn connection(
     match handshake.await {
         Ok(Ok(tls)) => http1(tls, peer, app).await,
         // Among these: a client without a certificate from the cluster CA.
-        Ok(Err(e)) => tracing::info!(%peer, error = %e, "refused an HTTP API connection at the TLS handshake"),
-        Err(_) => tracing::info!(%peer, "an HTTP API client did not finish the TLS handshake in time"),
+        Ok(Err(e)) => {
+            tracing::info!(%peer, error = %e, "refused an HTTP API connection at the TLS handshake")
+        }
+        Err(_) => {
+            tracing::info!(%peer, "an HTTP API client did not finish the TLS handshake in time")
+        }
     }
 }
 
