@@ -3,7 +3,7 @@
 //!
 //! It is a second front door, not a second node: each request becomes the same
 //! [`ClientRequest`](crate::proto::ClientRequest) a QUIC client sends, enqueued on the
-//! node's one input channel and answered by the one core loop (see [`front`]); nothing
+//! node's one input channel and answered by the one core loop (see `front.rs`); nothing
 //! here touches the core or storage. Security matches QUIC's: TLS 1.3 with the node's
 //! certificate, and a client certificate signed by the cluster CA is required ([`serve`]).
 //! Plain HTTP exists only on loopback, only when asked for, and logs a warning.

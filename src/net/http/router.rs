@@ -4,7 +4,7 @@
 //! To add a route: write its handler with a `#[utoipa::path]` annotation (for a route
 //! outside `/v1`, such as `/metrics` or a status page, annotate it too, or add it with
 //! `route` on the finished router if it must stay out of the document), register it with
-//! `routes!` in [`router`], and list it in [`ROUTES`]; the tests check that the document
+//! `routes!` in `documented` below, and list it in [`ROUTES`]; the tests check that the document
 //! and that list agree and that every documented route answers.
 
 use std::sync::Arc;
