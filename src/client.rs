@@ -984,7 +984,8 @@ fn request_name(request: &ClientRequest) -> &'static str {
     }
 }
 
-fn reply_kind(reply: &ClientReply) -> &'static str {
+/// What kind of reply this is, for errors about replies of the wrong kind.
+pub(crate) fn reply_kind(reply: &ClientReply) -> &'static str {
     match reply {
         ClientReply::Read { .. } => "a read result",
         ClientReply::Written { .. } => "a write result",
@@ -998,9 +999,10 @@ fn reply_kind(reply: &ClientReply) -> &'static str {
 }
 
 mod cluster;
+pub mod json;
 mod route;
 mod session;
-mod stats;
+pub(crate) mod stats;
 mod topology;
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 use ringkv::net::validate_name;
-use ringkv::net::{NodeHandle, NodeOptions, start_node};
+use ringkv::net::{HttpOptions, NodeHandle, NodeOptions, start_node};
 use ringkv::storage::SyncMode;
 use ringkv::{MemberSpec, NodeConfig};
 
@@ -26,6 +26,8 @@ use crate::{DevArgs, GlobalArgs, NodeArgs};
 pub struct DevNode {
     pub name: String,
     pub listen: SocketAddr,
+    /// The HTTP API's TCP address: 127.0.0.1:(http-base-port + i).
+    pub http: SocketAddr,
     pub data_dir: PathBuf,
 }
 
@@ -55,6 +57,8 @@ pub struct NodePlan {
     pub seeds: Vec<SocketAddr>,
     pub vnodes: u32,
     pub sync: SyncMode,
+    /// The HTTP API, when `--http` is given.
+    pub http: Option<HttpOptions>,
 }
 
 impl DevPlan {
@@ -69,11 +73,28 @@ impl DevPlan {
                 u32::from(u16::MAX) - u32::from(args.nodes),
             )));
         }
+        let last_http_port = u32::from(args.http_base_port) + u32::from(args.nodes);
+        if last_http_port > u32::from(u16::MAX) {
+            return Err(CliError::Usage(format!(
+                "--http-base-port {} with --nodes {} needs ports {}..={last_http_port}; pick a --http-base-port between 1 and {}, or 0 for ports the system picks",
+                args.http_base_port,
+                args.nodes,
+                u32::from(args.http_base_port) + 1,
+                u32::from(u16::MAX) - u32::from(args.nodes),
+            )));
+        }
         let nodes = (1..=args.nodes)
             .map(|i| {
                 let name = format!("n{i}");
                 DevNode {
                     listen: SocketAddr::from((Ipv4Addr::LOCALHOST, args.base_port + u16::from(i))),
+                    http: SocketAddr::from((
+                        Ipv4Addr::LOCALHOST,
+                        match args.http_base_port {
+                            0 => 0,
+                            base => base + u16::from(i),
+                        },
+                    )),
                     data_dir: args.dir.join(&name),
                     name,
                 }
@@ -147,6 +168,10 @@ impl NodePlan {
             seeds: seeds.into_iter().collect(),
             vnodes: args.vnodes,
             sync: args.sync,
+            http: args.http.map(|listen| HttpOptions {
+                listen,
+                insecure: args.http_insecure,
+            }),
         })
     }
 }
@@ -187,15 +212,24 @@ pub async fn run_dev(plan: DevPlan) -> Result<Rendered, CliError> {
             data_dir: node.data_dir.clone(),
             sync: plan.sync,
         };
-        match start_node(node.listen, opts).await {
-            Ok(h) => handles.push(h),
-            Err(e) => {
-                stop_all(handles).await;
-                return Err(CliError::Node(format!(
-                    "cannot start {} on {}: {e}",
-                    node.name, node.listen
-                )));
+        let started = match start_node(node.listen, opts).await {
+            Ok(mut h) => {
+                let http = HttpOptions {
+                    listen: node.http,
+                    insecure: false,
+                };
+                let served = h.serve_http(&http).await;
+                handles.push(h);
+                served.map(|_| ())
             }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = started {
+            stop_all(handles).await;
+            return Err(CliError::Node(format!(
+                "cannot start {} on {} (HTTP {}): {e}",
+                node.name, node.listen, node.http
+            )));
         }
     }
     eprintln!(
@@ -208,8 +242,18 @@ pub async fn run_dev(plan: DevPlan) -> Result<Rendered, CliError> {
             .join(", "),
         plan.dir.display()
     );
+    for h in &handles {
+        if let Some(url) = h.http_url() {
+            eprintln!("  {} HTTP API: {url}", h.name());
+        }
+    }
+    let certs = plan.certs.display();
     eprintln!(
-        "in another terminal, from this directory: `ringkv put demo/hello world`, `ringkv get demo/hello`, `ringkv status`; Ctrl-C stops the cluster"
+        "in another terminal, from this directory: `ringkv put demo/hello world`, `ringkv get demo/hello`, `ringkv status`; over HTTP: `curl --cacert {certs}/ca.pem --cert {certs}/client.pem --key {certs}/client.key {}/v1/buckets/demo/keys/hello`; Ctrl-C stops the cluster",
+        handles
+            .first()
+            .and_then(NodeHandle::http_url)
+            .unwrap_or_default()
     );
     let stopped_by = wait_for_stop(&mut handles).await;
     let count = handles.len();
@@ -251,13 +295,29 @@ pub async fn run_node(plan: NodePlan) -> Result<Rendered, CliError> {
         data_dir: plan.data_dir.clone(),
         sync: plan.sync,
     };
-    let handle = start_node(plan.listen, opts)
+    let mut handle = start_node(plan.listen, opts)
         .await
         .map_err(|e| CliError::Node(format!("cannot start {}: {e}", plan.name)))?;
+    let http = match &plan.http {
+        Some(http) => match handle.serve_http(http).await {
+            Ok(_) => handle.http_url().map(|url| format!(", HTTP API on {url}")),
+            Err(e) => {
+                stop_all(vec![handle]).await;
+                return Err(CliError::Node(format!("cannot start {}: {e}", plan.name)));
+            }
+        },
+        None => None,
+    };
+    if plan.http.as_ref().is_some_and(|h| h.insecure) {
+        eprintln!(
+            "warning: the HTTP API is plain HTTP without client certificates: anyone who can reach it can read and write every key"
+        );
+    }
     eprintln!(
-        "ringkv node {} listening on {} (data in {}, sync={}); Ctrl-C stops it",
+        "ringkv node {} listening on {}{} (data in {}, sync={}); Ctrl-C stops it",
         plan.name,
         handle.addr(),
+        http.unwrap_or_default(),
         plan.data_dir.display(),
         plan.sync
     );
@@ -325,6 +385,7 @@ mod tests {
         DevArgs {
             nodes,
             base_port,
+            http_base_port: crate::DEV_HTTP_BASE_PORT_DEFAULT,
             dir: PathBuf::from("dev"),
             sync: SyncMode::Group,
         }
@@ -339,6 +400,8 @@ mod tests {
             seeds: seeds.iter().map(|s| s.parse().unwrap()).collect(),
             vnodes: 64,
             sync: SyncMode::Group,
+            http: None,
+            http_insecure: false,
         }
     }
 

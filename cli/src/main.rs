@@ -46,6 +46,8 @@ pub const DEV_NODES_DEFAULT: u8 = 3;
 pub const DEV_NODES_MAX: u8 = 32;
 /// Node i of `ringkv dev` listens on this port + i.
 pub const DEV_BASE_PORT_DEFAULT: u16 = 7100;
+/// Node i of `ringkv dev` serves its HTTP API on this TCP port + i.
+pub const DEV_HTTP_BASE_PORT_DEFAULT: u16 = 8100;
 
 /// Help heading of the flags every command accepts.
 const GLOBAL: &str = "Global options";
@@ -346,6 +348,10 @@ pub struct DevArgs {
     /// Node i listens on 127.0.0.1:(BASE_PORT + i).
     #[arg(long, default_value_t = DEV_BASE_PORT_DEFAULT)]
     pub base_port: u16,
+    /// Node i serves its HTTP API (TLS, client certificates) on 127.0.0.1:(HTTP_BASE_PORT +
+    /// i); 0 lets the system pick each port (the banner names them).
+    #[arg(long, default_value_t = DEV_HTTP_BASE_PORT_DEFAULT)]
+    pub http_base_port: u16,
     /// Directory for certificates (DIR/certs) and node data (DIR/n1, ...).
     #[arg(long, default_value = DEFAULT_DEV_DIR)]
     pub dir: PathBuf,
@@ -381,6 +387,14 @@ pub struct NodeArgs {
     /// When writes reach the disk: group (default), always, or none (loses acked writes on a crash).
     #[arg(long, default_value = "group")]
     pub sync: SyncMode,
+    /// TCP address to serve the HTTP/JSON API on, over TLS with this node's certificate;
+    /// clients need a certificate from the cluster CA.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<SocketAddr>,
+    /// Serve --http as plain HTTP, without TLS or client certificates: loopback addresses
+    /// only, for local experiments.
+    #[arg(long, requires = "http")]
+    pub http_insecure: bool,
 }
 
 impl ReadQuorum {

@@ -151,20 +151,6 @@ pub fn hll(estimate: u64) -> Rendered {
 
 /// `status`: `{"node": "n1", "nodes": [{"name", "addr", "state", "share", "hints"}]}`.
 pub fn status(info: &StatusInfo) -> Rendered {
-    let nodes: Vec<Value> = info
-        .members
-        .iter()
-        .map(|m| {
-            json!({
-                "name": m.name.0,
-                "addr": m.addr,
-                "state": m.state,
-                "phase": m.phase,
-                "share": m.share,
-                "hints": m.hints,
-            })
-        })
-        .collect();
     let rows: Vec<Vec<String>> = info
         .members
         .iter()
@@ -195,16 +181,7 @@ pub fn status(info: &StatusInfo) -> Rendered {
         t.keys_sent,
         t.bytes_sent
     );
-    let transfers = json!({
-        "pending": t.pending,
-        "done": t.done,
-        "keys_sent": t.keys_sent,
-        "bytes_sent": t.bytes_sent,
-    });
-    Rendered::new(
-        json!({ "node": info.node.0, "nodes": nodes, "transfers": transfers }),
-        human,
-    )
+    Rendered::new(ringkv::client::json::status(info), human)
 }
 
 /// `join`, `leave`: `{"result": "..."}`, the node's sentence about what happens next.
@@ -215,18 +192,6 @@ pub fn changed(text: &str) -> Rendered {
 /// `ring`: `{"partitions", "n", "balance", "nodes": [{"name", "vnodes",
 /// "primary_partitions", "replica_share"}]}`.
 pub fn ring(info: &RingInfo) -> Rendered {
-    let nodes: Vec<Value> = info
-        .nodes
-        .iter()
-        .map(|n| {
-            json!({
-                "name": n.name.0,
-                "vnodes": n.vnodes,
-                "primary_partitions": n.primary_partitions,
-                "replica_share": n.replica_share,
-            })
-        })
-        .collect();
     let rows: Vec<Vec<String>> = info
         .nodes
         .iter()
@@ -246,13 +211,7 @@ pub fn ring(info: &RingInfo) -> Rendered {
         info.balance,
         table(&["NAME", "VNODES", "PRIMARIES", "REPLICA SHARE"], &rows)
     );
-    let json = json!({
-        "partitions": info.partitions,
-        "n": info.n,
-        "balance": info.balance,
-        "nodes": nodes,
-    });
-    Rendered::new(json, human)
+    Rendered::new(ringkv::client::json::ring(info), human)
 }
 
 /// The policy-specific JSON fields and human text of a CRDT value read through `get`.

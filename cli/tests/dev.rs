@@ -16,8 +16,13 @@ use serde_json::json;
 const NODES: u16 = 3;
 /// Tries to find `NODES` consecutive free ports before giving up.
 const PORT_SEARCH_ATTEMPTS_MAX: usize = 50;
-/// What `ringkv dev` prints on stderr once every node serves requests.
-const DEV_UP: &str = "nodes up";
+/// What `ringkv dev` prints on stderr once every node serves requests (the banner's last
+/// line, after the HTTP URLs).
+const DEV_UP: &str = "Ctrl-C stops the cluster";
+/// What precedes n1's HTTP API URL in the banner.
+const N1_HTTP: &str = "n1 HTTP API: ";
+/// How long the Python example may run.
+const PYTHON_TIMEOUT_MS: u64 = 60_000;
 
 /// A base port P with P+1..=P+NODES free on 127.0.0.1 a moment ago.
 fn free_base_port() -> u16 {
@@ -56,6 +61,8 @@ fn start_dev(dir: &Path, base: Option<u16>) -> (Proc, u16) {
                 &NODES.to_string(),
                 "--base-port",
                 &base.to_string(),
+                "--http-base-port",
+                "0",
                 "--dir",
                 &dir.display().to_string(),
             ]),
@@ -120,6 +127,14 @@ fn dev_serves_stops_cleanly_on_sigint_and_restarts_with_its_data() {
     let dir = tmp.path().join("ringkv-dev");
 
     let (mut dev, base) = start_dev(&dir, None);
+    for name in ["n1", "n2", "n3"] {
+        assert!(
+            dev.stderr()
+                .contains(&format!("{name} HTTP API: https://127.0.0.1:")),
+            "the banner names {name}'s HTTP URL; stderr:\n{}",
+            dev.stderr()
+        );
+    }
     assert!(
         dev.stderr().contains("created a cluster CA"),
         "a first start creates the CA; stderr:\n{}",
@@ -165,5 +180,89 @@ fn dev_serves_stops_cleanly_on_sigint_and_restarts_with_its_data() {
     );
     visits.success();
     assert_eq!(visits.json()["value"], json!(2), "{}", visits.stdout);
+    interrupt_and_expect_clean_exit(&mut dev);
+}
+
+/// n1's HTTP API URL, from the banner.
+fn n1_http_url(dev: &Proc) -> String {
+    let stderr = dev.stderr();
+    let Some(at) = stderr.find(N1_HTTP) else {
+        panic!("the banner names no HTTP URL for n1; stderr:\n{stderr}");
+    };
+    stderr[at + N1_HTTP.len()..]
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Runs `python3 ARGS` to completion within `PYTHON_TIMEOUT_MS`; `None` when python3 is
+/// not installed.
+fn python3(script_args: &[String]) -> Option<std::process::Output> {
+    let child = std::process::Command::new("python3")
+        .args(script_args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => panic!("cannot run python3: {e}"),
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(PYTHON_TIMEOUT_MS);
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(common::POLL_MS));
+            }
+            Ok(None) => {
+                let _ = child.kill();
+                let out = child.wait_with_output();
+                panic!("the Python example still ran after {PYTHON_TIMEOUT_MS} ms: {out:?}");
+            }
+            Err(e) => panic!("cannot wait for python3: {e}"),
+        }
+    }
+    Some(
+        child
+            .wait_with_output()
+            .unwrap_or_else(|e| panic!("cannot read python3's output: {e}")),
+    )
+}
+
+#[test]
+fn the_python_example_puts_gets_resolves_siblings_and_counts_over_https() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/python/ringkv_http.py");
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("cannot make a temp dir: {e}"));
+    let dir = tmp.path().join("ringkv-dev");
+    let (mut dev, _) = start_dev(&dir, None);
+    let url = n1_http_url(&dev);
+    let Some(out) = python3(&[
+        script.display().to_string(),
+        "--url".into(),
+        url,
+        "--certs".into(),
+        dir.join("certs").display().to_string(),
+    ]) else {
+        println!("skipped: python3 is not installed, so the Python example cannot run");
+        interrupt_and_expect_clean_exit(&mut dev);
+        return;
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the Python example failed: {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    for line in [
+        "put/get: hello from python",
+        "siblings: ['apples', 'pears']",
+        "resolved: apples,pears",
+        "counter: 3",
+    ] {
+        assert!(stdout.contains(line), "no {line:?} in:\n{stdout}");
+    }
     interrupt_and_expect_clean_exit(&mut dev);
 }

@@ -13,7 +13,8 @@ use tokio::task::JoinSet;
 
 use crate::client::{Client, ClientError, load_client_identity, reply_kind};
 use crate::core::stats::{ClusterStats, NodeAnswer, StatsInfo};
-use crate::proto::{ClientReply, ClientRequest};
+use crate::net::Identity;
+use crate::proto::{ClientReply, ClientRequest, StatusInfo};
 
 /// The connected node's statistics ([`Client::stats`]).
 pub(super) async fn node_stats(client: &Client) -> Result<StatsInfo, ClientError> {
@@ -32,12 +33,25 @@ pub(super) async fn cluster_stats(
 ) -> Result<ClusterStats, ClientError> {
     let status = client.status().await?;
     let identity = load_client_identity(certs_dir, cert_name)?;
+    Ok(gather(status, &identity, client.timeout_ms, hot_keys_max).await)
+}
+
+/// Asks every member of `status` for its statistics at once, as `identity`, each call
+/// bounded by `timeout_ms`, and merges the answers: the part of [`Client::cluster_stats`]
+/// after the member list is known, shared with the HTTP API (which knows the member list
+/// from its own core and asks as the node).
+pub(crate) async fn gather(
+    status: StatusInfo,
+    identity: &Identity,
+    timeout_ms: u64,
+    hot_keys_max: usize,
+) -> ClusterStats {
     let mut asks = JoinSet::new();
     let mut answers = Vec::with_capacity(status.members.len());
     for (index, member) in status.members.into_iter().enumerate() {
         let member_client = match resolve(&member.addr).await {
-            Ok(addr) => Client::with_identity(addr, &identity)
-                .map(|member| member.with_timeout_ms(client.timeout_ms))
+            Ok(addr) => Client::with_identity(addr, identity)
+                .map(|member| member.with_timeout_ms(timeout_ms))
                 .map_err(|e| e.to_string()),
             Err(e) => Err(e),
         };
@@ -63,7 +77,7 @@ pub(super) async fn cluster_stats(
             answer.result = result;
         }
     }
-    Ok(ClusterStats::merge(answers, hot_keys_max))
+    ClusterStats::merge(answers, hot_keys_max)
 }
 
 /// A member's advertised address as a socket address (names are looked up).

@@ -6,7 +6,9 @@
 //! - `transport`: QUIC, mutual TLS with the cluster CA, framing and batched stream
 //!   writers, generic over the message types;
 //! - `driver`: the node driver, which runs one core node on top of the transport (its
-//!   inputs, the core loop with the group commit, peer links and client sessions).
+//!   inputs, the core loop with the group commit, peer links and client sessions);
+//! - [`http`]: the HTTP/JSON API, a second front door that feeds the driver's input
+//!   channel exactly as QUIC request streams do.
 //!
 //! The items most callers need are re-exported here.
 
@@ -14,6 +16,7 @@
 pub mod driver;
 #[cfg(not(feature = "sim"))]
 pub(crate) mod driver;
+pub mod http;
 #[cfg(feature = "sim")]
 pub mod transport;
 #[cfg(not(feature = "sim"))]
@@ -23,6 +26,7 @@ pub use driver::{
     Bound, DriverError, NodeHandle, NodeOptions, bind_node, start_bound, start_node,
     start_with_storage,
 };
+pub use http::{HttpOptions, HttpServer};
 pub use transport::certs::validate_name;
 pub use transport::certs::{CertStore, Identity, issue, load_identity};
 pub use transport::endpoint::{ConnectionPool, bind, bind_client, connect, request};

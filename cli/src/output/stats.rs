@@ -17,45 +17,15 @@
 //!            {"name", "addr", "answered": false, "error"}]}
 //! ```
 
-use ringkv::{ClusterStats, HotKey, StatsInfo};
-use serde_json::{Value, json};
+use ringkv::ClusterStats;
 
 use super::{Rendered, table};
 
-/// Hot keys listed per node (the cluster list has `--top`).
-pub const NODE_HOT_KEYS_SHOWN: usize = 3;
-
-/// `stats`: the merged figures of every member that answered, and who did not.
+/// `stats`: the merged figures of every member that answered, and who did not. The JSON
+/// is the library's ([`ringkv::client::json::stats`]), shared with `GET /v1/stats`.
 pub fn stats(stats: &ClusterStats) -> Rendered {
-    let mut nodes: Vec<Value> = stats
-        .nodes
-        .iter()
-        .map(|(addr, info)| node_json(addr, info))
-        .collect();
-    nodes.extend(
-        stats.unanswered.iter().map(
-            |u| json!({ "name": u.node.0, "addr": u.addr, "answered": false, "error": u.error }),
-        ),
-    );
-    let unanswered: Vec<Value> = stats
-        .unanswered
-        .iter()
-        .map(|u| json!({ "name": u.node.0, "addr": u.addr, "error": u.error }))
-        .collect();
     let scans: Vec<&str> = stats.scans_incomplete.iter().map(|n| n.as_str()).collect();
-    let json = json!({
-        "cluster": {
-            "distinct_keys": stats.distinct_keys,
-            "hot_keys": hot_json(&stats.hot_keys),
-            "requests_counted": stats.requests_counted,
-            "partial": stats.partial,
-            "nodes_answered": stats.nodes.len(),
-            "unanswered": unanswered,
-            "scans_incomplete": scans,
-        },
-        "nodes": nodes,
-    });
-    let mut rendered = Rendered::new(json, human(stats));
+    let mut rendered = Rendered::new(ringkv::client::json::stats(stats), human(stats));
     for u in &stats.unanswered {
         rendered = rendered.warn(Some(format!(
             "{} ({}) did not answer: {}; the cluster figures leave it out",
@@ -69,53 +39,6 @@ pub fn stats(stats: &ClusterStats) -> Rendered {
         )));
     }
     rendered
-}
-
-fn node_json(addr: &str, info: &StatsInfo) -> Value {
-    let hot = info
-        .hot_keys(NODE_HOT_KEYS_SHOWN)
-        .map(|h| hot_json(&h))
-        .unwrap_or_else(|e| json!({ "error": e.to_string() }));
-    let partitions: Vec<Value> = info
-        .partition_stats
-        .iter()
-        .map(|p| {
-            json!({
-                "partition": p.partition,
-                "distinct_keys": p.distinct_keys,
-                "sketch_bytes": p.sketch_bytes,
-                "last_exchange_age_ms": p.last_exchange_age_ms,
-            })
-        })
-        .collect();
-    json!({
-        "name": info.node.0,
-        "addr": addr,
-        "answered": true,
-        "distinct_keys": info.distinct_keys,
-        "scan_complete": info.scan_complete,
-        "partitions_with_keys": info.partitions_with_keys(),
-        "partition_sketch_bytes": info.partition_sketch_bytes,
-        "partition_precision": info.partition_precision,
-        "window_ms": info.window_ms,
-        "hot_keys": hot,
-        "ae": {
-            "exchanges": info.ae.exchanges,
-            "mismatches": info.ae.mismatches,
-            "keys_repaired": info.ae.keys_repaired,
-            "bytes_sent": info.ae.bytes_sent,
-            "primary_partitions": info.ae.primary_partitions,
-            "partitions_compared": info.ae.partitions_compared,
-            "oldest_exchange_age_ms": info.ae.oldest_exchange_age_ms,
-        },
-        "partitions": partitions,
-    })
-}
-
-fn hot_json(hot: &[HotKey]) -> Value {
-    hot.iter()
-        .map(|h| json!({ "key": h.key.to_string(), "count": h.count }))
-        .collect()
 }
 
 fn human(stats: &ClusterStats) -> String {

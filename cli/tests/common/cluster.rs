@@ -13,6 +13,8 @@ use super::{
 
 /// What `ringkv node` prints on stderr once it serves requests.
 pub const LISTENING: &str = "listening on";
+/// What precedes the HTTP API's URL in `ringkv node`'s start-up line.
+pub const HTTP_ON: &str = "HTTP API on ";
 
 /// One member of a [`Cluster`].
 #[derive(Debug)]
@@ -31,6 +33,8 @@ pub struct ClusterNode {
 pub struct Cluster {
     pub certs: PathBuf,
     pub nodes: Vec<ClusterNode>,
+    /// Every node also serves its HTTP API (`--http 127.0.0.1:0`).
+    http: bool,
     // Last, so the processes are killed before their directories are removed.
     pub dir: tempfile::TempDir,
 }
@@ -38,12 +42,23 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `count` nodes and waits until each says it is listening.
     pub fn start(count: usize) -> Cluster {
+        Cluster::start_with(count, false)
+    }
+
+    /// Starts `count` nodes that also serve the HTTP API, each on an ephemeral port (see
+    /// [`Cluster::http_url`]).
+    pub fn start_http(count: usize) -> Cluster {
+        Cluster::start_with(count, true)
+    }
+
+    fn start_with(count: usize, http: bool) -> Cluster {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("cannot make a temp dir: {e}"));
         let certs = dir.path().join("certs");
         make_certs(&certs, count);
         let mut cluster = Cluster {
             certs,
             nodes: Vec::new(),
+            http,
             dir,
         };
         let mut last_failure = String::new();
@@ -209,6 +224,22 @@ impl Cluster {
             .collect()
     }
 
+    /// Node `i`'s HTTP API base URL, as its start-up line names it.
+    pub fn http_url(&self, i: usize) -> String {
+        let log = self.log(i);
+        let Some(start) = log.find(HTTP_ON) else {
+            panic!(
+                "{} does not say where it serves HTTP; stderr:\n{log}",
+                self.name(i)
+            );
+        };
+        let rest = &log[start + HTTP_ON.len()..];
+        rest.split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
     /// What node `i` wrote to stderr (empty while it is stopped).
     pub fn log(&self, i: usize) -> String {
         self.nodes[i]
@@ -244,6 +275,9 @@ impl Cluster {
             "--certs",
             &self.certs.display().to_string(),
         ]);
+        if self.http {
+            command.extend(args(&["--http", "127.0.0.1:0"]));
+        }
         if let Some(seed) = node.seed {
             command.push("--seed".to_owned());
             command.push(seed.to_string());

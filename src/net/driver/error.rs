@@ -48,6 +48,14 @@ pub enum DriverError {
         /// The storage error from the persist.
         source: StorageError,
     },
+    /// The HTTP API could not be served on its address; the node itself runs.
+    #[error("cannot serve the HTTP API on {addr}: {reason}")]
+    Http {
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+        /// Why.
+        reason: String,
+    },
     /// The node's core task (or its persist task) panicked, or it did not stop within the
     /// shutdown wait (`SHUTDOWN_WAIT_MS`).
     #[error("the node task of {0} ended unexpectedly")]

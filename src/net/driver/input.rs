@@ -5,10 +5,18 @@
 //! the core loop drains. These types sit in a module of their own so that the core loop
 //! and every source can use them without depending on one another.
 
+use std::time::Duration;
+
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
 use crate::core::placement::ring::NodeId;
-use crate::proto::{ClientReply, ClientRequest, PeerMessage, SESSION_ID_NONE, WireResponse};
+use crate::proto::{
+    ClientReply, ClientRequest, PeerMessage, REQUEST_TIMEOUT_MS_MAX, SESSION_ID_NONE, WireResponse,
+};
+
+/// How long a one-request front (a QUIC request stream, an HTTP request) waits for the
+/// core to answer a client request: the longest request timeout plus forwarding slack.
+pub const CLIENT_WAIT_MS: u64 = REQUEST_TIMEOUT_MS_MAX as u64 * 2 + 5_000;
 
 /// Something for the core to handle.
 #[derive(Debug)]
@@ -28,6 +36,27 @@ pub(crate) enum Input {
         data: Vec<u8>,
     },
     Shutdown,
+}
+
+/// Enqueues one client request for the core and waits for its answer, at most
+/// [`CLIENT_WAIT_MS`]: the path of every one-request front (QUIC request streams and the
+/// HTTP API), so they share the core loop and its group commit instead of owning a copy.
+pub(crate) async fn submit(inputs: &mpsc::Sender<Input>, request: ClientRequest) -> WireResponse {
+    let (tx, rx) = oneshot::channel();
+    let input = Input::Client {
+        request,
+        reply: ReplyTo::Stream(tx),
+    };
+    if inputs.send(input).await.is_err() {
+        return WireResponse::Refused("the node is shutting down; retry on another node".into());
+    }
+    match tokio::time::timeout(Duration::from_millis(CLIENT_WAIT_MS), rx).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(_)) => {
+            WireResponse::Refused("the node stopped before answering; retry on another node".into())
+        }
+        Err(_) => WireResponse::Refused(format!("no answer within {CLIENT_WAIT_MS} ms; retry")),
+    }
 }
 
 /// Where the core's answer to one client request goes.

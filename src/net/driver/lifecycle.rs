@@ -19,6 +19,8 @@ use crate::net::driver::input::Input;
 use crate::net::driver::peer_link::PeerLinks;
 use crate::net::driver::persist_tracker::PersistTracker;
 use crate::net::driver::server::Server;
+use crate::net::http::front::Front;
+use crate::net::http::{HttpOptions, HttpServer};
 use crate::net::{ConnectionPool, Identity, NetError, bind, load_identity, serve};
 use crate::storage::{FjallStorage, Storage, SyncMode};
 
@@ -65,6 +67,10 @@ pub struct NodeHandle {
     server: JoinHandle<()>,
     endpoint: quinn::Endpoint,
     storage: Arc<dyn Storage>,
+    /// The node's certificate: the HTTP API serves it and asks other members with it.
+    identity: Arc<Identity>,
+    /// The HTTP API, once [`NodeHandle::serve_http`] started it.
+    http: Option<HttpServer>,
 }
 
 impl Bound {
@@ -150,6 +156,8 @@ pub fn start_with_storage(
         server,
         endpoint: bound.endpoint,
         storage,
+        identity: Arc::new(bound.identity),
+        http: None,
     })
 }
 
@@ -169,8 +177,36 @@ impl NodeHandle {
         self.storage.clone()
     }
 
+    /// Serves the HTTP/JSON API on `opts.listen` (see [`crate::net::http`]): its requests
+    /// enter this node's input channel like QUIC clients' requests. Returns its address.
+    pub async fn serve_http(&mut self, opts: &HttpOptions) -> Result<SocketAddr, DriverError> {
+        if let Some(running) = &self.http {
+            return Err(DriverError::Http {
+                addr: opts.listen,
+                reason: format!("this node already serves HTTP on {}", running.addr()),
+            });
+        }
+        let front = Front::new(
+            self.inputs.clone(),
+            self.identity.clone(),
+            self.name.clone(),
+        );
+        let server = crate::net::http::serve::start(opts, front).await?;
+        let addr = server.addr();
+        self.http = Some(server);
+        Ok(addr)
+    }
+
+    /// The HTTP API's base URL (`https://ADDR`), once it is served.
+    pub fn http_url(&self) -> Option<String> {
+        self.http.as_ref().map(HttpServer::url)
+    }
+
     /// Stops cleanly: the core persists what it has, connections close.
     pub async fn shutdown(self) -> Result<(), DriverError> {
+        if let Some(http) = &self.http {
+            http.stop();
+        }
         let _ = self.inputs.send(Input::Shutdown).await;
         let result =
             match tokio::time::timeout(Duration::from_millis(SHUTDOWN_WAIT_MS), self.core).await {
@@ -189,6 +225,9 @@ impl NodeHandle {
 
     /// Stops at once, with no clean shutdown and no final persist: a crash, for tests.
     pub async fn kill(self) {
+        if let Some(http) = &self.http {
+            http.stop();
+        }
         self.core.abort();
         self.server.abort();
         self.endpoint.close(0u32.into(), b"killed");

@@ -16,22 +16,18 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::core::placement::ring::{MEMBERS_MAX, NodeId};
 use crate::net::driver::conn_watch;
 use crate::net::driver::datagrams::read_datagrams;
-use crate::net::driver::input::{Input, ReplyTo};
+use crate::net::driver::input::{Input, submit};
 use crate::net::driver::node_session::serve_session;
 use crate::net::driver::peer_link::accept_peer_streams;
 use crate::net::{ConnectionPool, Handler, NetError, PeerIdentity, Role};
-use crate::proto::{PROTOCOL_VERSION, REQUEST_TIMEOUT_MS_MAX, WireBody, WireRequest, WireResponse};
-
-/// How long the server waits for the core to answer a client request: the longest
-/// request timeout plus forwarding slack.
-pub const CLIENT_WAIT_MS: u64 = REQUEST_TIMEOUT_MS_MAX as u64 * 2 + 5_000;
+use crate::proto::{PROTOCOL_VERSION, WireBody, WireRequest, WireResponse};
 
 /// Incoming node connections remembered (the latest per node name); beyond it the
 /// closed ones are forgotten first.
@@ -120,27 +116,7 @@ impl Handler for Server {
             ));
         }
         match req.body {
-            WireBody::Client(request) => {
-                let (tx, rx) = oneshot::channel();
-                let input = Input::Client {
-                    request,
-                    reply: ReplyTo::Stream(tx),
-                };
-                if self.inputs.send(input).await.is_err() {
-                    return WireResponse::Refused(
-                        "the node is shutting down; retry on another node".into(),
-                    );
-                }
-                match tokio::time::timeout(Duration::from_millis(CLIENT_WAIT_MS), rx).await {
-                    Ok(Ok(response)) => response,
-                    Ok(Err(_)) => WireResponse::Refused(
-                        "the node stopped before answering; retry on another node".into(),
-                    ),
-                    Err(_) => WireResponse::Refused(format!(
-                        "no answer within {CLIENT_WAIT_MS} ms; retry"
-                    )),
-                }
-            }
+            WireBody::Client(request) => submit(&self.inputs, request).await,
             WireBody::Session => WireResponse::Refused(
                 "a session was asked for by a frame that is not a stream's first; open a new stream for it".into(),
             ),

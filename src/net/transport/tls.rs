@@ -65,16 +65,34 @@ pub fn transport_config() -> quinn::TransportConfig {
 /// Server side: present our certificate and require a client certificate signed by the CA.
 pub fn server_config(identity: &Identity) -> Result<quinn::ServerConfig, NetError> {
     const WHAT: &str = "the server config";
+    let tls = rustls_server_config(identity, ALPN, WHAT)?;
+    let quic = QuicServerConfig::try_from(tls).map_err(|e| NetError::TlsConfig {
+        what: WHAT,
+        reason: e.to_string(),
+    })?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
+    config.transport_config(Arc::new(transport_config()));
+    Ok(config)
+}
+
+/// The rustls side of a server that presents `identity`'s certificate, requires a client
+/// certificate signed by the cluster CA, speaks TLS 1.3 only and offers `alpn`: the QUIC
+/// endpoint's and the HTTP API's, so both doors check clients the same way.
+pub(crate) fn rustls_server_config(
+    identity: &Identity,
+    alpn: &[u8],
+    what: &'static str,
+) -> Result<rustls::ServerConfig, NetError> {
     let provider = crypto_provider();
     let verifier =
-        WebPkiClientVerifier::builder_with_provider(root_store(identity, WHAT)?, provider.clone())
+        WebPkiClientVerifier::builder_with_provider(root_store(identity, what)?, provider.clone())
             .build()
             .map_err(|e| NetError::TlsConfig {
-                what: WHAT,
+                what,
                 reason: e.to_string(),
             })?;
     let tls_err = |e: rustls::Error| NetError::TlsConfig {
-        what: WHAT,
+        what,
         reason: e.to_string(),
     };
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
@@ -83,14 +101,8 @@ pub fn server_config(identity: &Identity) -> Result<quinn::ServerConfig, NetErro
         .with_client_cert_verifier(verifier)
         .with_single_cert(identity.cert_chain.clone(), identity.key())
         .map_err(tls_err)?;
-    tls.alpn_protocols = vec![ALPN.to_vec()];
-    let quic = QuicServerConfig::try_from(tls).map_err(|e| NetError::TlsConfig {
-        what: WHAT,
-        reason: e.to_string(),
-    })?;
-    let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
-    config.transport_config(Arc::new(transport_config()));
-    Ok(config)
+    tls.alpn_protocols = vec![alpn.to_vec()];
+    Ok(tls)
 }
 
 /// Client side: present our certificate and trust only servers signed by the CA.
