@@ -209,6 +209,20 @@ fn crdts_take_json_operations_and_answer_value_and_context() {
             .json(),
         json!({"value": 3})
     );
+    // The same operation id sent twice, through two nodes, counts once.
+    let once = |client: &HttpClient| {
+        client
+            .send(
+                Method::POST,
+                "/v1/buckets/demo/counters/once?w=3&returnbody=true",
+                &[("x-ringkv-op-id", "00000000000000aa-1")],
+                json!({"increment": 7}).to_string().into_bytes(),
+            )
+            .expect(200)
+            .json()
+    };
+    assert_eq!(once(&c), json!({"value": 7}));
+    assert_eq!(once(&other), json!({"value": 7}), "a retry is applied once");
 
     post(
         &c,

@@ -71,15 +71,17 @@ pub struct Application {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Effect {
     /// Nothing a repeat would change: the operation is idempotent in value (a
-    /// last-writer-wins put, set adds and removes, deletes, sketch adds).
+    /// last-writer-wins put, removes, deletes, sketch adds).
     Idempotent,
     /// A counter increment by this amount.
     Add(i64),
-    /// A `siblings` value written under this dot counter of the applying actor.
+    /// A `siblings` value, or a set add, written under this dot counter of the applying
+    /// actor.
     Dot(u64),
     /// A map field's counter incremented by this amount.
     FieldAdd(String, i64),
-    /// A map field's register written under this dot counter of the applying actor.
+    /// A map field's register value or set add, written under this dot counter of the
+    /// applying actor.
     FieldDot(String, u64),
 }
 

@@ -70,9 +70,41 @@ impl Counter {
 }
 
 impl SetObj {
-    pub fn add(&mut self, actor: ActorId, members: Vec<String>) {
+    /// Adds members under one new dot of `actor`; returns that dot's counter.
+    pub fn add(&mut self, actor: ActorId, members: Vec<String>) -> u64 {
         let ctx = self.0.read_ctx().derive_add_ctx(actor);
+        let counter = ctx.dot.counter;
         self.0.apply(self.0.add_all(members, ctx));
+        counter
+    }
+
+    /// Treats `aliases` (the add dots of one operation applied more than once) as one
+    /// add: a member whose add under one alias was removed (the clock covers it, the
+    /// member's entry no longer holds it) loses the others too.
+    pub fn unify(&mut self, aliases: &[(ActorId, u64)]) {
+        let clock = self.0.clock();
+        let doomed: Vec<(String, crdts::VClock<ActorId>)> = self
+            .0
+            .iter()
+            .filter_map(|entry| {
+                let removed = aliases.iter().any(|(actor, counter)| {
+                    clock.get(actor) >= *counter && entry.rm_clock.get(actor) < *counter
+                });
+                if !removed {
+                    return None;
+                }
+                let mut rm = crdts::VClock::new();
+                for (actor, counter) in aliases {
+                    if entry.rm_clock.get(actor) == *counter {
+                        rm.apply(crdts::Dot::new(*actor, *counter));
+                    }
+                }
+                (!rm.is_empty()).then(|| (entry.val.clone(), rm))
+            })
+            .collect();
+        for (member, rm) in doomed {
+            self.0.apply(self.0.rm(member, RmCtx { clock: rm }));
+        }
     }
 
     /// Removes members as far as `context` (from the client's read) has seen them: an

@@ -96,17 +96,24 @@ impl Dvv {
         self.canonicalize();
     }
 
-    /// Removes the values of `repeats`: dots of an operation applied more than once,
-    /// whose first application (the smallest dot) stands for all. Each removed dot is
-    /// covered by the clock, so a merge elsewhere drops it too.
-    pub fn cancel(&mut self, repeats: &[Dot<ActorId>]) {
-        self.siblings.retain(|s| !repeats.contains(&s.dot));
-        debug_assert!(
-            repeats
-                .iter()
-                .all(|d| self.clock.get(&d.actor) >= d.counter || !self.has_dot(d)),
-            "a cancelled dot is not covered by the clock"
-        );
+    /// Treats `aliases` (the dots of one operation applied more than once) as one write:
+    /// once any of them is superseded (covered by the clock but gone), the others go too.
+    pub fn unify(&mut self, aliases: &[Dot<ActorId>]) {
+        let superseded = aliases
+            .iter()
+            .any(|d| self.clock.get(&d.actor) >= d.counter && !self.has_dot(d));
+        if superseded {
+            self.siblings.retain(|s| !aliases.contains(&s.dot));
+        }
+    }
+
+    /// Live values, leaving out the siblings at `hidden` dots.
+    pub fn values_except(&self, hidden: &[Dot<ActorId>]) -> Vec<Vec<u8>> {
+        self.siblings
+            .iter()
+            .filter(|s| !hidden.contains(&s.dot))
+            .filter_map(|s| s.value.clone())
+            .collect()
     }
 
     pub fn siblings(&self) -> &[Sibling] {

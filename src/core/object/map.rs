@@ -92,13 +92,16 @@ pub struct FieldRead {
 
 impl MapObj {
     /// Applies an operation at the coordinator, with its actor.
-    pub fn apply(&mut self, actor: ActorId, op: MapOp) {
+    /// Applies `op` through `actor`; returns the counter of the dot it wrote, if any (a
+    /// register value or a set add).
+    pub fn apply(&mut self, actor: ActorId, op: MapOp) -> Option<u64> {
         match op {
             MapOp::SetRegister { field, value } => {
                 let dot = self.next_dot(actor);
                 let f = self.fields.entry(field).or_default();
                 f.register.clear();
                 f.register.insert(dot, value);
+                return Some(dot.1);
             }
             MapOp::Increment { field, delta } => {
                 self.fields
@@ -113,6 +116,7 @@ impl MapObj {
                 for m in members {
                     f.set.insert(m, BTreeSet::from([dot]));
                 }
+                return Some(dot.1);
             }
             MapOp::RemoveMembers { field, members } => {
                 if let Some(f) = self.fields.get_mut(&field) {
@@ -129,6 +133,7 @@ impl MapObj {
                 self.prune();
             }
         }
+        None
     }
 
     /// Removes every field as far as the context has seen it.
@@ -179,23 +184,29 @@ impl MapObj {
         }
     }
 
-    /// Removes register values of `field` written by repeats of one `SetRegister`; the
-    /// first application's value stands for all.
-    pub fn cancel_register(&mut self, field: &str, repeats: &[(ActorId, u64)]) {
+    /// Treats `aliases` (dots one `SetRegister` or `AddMembers` wrote to `field` when
+    /// applied more than once) as one write: once any is removed (covered by the clock
+    /// but gone), the others go too — from the register, and per member from the set.
+    pub fn unify(&mut self, field: &str, aliases: &[(ActorId, u64)]) {
+        let clock = &self.clock;
+        let seen = |d: &DotOf| clock.get(&d.0) >= d.1;
         if let Some(f) = self.fields.get_mut(field) {
-            f.register.retain(|dot, _| !repeats.contains(dot));
+            let register_lost = aliases
+                .iter()
+                .any(|d| seen(d) && !f.register.contains_key(d));
+            if register_lost && aliases.iter().any(|d| f.register.contains_key(d)) {
+                f.register.retain(|dot, _| !aliases.contains(dot));
+            }
+            for dots in f.set.values_mut() {
+                let present = aliases.iter().any(|d| dots.contains(d));
+                let lost = aliases.iter().any(|d| seen(d) && !dots.contains(d));
+                if present && lost {
+                    dots.retain(|dot| !aliases.contains(dot));
+                }
+            }
+            f.set.retain(|_, dots| !dots.is_empty());
         }
         self.prune();
-    }
-
-    /// The dot the last `SetRegister` of `field` wrote, if its value is still there.
-    pub fn register_dot(&self, field: &str, actor: ActorId) -> Option<u64> {
-        let f = self.fields.get(field)?;
-        f.register
-            .keys()
-            .filter(|(a, _)| *a == actor)
-            .map(|(_, c)| *c)
-            .max()
     }
 
     fn next_dot(&mut self, actor: ActorId) -> DotOf {

@@ -347,6 +347,9 @@ impl Object {
             obj.applied
                 .record(id, actor, applied::Application { ts, effect });
         }
+        // A write whose context saw one application of a repeated operation supersedes
+        // them all.
+        obj.cancel_duplicates();
         Ok((obj, applied))
     }
 
@@ -363,9 +366,31 @@ impl Object {
         dropped
     }
 
-    /// What a reader sees.
+    /// What a reader sees. A value written by several applications of one operation
+    /// shows once.
     pub fn read(&self) -> ReadValue {
-        self.value.read()
+        let mut read = self.value.read();
+        if let (Value::Siblings(dvv), ReadValue::Siblings { values, .. }) = (&self.value, &mut read)
+        {
+            let hidden: Vec<crdts::Dot<ActorId>> = self
+                .applied
+                .duplicates()
+                .flat_map(|dup| {
+                    all_dots(&dup.applications)
+                        .skip(1)
+                        .map(|(actor, counter)| crdts::Dot::new(actor, counter))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            if !hidden.is_empty() {
+                *values = dvv
+                    .values_except(&hidden)
+                    .into_iter()
+                    .map(serde_bytes::ByteBuf::from)
+                    .collect();
+            }
+        }
+        read
     }
 
     /// True when the object holds nothing but deletes.
@@ -378,17 +403,18 @@ impl Object {
         self.value.sibling_count()
     }
 
-    /// Undoes every application of an operation after its first, by policy: a counter
-    /// folds the excess into a correction entry, a `siblings` or map register value
-    /// written again under another dot is removed. Depends only on the merged state, so
-    /// every replica does the same.
+    /// Makes an operation applied by several coordinators count once, by policy: a
+    /// counter folds the excess into a correction entry; the dots the applications wrote
+    /// (a `siblings` value, set adds, a map register or set add) become aliases of one
+    /// write — a delete or overwrite that saw any of them removes all of them, and a
+    /// reader sees one value. Depends only on the merged state, so every replica does
+    /// the same.
     fn cancel_duplicates(&mut self) {
         let duplicates: Vec<Duplicate> = self.applied.duplicates().collect();
         for dup in duplicates {
             let Some((_, first)) = dup.applications.first() else {
                 continue;
             };
-            let repeats = &dup.applications[1..];
             let excess = |each: i64| each.saturating_mul(dup.repeats() as i64);
             match (&mut self.value, &first.effect) {
                 (Value::Counter(c), Effect::Add(each)) => {
@@ -398,24 +424,25 @@ impl Object {
                     m.cancel_increment(field, dup.correction_actor(), excess(*each));
                 }
                 (Value::Siblings(dvv), Effect::Dot(_)) => {
-                    let dots: Vec<crdts::Dot<ActorId>> = repeats
-                        .iter()
-                        .filter_map(|(actor, app)| match app.effect {
-                            Effect::Dot(counter) => Some(crdts::Dot::new(*actor, counter)),
-                            _ => None,
-                        })
+                    let dots: Vec<crdts::Dot<ActorId>> = all_dots(&dup.applications)
+                        .map(|(actor, counter)| crdts::Dot::new(actor, counter))
                         .collect();
-                    dvv.cancel(&dots);
+                    dvv.unify(&dots);
+                }
+                (Value::Set(set), Effect::Dot(_)) => {
+                    let dots: Vec<(ActorId, u64)> = all_dots(&dup.applications).collect();
+                    set.unify(&dots);
                 }
                 (Value::Map(m), Effect::FieldDot(field, _)) => {
-                    let dots: Vec<(ActorId, u64)> = repeats
+                    let dots: Vec<(ActorId, u64)> = dup
+                        .applications
                         .iter()
                         .filter_map(|(actor, app)| match &app.effect {
                             Effect::FieldDot(f, counter) if f == field => Some((*actor, *counter)),
                             _ => None,
                         })
                         .collect();
-                    m.cancel_register(field, &dots);
+                    m.unify(field, &dots);
                 }
                 _ => {}
             }
@@ -480,22 +507,23 @@ impl Value {
                 effect = Effect::Add(delta);
             }
             (Value::Counter(c), Op::Delete { .. }) => c.reset(),
-            (Value::Set(s), Op::SetAdd { members }) => s.add(actor, members),
+            (Value::Set(s), Op::SetAdd { members }) => {
+                effect = Effect::Dot(s.add(actor, members));
+            }
             (Value::Set(s), Op::SetRemove { members, context }) => s.remove(members, &context),
             (Value::Set(s), Op::Delete { context }) => s.clear(&context),
             (Value::Map(m), Op::Map(op)) => {
-                effect = match &op {
-                    MapOp::Increment { field, delta } => Effect::FieldAdd(field.clone(), *delta),
-                    _ => Effect::Idempotent,
-                };
-                let register = match &op {
-                    MapOp::SetRegister { field, .. } => Some(field.clone()),
+                let field = match &op {
+                    MapOp::Increment { field, delta } => {
+                        effect = Effect::FieldAdd(field.clone(), *delta);
+                        None
+                    }
+                    MapOp::SetRegister { field, .. } | MapOp::AddMembers { field, .. } => {
+                        Some(field.clone())
+                    }
                     _ => None,
                 };
-                m.apply(actor, op);
-                if let Some(field) = register
-                    && let Some(counter) = m.register_dot(&field, actor)
-                {
+                if let (Some(counter), Some(field)) = (m.apply(actor, op), field) {
                     effect = Effect::FieldDot(field, counter);
                 }
             }
@@ -717,6 +745,16 @@ impl PartialEq for HllObj {
             && b.merge(&self.0).is_ok()
             && b.estimate() == eb
     }
+}
+
+/// The (actor, dot counter) each application wrote, in actor order.
+fn all_dots(
+    applications: &[(ActorId, applied::Application)],
+) -> impl Iterator<Item = (ActorId, u64)> + '_ {
+    applications.iter().filter_map(|(actor, app)| match app.effect {
+        Effect::Dot(counter) => Some((*actor, counter)),
+        _ => None,
+    })
 }
 
 fn check_siblings(dvv: &Dvv, limits: &Limits) -> Result<Option<String>, ObjectError> {

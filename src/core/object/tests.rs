@@ -174,6 +174,35 @@ fn check_laws(policy: Policy, steps: &[Step]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// A set add applied by two coordinators, then removed with the context of a read that
+/// saw only the first application: the member is gone once the copies meet.
+#[test]
+fn a_remove_that_saw_the_first_application_of_a_repeated_add_removes_the_member() {
+    let limits = Limits::default();
+    let ts = Timestamp::default();
+    let id = Some(OpId { client: 3, seq: 1 });
+    let add = || Op::SetAdd {
+        members: vec!["x".into()],
+    };
+    let (first, _) = Object::apply(None, add(), id, ActorId(1), ts, &limits).unwrap();
+    let (repeat, _) = Object::apply(None, add(), id, ActorId(2), ts, &limits).unwrap();
+    let ReadValue::Set { context, .. } = first.read() else {
+        panic!("a set reads as a set");
+    };
+    let remove = Op::SetRemove {
+        members: vec!["x".into()],
+        context,
+    };
+    let (removed, _) = Object::apply(Some(&first), remove, None, ActorId(1), ts, &limits).unwrap();
+    for (a, b) in [(&removed, &repeat), (&repeat, &removed)] {
+        let merged = joined(a, b);
+        let ReadValue::Set { members, .. } = merged.read() else {
+            panic!("a set reads as a set");
+        };
+        assert!(members.is_empty(), "{members:?}");
+    }
+}
+
 /// The same history with every write's `n` mapped, to pick one kind of operation.
 fn with_writes(steps: &[Step], f: impl Fn(u8) -> u8) -> Vec<Step> {
     steps
