@@ -168,19 +168,28 @@ fn join_load(runtime: &Runtime, tasks: Vec<tokio::task::JoinHandle<Tally>>) -> T
     })
 }
 
+/// What [`read_counters`] found: the last values read, every distinct value seen per
+/// key, the first read that missed (if any), and how long it took.
+type CounterReads = (
+    Vec<Result<i64, String>>,
+    Vec<Vec<i64>>,
+    Option<String>,
+    Duration,
+);
+
 /// Reads every counter with `opts` until each equals its acknowledged increments (or
-/// `CONVERGE_MS` passed); returns the last values read, every distinct value seen per
-/// key, and how long it took.
+/// `CONVERGE_MS` passed).
 fn read_counters(
     runtime: &Runtime,
     client: &Client,
     keys: &[Key],
     acked: &BTreeMap<usize, i64>,
     opts: QuorumOpts,
-) -> (Vec<Result<i64, String>>, Vec<Vec<i64>>, Duration) {
+) -> CounterReads {
     let started = Instant::now();
     let deadline = started + Duration::from_millis(CONVERGE_MS);
     let mut seen: Vec<Vec<i64>> = vec![Vec::new(); keys.len()];
+    let mut first_miss = None;
     loop {
         let values: Vec<Result<i64, String>> = runtime.block_on(async {
             let mut values = Vec::new();
@@ -200,12 +209,20 @@ fn read_counters(
                 _ => {}
             }
         }
-        let exact = values
+        let miss = values
             .iter()
             .enumerate()
-            .all(|(i, v)| v.as_ref().ok() == Some(&acked.get(&i).copied().unwrap_or(0)));
-        if exact || Instant::now() >= deadline {
-            return (values, seen, started.elapsed());
+            .find(|(i, v)| v.as_ref().ok() != Some(&acked.get(i).copied().unwrap_or(0)));
+        match miss {
+            None => return (values, seen, first_miss, started.elapsed()),
+            Some((i, v)) => {
+                if first_miss.is_none() {
+                    first_miss = Some(format!("{} after {:?}: {v:?}", keys[i], started.elapsed()));
+                }
+            }
+        }
+        if Instant::now() >= deadline {
+            return (values, seen, first_miss, started.elapsed());
         }
         thread::sleep(Duration::from_millis(POLL_MS));
     }
@@ -287,14 +304,14 @@ fn increments_retried_across_a_sigkill_and_restart_add_up_to_the_acknowledged_ca
         .filter(|(started, took)| *started < killed && *started + *took > killed)
         .count();
 
-    let (values, seen, converged_in) =
+    let (values, seen, first_miss, converged_in) =
         read_counters(&runtime, &client, &keys, &tally.acked, quorum(2, 3));
     let report = format!(
         "killed {victim_name} (a replica of {replicated} of {COUNTERS} counters, coordinator of {coordinated}) \
          after {done_at_kill} of {total} calls, with {in_flight_at_kill} in flight; \
          restarted it after {done_at_restart} (restart took {restarted_after:?}); \
          {} acknowledged, {} failed; {after_kill} calls after the kill, p99 {p99:?}, slowest {slowest:?}; \
-         acknowledged per counter {:?}; R=3 values {values:?} (distinct values seen {seen:?}) after {converged_in:?}; \
+         acknowledged per counter {:?}; R=3 values {values:?} (distinct values seen {seen:?}) after {converged_in:?}, first miss {first_miss:?}; \
          errors: {:#?}",
         tally.ok, tally.failed, tally.acked, tally.errors
     );
@@ -423,12 +440,12 @@ fn a_mixed_load_through_one_seed_has_no_failed_request_when_another_node_is_sigk
         .collect();
     let tally = join_load(&runtime, tasks);
     let (after_kill, p99, slowest) = tally.latency_from(killed);
-    let (values, seen, converged_in) =
+    let (values, seen, first_miss, converged_in) =
         read_counters(&runtime, &client, &counters, &tally.acked, quorum(2, 2));
     let report = format!(
         "seed n1 only; killed {victim_name} (a replica of {replicated} of {} keys); after the kill: \
          {} ok, {} failed, {} stale reads; {after_kill} calls, p99 {p99:?}, slowest {slowest:?}; \
-         acknowledged increments {:?}; R=2 values {values:?} (distinct values seen {seen:?}) after {converged_in:?}; \
+         acknowledged increments {:?}; R=2 values {values:?} (distinct values seen {seen:?}) after {converged_in:?}, first miss {first_miss:?}; \
          errors: {:#?}",
         all_keys.len(),
         tally.ok,
