@@ -751,10 +751,12 @@ impl PartialEq for HllObj {
 fn all_dots(
     applications: &[(ActorId, applied::Application)],
 ) -> impl Iterator<Item = (ActorId, u64)> + '_ {
-    applications.iter().filter_map(|(actor, app)| match app.effect {
-        Effect::Dot(counter) => Some((*actor, counter)),
-        _ => None,
-    })
+    applications
+        .iter()
+        .filter_map(|(actor, app)| match app.effect {
+            Effect::Dot(counter) => Some((*actor, counter)),
+            _ => None,
+        })
 }
 
 fn check_siblings(dvv: &Dvv, limits: &Limits) -> Result<Option<String>, ObjectError> {
