@@ -9,9 +9,10 @@
 //! heard of the first application (the first coordinator died before replicating, or
 //! replicated to other nodes). Both applications then happen, and each records which
 //! actor applied the id and what it produced. When the two copies meet, the merge finds
-//! the id listed by two actors and cancels all but one application (see
-//! `Object::cancel_duplicates`), the same way on every replica, so the value converges to
-//! "applied once" whatever the order of merges.
+//! the id listed by two actors and reconciles the applications (see
+//! `Object::cancel_duplicates`): a counter folds the excess into a correction, and the
+//! dots the applications wrote become aliases of one write. It does so the same way on
+//! every replica, so the value converges to "applied once" whatever the order of merges.
 //!
 //! The set is a join-semilattice: a map from id to the applications seen (union), plus
 //! a horizon (maximum) below which applications are forgotten. Each application is kept
