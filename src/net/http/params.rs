@@ -201,6 +201,7 @@ mod tests {
 
     #[test]
     fn op_ids_parse_strictly() {
+        // invariant: test-only; a literal the test controls
         assert_eq!(
             parse_op_id("00000000deadbeef-42").unwrap(),
             OpId {
