@@ -81,6 +81,20 @@ pub struct Node {
     stats: Statistics,
 }
 
+/// The borrows `Requests` needs, built from the node's disjoint fields (a macro, not a
+/// method, so that `self.shared` can stay lent as `Cx` at the same time).
+macro_rules! lend_data {
+    ($node:ident, $members:expr) => {
+        Data {
+            replica: &mut $node.replica,
+            members: $members,
+            hlc: &mut $node.hlc,
+            actor: $node.actor,
+            traffic: $node.stats.traffic_mut(),
+        }
+    };
+}
+
 impl Node {
     /// Opens a node over `storage`. The actor id is read from the data directory after a
     /// clean stop, or drawn from the seeded RNG and stored when the directory is new or
@@ -396,13 +410,7 @@ impl Node {
                     for silent in self.requests.silent(cx.me(), id) {
                         self.cluster.suspect(&cx, &silent);
                     }
-                    let data = Data {
-                        replica: &mut self.replica,
-                        members: self.cluster.view(),
-                        hlc: &mut self.hlc,
-                        actor: self.actor,
-                        traffic: self.stats.traffic_mut(),
-                    };
+                    let data = lend_data!(self, self.cluster.view());
                     self.requests.on_timeout(&mut cx, data, id)
                 }
                 Timer::Request(id) => self.handoff.on_timeout(&mut cx, id),
@@ -653,13 +661,7 @@ impl Node {
             };
             return request::finish(&mut cx, origin, ClientReply::Error(err));
         }
-        let data = Data {
-            replica: &mut self.replica,
-            members: self.cluster.view(),
-            hlc: &mut self.hlc,
-            actor: self.actor,
-            traffic: self.stats.traffic_mut(),
-        };
+        let data = lend_data!(self, self.cluster.view());
         let others = self.handoff.len();
         self.requests
             .start(&mut cx, data, origin, key, write, opts, others);
@@ -721,13 +723,7 @@ impl Node {
     /// counts it as missing.
     fn on_unreachable(&mut self, now: Now, node: &NodeId) {
         let mut cx = self.shared.lend(now);
-        let data = Data {
-            replica: &mut self.replica,
-            members: self.cluster.view(),
-            hlc: &mut self.hlc,
-            actor: self.actor,
-            traffic: self.stats.traffic_mut(),
-        };
+        let data = lend_data!(self, self.cluster.view());
         self.requests.on_unreachable(&mut cx, data, node);
         self.handoff.on_unreachable(&mut cx, node);
     }
