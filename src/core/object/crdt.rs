@@ -79,8 +79,16 @@ impl SetObj {
     }
 
     /// Treats `aliases` (the add dots of one operation applied more than once) as one
-    /// add: a member whose add under one alias was removed (the clock covers it, the
-    /// member's entry no longer holds it) loses the others too.
+    /// add: a member whose add under one alias is no longer held exactly loses the
+    /// others too.
+    ///
+    /// An OR-set entry keeps only the newest dot per actor, so an alias is "not held"
+    /// either because a remove took it (the clock covers it, the entry is below it) or
+    /// because a later add by the same actor stands over it (the entry is above it).
+    /// The two cannot be told apart, and need not be: a later add keeps the member
+    /// alive by itself, and any remove that takes that later add covers the alias too,
+    /// so the other aliases would be doomed then. Dropping them now keeps the state a
+    /// function of what has been seen, whatever the order of merges.
     pub fn unify(&mut self, aliases: &[(ActorId, u64)]) {
         let clock = self.0.clock();
         let doomed: Vec<(String, crdts::VClock<ActorId>)> = self
@@ -88,7 +96,7 @@ impl SetObj {
             .iter()
             .filter_map(|entry| {
                 let removed = aliases.iter().any(|(actor, counter)| {
-                    clock.get(actor) >= *counter && entry.rm_clock.get(actor) < *counter
+                    clock.get(actor) >= *counter && entry.rm_clock.get(actor) != *counter
                 });
                 if !removed {
                     return None;
