@@ -404,6 +404,12 @@ impl Node {
             let mut cx = self.shared.lend(now);
             let members = self.cluster.view();
             match timer {
+                Timer::Request(id)
+                    if self.requests.owns(id) && !self.requests.is_deadline(id, now.mono_ms) =>
+                {
+                    let data = lend_data!(self, self.cluster.view());
+                    self.requests.on_reask(&mut cx, data, id)
+                }
                 Timer::Request(id) if self.requests.owns(id) => {
                     // Whoever let the request time out is suspected before it fails
                     // over, so the failover (and the next requests) route around it.
@@ -491,7 +497,8 @@ impl Node {
             } => self.serve_replicate(now, from, id, &key, &object, hint),
             PeerMessage::ReplicateAck { id, error } => {
                 if self.requests.owns(id) {
-                    self.requests.on_replicate_ack(&mut cx, id, &from, error);
+                    self.requests
+                        .on_replicate_ack(&mut cx, members, id, &from, error);
                 } else {
                     self.handoff
                         .on_ack(&mut cx, &mut self.replica, members, id, &from, error);
@@ -511,8 +518,8 @@ impl Node {
                     Some(e) => Err(e),
                     None => Ok(object),
                 };
-                self.requests
-                    .on_read_reply(&mut cx, &mut self.replica, id, from, result);
+                let data = lend_data!(self, members);
+                self.requests.on_read_reply(&mut cx, data, id, from, result);
             }
             PeerMessage::Ping { nonce } => cx.out.send(from, PeerMessage::Pong { nonce }),
             PeerMessage::Pong { .. } => {}
@@ -709,7 +716,12 @@ impl Node {
                 }
                 GossipEvent::Down(id) => {
                     if self.cluster.on_gossip_down(&cx, &id) {
-                        self.on_unreachable(now, &id.name);
+                        // SWIM's verdict can be wrong under loss, so requests waiting on
+                        // the node keep waiting (and sloppy ones ask a stand-in now);
+                        // only the transport failing counts the node out.
+                        let data = lend_data!(self, self.cluster.view());
+                        self.requests.on_declared_down(&mut cx, data, &id.name);
+                        self.handoff.on_unreachable(&mut cx, &id.name);
                     }
                 }
                 GossipEvent::Meta(meta) => {

@@ -33,6 +33,9 @@ pub struct Quorum {
     acked: Vec<NodeId>,
     failed: BTreeMap<NodeId, String>,
     unreachable: BTreeSet<NodeId>,
+    /// Nodes reported unreachable that are still waited on, to be asked again: the
+    /// report may concern messages sent before the request started.
+    reported: BTreeSet<NodeId>,
 }
 
 impl Quorum {
@@ -55,7 +58,39 @@ impl Quorum {
             acked: Vec::new(),
             failed: BTreeMap::new(),
             unreachable: uncovered.iter().cloned().collect(),
+            reported: BTreeSet::new(),
         }
+    }
+
+    /// Asks one more node, a stand-in (never counted as a primary), while the request
+    /// waits: false, changing nothing, when it was asked already.
+    pub fn ask(&mut self, stand_in: &Target) -> bool {
+        if self.asked.contains_key(&stand_in.node) {
+            return false;
+        }
+        self.asked.insert(stand_in.node.clone(), false);
+        self.check_invariants();
+        true
+    }
+
+    /// True when only primaries count (a strict request).
+    pub fn is_strict(&self) -> bool {
+        self.strict
+    }
+
+    /// N, the replicas the request is for.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// True when `node` was asked and has not answered in any way.
+    pub fn is_silent(&self, node: &NodeId) -> bool {
+        self.outstanding(node)
+    }
+
+    /// True when `node` was asked.
+    pub fn was_asked(&self, node: &NodeId) -> bool {
+        self.asked.contains_key(node)
     }
 
     /// Records an ack. Returns false (and changes nothing) for a duplicate, a node that
@@ -76,6 +111,16 @@ impl Quorum {
         }
         self.failed.insert(node.clone(), reason.into());
         self.check_invariants();
+        true
+    }
+
+    /// Notes that a node was reported unreachable while it is still waited on (it will
+    /// be asked again); a failure then names it unreachable rather than timed out.
+    pub fn report(&mut self, node: &NodeId) -> bool {
+        if !self.outstanding(node) {
+            return false;
+        }
+        self.reported.insert(node.clone());
         true
     }
 
@@ -131,8 +176,19 @@ impl Quorum {
                 .iter()
                 .map(|(n, e)| (n.clone(), e.clone()))
                 .collect(),
-            timed_out: self.silent().cloned().collect(),
-            unreachable: self.unreachable.iter().cloned().collect(),
+            timed_out: self
+                .silent()
+                .filter(|n| !self.reported.contains(*n))
+                .cloned()
+                .collect(),
+            unreachable: self
+                .unreachable
+                .iter()
+                .chain(self.silent().filter(|n| self.reported.contains(*n)))
+                .cloned()
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect(),
             up: None,
         }
     }
@@ -233,6 +289,23 @@ mod tests {
         q.ack(&NodeId::from("a"));
         q.ack(&NodeId::from("x"));
         assert_eq!(q.outcome(), Outcome::Impossible);
+    }
+
+    #[test]
+    fn a_stand_in_asked_later_counts_unless_strict() {
+        let mut q = Quorum::new(2, 2, false, &[t("a", None), t("b", None)], &[]);
+        q.ack(&NodeId::from("a"));
+        assert!(q.ask(&t("x", Some("b"))));
+        assert!(!q.ask(&t("x", Some("b"))), "asked twice");
+        assert!(!q.ask(&t("a", Some("b"))), "a target is not asked again");
+        assert!(q.ack(&NodeId::from("x")));
+        assert_eq!(q.outcome(), Outcome::Met);
+
+        let mut strict = Quorum::new(2, 2, true, &[t("a", None), t("b", None)], &[]);
+        strict.ack(&NodeId::from("a"));
+        strict.ask(&t("x", Some("b")));
+        strict.ack(&NodeId::from("x"));
+        assert_eq!(strict.outcome(), Outcome::Pending, "b may still answer");
     }
 
     #[test]

@@ -240,6 +240,12 @@ impl Ring {
             .collect()
     }
 
+    /// The nodes after the partition's first `n` in ring order: who may stand in for
+    /// its primaries.
+    pub fn beyond(&self, partition: u32, n: usize) -> impl Iterator<Item = &NodeId> + '_ {
+        self.walk(partition).skip(n).map(|i| &self.members[i].name)
+    }
+
     /// The primary owner of a partition (first node of its preference list).
     pub fn owner(&self, partition: u32) -> Option<&NodeId> {
         self.walk(partition).next().map(|i| &self.members[i].name)

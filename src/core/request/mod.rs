@@ -14,11 +14,13 @@
 //!
 //! - `plan`: N, W/R, strictness and timeout of one request;
 //! - [`write`] and `read`: the state of one coordinated write or read;
-//! - [`forward`]: duplicate detection for forwarded requests.
+//! - [`forward`]: duplicate detection for forwarded requests;
+//! - `reask`: asking again, before the deadline, the replicas that stay silent.
 
 pub mod forward;
 pub(crate) mod plan;
 pub(crate) mod read;
+pub(crate) mod reask;
 pub(crate) mod write;
 
 use std::collections::BTreeMap;
@@ -35,7 +37,7 @@ use crate::core::request::plan::Plan;
 use crate::core::request::read::ReadState;
 use crate::core::request::write::WriteState;
 use crate::core::stats::RequestWindows;
-use crate::core::timer::{TIMERS_MAX, Timer, TimerId, TimerTable};
+use crate::core::timer::{TIMERS_MAX, TimerTable};
 use crate::proto::{ClientReply, ClientRequest, Key, PeerMessage, QuorumOpts, RequestError};
 use crate::storage::check_data_key;
 
@@ -50,9 +52,9 @@ pub(crate) enum Origin {
 #[derive(Debug, Default)]
 pub(crate) struct Requests {
     pending: BTreeMap<u64, Pending>,
-    /// The deadline timer of each pending request that has one (a request decided
+    /// When each pending request that has a deadline wakes next (a request decided
     /// while it starts never gets one).
-    deadlines: BTreeMap<u64, TimerId>,
+    deadlines: BTreeMap<u64, reask::Schedule>,
     forwards: ForwardsSeen,
     /// Stale replicas repaired after reads.
     read_repairs: u64,
@@ -243,9 +245,8 @@ impl Requests {
                 Some(Write { op, id }) => ClientRequest::Write { key, op, opts, id },
                 None => ClientRequest::Get { key, opts },
             };
-            let deadline_ms = cx.now.mono_ms + plan.timeout_ms + plan.timeout_ms / 2;
             let coordinator = pref.targets[0].node.clone();
-            return self.forward(cx, deadline_ms, origin, request, coordinator, retry);
+            return self.forward(cx, plan.timeout_ms, origin, request, coordinator, retry);
         };
         let my_hint = Some(my_hint);
         data.traffic.observe(cx.now.mono_ms, &key);
@@ -253,7 +254,7 @@ impl Requests {
         let id = job.id;
         match write {
             Some(write) => self.coordinate_write(cx, data, job, write, op_name),
-            None => self.coordinate_read(cx, data.replica, job),
+            None => self.coordinate_read(cx, data, job),
         }
         self.set_deadline(cx, id, plan.timeout_ms);
         self.check_invariants();
@@ -304,19 +305,11 @@ impl Requests {
         let me = cx.me().clone();
         quorum.ack(&me);
         let value: ReadValue = object.read();
-        // The last replica gets the object itself, the others a copy.
-        let mut object = Some(object);
-        let mut peers = targets.iter().filter(|t| t.node != me).peekable();
-        while let Some(t) = peers.next() {
-            let copy = match peers.peek() {
-                Some(_) => object.clone(),
-                None => object.take(),
-            };
-            let Some(copy) = copy else { break };
+        for t in targets.iter().filter(|t| t.node != me) {
             let msg = PeerMessage::Replicate {
                 id,
                 key: key.clone(),
-                object: copy,
+                object: object.clone(),
                 hint: t.hint.clone(),
             };
             cx.out.send(t.node.clone(), msg);
@@ -326,6 +319,8 @@ impl Requests {
             key,
             op_name,
             quorum,
+            targets,
+            object,
             value,
             warning: applied.warning,
         };
@@ -333,7 +328,7 @@ impl Requests {
         self.check_write(cx, id);
     }
 
-    fn coordinate_read(&mut self, cx: &mut Cx<'_>, replica: &mut Replica, job: Job) {
+    fn coordinate_read(&mut self, cx: &mut Cx<'_>, mut data: Data<'_>, job: Job) {
         let Job {
             id,
             origin,
@@ -351,7 +346,7 @@ impl Requests {
             };
             cx.out.send(t.node.clone(), msg);
         }
-        let local = my_hint.map(|hint| replica.read(&key, hint.as_ref()));
+        let local = my_hint.map(|hint| data.replica.read(&key, hint.as_ref()));
         let state = ReadState {
             origin,
             key,
@@ -363,7 +358,13 @@ impl Requests {
         };
         self.pending.insert(id, Pending::Read(state));
         if let Some(local) = local {
-            self.on_read_reply(cx, replica, id, me, local.map_err(|e| e.to_string()));
+            self.on_read_reply(
+                cx,
+                data.reborrow(),
+                id,
+                me,
+                local.map_err(|e| e.to_string()),
+            );
         }
     }
 
@@ -371,7 +372,7 @@ impl Requests {
     fn forward(
         &mut self,
         cx: &mut Cx<'_>,
-        deadline_ms: u64,
+        timeout_ms: u64,
         origin: Origin,
         request: ClientRequest,
         coordinator: NodeId,
@@ -390,6 +391,9 @@ impl Requests {
         let id = cx.ids.fresh();
         cx.out
             .send(coordinator.clone(), PeerMessage::Forward { id, request });
+        // Only a request that may move on is sent again: the coordinator drops the
+        // repeat if the first arrived, so a lost forward costs a re-ask, not a failover.
+        let reask = retry.is_some();
         self.pending.insert(
             id,
             Pending::Forward {
@@ -399,8 +403,13 @@ impl Requests {
             },
         );
         // Later than the coordinator's own timeout, so its error arrives first.
-        let timer = cx.timers.set(deadline_ms, Timer::Request(id));
-        self.deadlines.insert(id, timer);
+        let deadline_ms = cx.now.mono_ms + timeout_ms + timeout_ms / 2;
+        self.arm(
+            cx,
+            id,
+            deadline_ms,
+            reask.then(|| reask::every_ms(timeout_ms)),
+        );
     }
 
     /// The coordinator's answer to a request this node forwarded.
@@ -423,13 +432,18 @@ impl Requests {
     pub(crate) fn on_replicate_ack(
         &mut self,
         cx: &mut Cx<'_>,
+        members: &Membership,
         id: u64,
         from: &NodeId,
         error: Option<String>,
     ) {
+        let refused = error.is_some();
         if let Some(Pending::Write(w)) = self.pending.get_mut(&id)
             && w.on_ack(from, error)
         {
+            if refused {
+                self.cover(cx, members, id, std::slice::from_ref(from));
+            }
             self.check_write(cx, id);
         }
     }
@@ -438,7 +452,7 @@ impl Requests {
     pub(crate) fn on_read_reply(
         &mut self,
         cx: &mut Cx<'_>,
-        replica: &mut Replica,
+        data: Data<'_>,
         id: u64,
         from: NodeId,
         result: Result<Option<crate::core::object::Object>, String>,
@@ -446,21 +460,43 @@ impl Requests {
         let Some(Pending::Read(r)) = self.pending.get_mut(&id) else {
             return;
         };
-        if r.on_reply(from, result) {
-            self.check_read(cx, replica, id);
+        let refused = result.is_err();
+        if r.on_reply(from.clone(), result) {
+            if refused {
+                self.cover(cx, data.members, id, &[from]);
+            }
+            self.check_read(cx, data.replica, id);
         }
     }
 
     /// `node` cannot be reached: count it against every request waiting on it.
     pub(crate) fn on_unreachable(&mut self, cx: &mut Cx<'_>, mut data: Data<'_>, node: &NodeId) {
         let ids: Vec<u64> = self.pending.keys().copied().collect();
+        let now_ms = cx.now.mono_ms;
         for id in ids {
+            // A request that will re-ask before its deadline keeps waiting on the node:
+            // the report may be about messages sent before the request started (a
+            // partition that just healed). It gets a stand-in now if it is sloppy.
+            if self.reasks_left(id, now_ms) {
+                let reported = match self.pending.get_mut(&id) {
+                    Some(Pending::Write(w)) => w.quorum.report(node),
+                    Some(Pending::Read(r)) => r.quorum.report(node),
+                    _ => false,
+                };
+                if reported {
+                    self.cover(cx, data.members, id, std::slice::from_ref(node));
+                    continue;
+                }
+            }
             let counted = match self.pending.get_mut(&id) {
                 Some(Pending::Write(w)) => w.quorum.unreachable(node),
                 Some(Pending::Read(r)) => r.quorum.unreachable(node),
                 Some(Pending::Forward { coordinator, .. }) => coordinator == node,
                 None => false,
             };
+            if counted {
+                self.cover(cx, data.members, id, std::slice::from_ref(node));
+            }
             match self.pending.get(&id) {
                 Some(Pending::Write(_)) if counted => self.check_write(cx, id),
                 Some(Pending::Read(_)) if counted => self.check_read(cx, data.replica, id),
@@ -561,20 +597,19 @@ impl Requests {
         }
     }
 
-    /// Gives request `id` its deadline, unless it was decided while it started.
+    /// Gives request `id` its deadline and its re-asks, unless it was decided while it
+    /// started.
     fn set_deadline(&mut self, cx: &mut Cx<'_>, id: u64, timeout_ms: u64) {
         if self.pending.contains_key(&id) {
-            let timer = cx
-                .timers
-                .set(cx.now.mono_ms + timeout_ms, Timer::Request(id));
-            self.deadlines.insert(id, timer);
+            let deadline_ms = cx.now.mono_ms + timeout_ms;
+            self.arm(cx, id, deadline_ms, Some(reask::every_ms(timeout_ms)));
         }
     }
 
-    /// Removes a request that is done, with its deadline timer.
+    /// Removes a request that is done, with its timer.
     fn take(&mut self, timers: &mut TimerTable, id: u64) -> Option<Pending> {
-        if let Some(timer) = self.deadlines.remove(&id) {
-            timers.cancel(timer);
+        if let Some(schedule) = self.deadlines.remove(&id) {
+            timers.cancel(schedule.timer);
         }
         self.pending.remove(&id)
     }
@@ -673,30 +708,18 @@ impl Requests {
                 }
                 let job = Job::new(cx.ids.fresh(), origin, retry.key, None, &plan, pref);
                 let id = job.id;
-                self.coordinate_read(cx, data.replica, job);
+                self.coordinate_read(cx, data, job);
                 return self.set_deadline(cx, id, plan.timeout_ms);
             };
-            let request = match retry.write.clone() {
-                Some(Write { op, id }) => ClientRequest::Write {
-                    key: retry.key.clone(),
-                    op,
-                    opts: retry.opts,
-                    id,
-                },
-                None => ClientRequest::Get {
-                    key: retry.key.clone(),
-                    opts: retry.opts,
-                },
-            };
-            let deadline_ms = cx.now.mono_ms + plan.timeout_ms + plan.timeout_ms / 2;
-            return self.forward(cx, deadline_ms, origin, request, next, Some(retry));
+            let request = reask::retry_request(&retry);
+            return self.forward(cx, plan.timeout_ms, origin, request, next, Some(retry));
         }
         data.traffic.observe(cx.now.mono_ms, &retry.key);
         let job = Job::new(cx.ids.fresh(), origin, retry.key, my_hint, &plan, pref);
         let id = job.id;
         match retry.write {
             Some(write) => self.coordinate_write(cx, data, job, write, op_name),
-            None => self.coordinate_read(cx, data.replica, job),
+            None => self.coordinate_read(cx, data, job),
         }
         self.set_deadline(cx, id, plan.timeout_ms);
     }

@@ -275,15 +275,21 @@ fn a_down_node_is_covered_by_a_fallback_whose_hint_is_handed_off_on_return() {
         id: None,
     };
     // the down primary is only suspected: a strict write still asks it (nobody may
-    // stand in), and fails as soon as that send fails too
+    // stand in), asks it again after a failed send (the report may be stale), and
+    // fails at its deadline naming it unreachable
     c.client(coord.as_str(), 1, strict);
     assert!(!c.has_reply(1));
     c.node(coord.as_str()).handle_unreachable(now, down.clone());
     c.drain();
+    assert!(!c.has_reply(1));
+    let down_s = down.clone();
+    c.run(move |_, to, _| to != &down_s);
+    c.advance(NodeConfig::new("d").request_timeout_ms);
     let ClientReply::Error(RequestError::QuorumFailed(f)) = c.reply(1) else {
         panic!("strict W=3 must fail");
     };
     assert_eq!(f.unreachable, vec![down.clone()]);
+    c.wire.clear();
     // sloppy: the outsider stands in, and W=3 is met
     c.client(coord.as_str(), 2, put("v", 3));
     let down_c = down.clone();
@@ -475,19 +481,47 @@ fn a_counter_increment_with_an_id_fails_over_and_counts_once_when_the_silent_coo
 }
 
 #[test]
-fn unreachable_replicas_fail_a_request_before_its_timeout() {
+fn an_unreachable_replica_is_asked_again_then_named_when_the_request_fails() {
     let mut c = Cluster::new(3);
     c.client("n1", 1, put("v", 3));
     let now = c.now;
     c.node("n1").handle_unreachable(now, id("n3"));
     c.drain();
-    // W=3 is impossible without n3: the client hears so at once, not at the timeout
+    // W=3 needs n3 and no node can stand in; the report may concern an older message,
+    // so the write waits for its re-asks rather than failing at once
+    assert!(!c.has_reply(1));
+    c.wire.clear();
+    c.advance(NodeConfig::new("d").request_timeout_ms);
     let ClientReply::Error(RequestError::QuorumFailed(f)) = c.reply(1) else {
         panic!("expected a quorum failure");
     };
     assert_eq!(f.unreachable, vec![id("n3")]);
     assert_eq!(f.acked, vec![id("n1")]);
     assert_eq!(f.timed_out, vec![id("n2")]);
+}
+
+#[test]
+fn a_replica_unreachable_again_after_the_last_re_ask_fails_the_request_at_once() {
+    let mut c = Cluster::new(3);
+    c.client("n1", 1, put("v", 3));
+    c.wire.clear();
+    // past the last re-ask, a report counts the node out at once
+    let timeout_ms = NodeConfig::new("d").request_timeout_ms;
+    let mut waited_ms = 0;
+    while waited_ms + crate::core::request::reask::every_ms(timeout_ms) < timeout_ms {
+        let step = crate::core::request::reask::every_ms(timeout_ms);
+        c.advance(step);
+        c.wire.clear();
+        waited_ms += step;
+    }
+    assert!(!c.has_reply(1));
+    let now = c.now;
+    c.node("n1").handle_unreachable(now, id("n3"));
+    c.drain();
+    let ClientReply::Error(RequestError::QuorumFailed(f)) = c.reply(1) else {
+        panic!("expected a quorum failure");
+    };
+    assert_eq!(f.unreachable, vec![id("n3")]);
 }
 
 #[test]
@@ -613,4 +647,5 @@ fn a_peer_seen_up_again_is_compared_whole_at_the_next_tick() {
     println!("500 keys repaired on a returning replica in {took_ms} ms");
 }
 
+mod reask;
 mod suspicion;

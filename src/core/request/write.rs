@@ -1,9 +1,9 @@
 //! A write this node coordinates: applied locally, replicated as the resulting object,
 //! answered after W acks.
 
-use crate::core::object::ReadValue;
+use crate::core::object::{Object, ReadValue};
 use crate::core::placement::quorum::{Outcome, Quorum};
-use crate::core::placement::ring::NodeId;
+use crate::core::placement::ring::{NodeId, Target};
 use crate::core::request::Origin;
 use crate::proto::{ClientReply, Key, RequestError};
 
@@ -14,6 +14,10 @@ pub(crate) struct WriteState {
     pub(crate) key: Key,
     pub(crate) op_name: &'static str,
     pub(crate) quorum: Quorum,
+    /// Every node asked, with the primary a stand-in holds a hint for.
+    pub(crate) targets: Vec<Target>,
+    /// What was replicated, to send again to a replica that stays silent.
+    pub(crate) object: Object,
     /// What the client gets when the quorum is met.
     pub(crate) value: ReadValue,
     pub(crate) warning: Option<String>,
