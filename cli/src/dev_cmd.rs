@@ -223,8 +223,11 @@ async fn run_dev(plan: DevPlan) -> Result<Rendered, CliError> {
         }
     }
     eprintln!(
-        "ringkv dev: {} nodes up ({}), data and certificates in {}; N={} W={} R={} by default",
-        handles.len(),
+        "ringkv dev: {} up ({}), data and certificates in {}; N={} W={} R={} by default",
+        match handles.len() {
+            1 => "1 node".to_owned(),
+            count => format!("{count} nodes"),
+        },
         plan.nodes
             .iter()
             .map(|n| format!("{}={}", n.name, n.listen))

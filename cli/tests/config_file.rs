@@ -217,7 +217,7 @@ fn variables_override_the_file_and_flags_override_both() {
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
             .collect(),
-            stdin: None,
+            ..Setup::default()
         };
         let mut node = Proc::spawn_with(
             "ringkv node (file, env, flags)",

@@ -23,8 +23,8 @@ fn entrypoint(args: &[&str], env: &[(&str, &str)]) -> Outcome {
         &full,
         &Setup {
             env: vars,
-            stdin: None,
             program: Some("sh".to_owned()),
+            ..Setup::default()
         },
     )
 }

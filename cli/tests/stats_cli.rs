@@ -111,21 +111,19 @@ fn stats_json_reports_distinct_keys_hot_keys_and_a_missing_node() {
         let Some(rows) = field(node, "partitions").as_array() else {
             panic!("no partition rows with --partitions: {node}");
         };
-        assert_eq!(rows.len() as u64, PARTITIONS, "{}", field(node, "name"));
+        // Every partition holding a key here or compared by anti-entropy, in order.
+        let numbers: Vec<u64> = rows.iter().map(|row| number(row, "partition")).collect();
+        assert!(numbers.windows(2).all(|w| w[0] < w[1]), "{numbers:?}");
+        assert!(numbers.iter().all(|p| *p < PARTITIONS), "{numbers:?}");
         let with_keys = rows
             .iter()
             .filter(|row| number(row, "distinct_keys") > 0)
             .count() as u64;
         assert_eq!(with_keys, number(node, "partitions_with_keys"));
-        for name in ["partition", "sketch_bytes"] {
-            number(&rows[0], name);
-        }
+        assert!(with_keys > 0, "{node}");
+        number(&rows[0], "sketch_bytes");
         assert!(rows[0].get("last_exchange_age_ms").is_some(), "{}", rows[0]);
     }
-    assert!(
-        detailed.to_string().len() > stats.to_string().len() * 10,
-        "the summary should be a small fraction of the detailed report"
-    );
 
     cluster.kill(2);
     let partial = cluster.client(0, &["stats", "--json"]);
