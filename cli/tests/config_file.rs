@@ -7,7 +7,7 @@
 //!   `ringkv node --config DIR/n1.toml` serves the same data.
 //! - `put -`, `put --file` and `get --raw` round-trip bytes that are not UTF-8.
 //! - An unknown key is refused with its name and the file's; environment variables
-//!   override the file and flags override both.
+//!   override the file (the log format too) and flags override both.
 
 mod common;
 
@@ -204,7 +204,7 @@ fn variables_override_the_file_and_flags_override_both() {
         std::fs::write(
             &file,
             format!(
-                "name = \"n1\"\nlisten = \"127.0.0.1:{file_port}\"\ndir = \"from-file\"\ncerts = \"certs\"\nsync = \"always\"\nn = 1\nw = 1\n"
+                "name = \"n1\"\nlisten = \"127.0.0.1:{file_port}\"\ndir = \"from-file\"\ncerts = \"certs\"\nsync = \"always\"\nn = 1\nw = 1\nlog_format = \"text\"\n"
             ),
         )
         .unwrap_or_else(|e| panic!("cannot write {file:?}: {e}"));
@@ -213,6 +213,9 @@ fn variables_override_the_file_and_flags_override_both() {
                 ("RINGKV_LISTEN", format!("127.0.0.1:{env_port}")),
                 ("RINGKV_DIR", env_dir.display().to_string()),
                 ("RINGKV_SYNC", "none".to_owned()),
+                ("RINGKV_LOG_FORMAT", "json".to_owned()),
+                // The storage engine logs its start at info.
+                ("RUST_LOG", "info".to_owned()),
             ]
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
@@ -238,6 +241,12 @@ fn variables_override_the_file_and_flags_override_both() {
                     env_dir.display()
                 );
                 assert!(log.contains(&expected), "{expected}\nnot in:\n{log}");
+                let json_events = log
+                    .lines()
+                    .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                    .filter(|event| event.get("level").is_some())
+                    .count();
+                assert!(json_events > 0, "no JSON log line in:\n{log}");
                 let flags = args(&[
                     "--node",
                     &format!("127.0.0.1:{flag_port}"),
