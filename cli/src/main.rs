@@ -100,6 +100,10 @@ pub enum Command {
     /// Run a local cluster n1..nK on 127.0.0.1 (Ctrl-C stops it; a restart reuses the data).
     Dev(DevArgs),
     /// Run one node.
+    ///
+    /// Each setting comes from its flag, else its variable (RINGKV_ + the key in capitals:
+    /// RINGKV_NAME, RINGKV_LISTEN, RINGKV_DIR, RINGKV_PEERS, ...), else the --config file,
+    /// else its default. README, "Config file", lists every key.
     Node(NodeArgs),
     /// Manage the cluster CA and node/client certificates.
     #[command(subcommand)]

@@ -2,8 +2,9 @@
 //!
 //! Both renderings are built together from the same value, so they cannot drift apart,
 //! and the JSON shapes are a contract scripts rely on (fields may be added, never
-//! renamed); the tests below pin every field name. Values are UTF-8 in the CLI; anything
-//! else is shown lossily rather than refused.
+//! renamed); the tests below pin every field name. Values are shown as UTF-8 text;
+//! anything else lossily, with a warning that points at `get --raw`, which writes the
+//! bytes themselves (`value_io.rs`).
 
 use std::io::{self, Write};
 
