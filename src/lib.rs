@@ -25,7 +25,9 @@ pub mod storage;
 pub use crate::client::{Client, ClientError, GetResult, MapRead, SetRead, WriteResult, policy_of};
 pub use crate::core::node::{MemberSpec, Node, NodeConfig, NodeError, NodeStats, Now};
 pub use crate::core::object::clock::Timestamp;
-pub use crate::core::object::{Context, FieldRead, MapOp, Op, OpId, Policy, ReadValue};
+pub use crate::core::object::{
+    Context, FieldRead, MapOp, Op, OpId, Policy, ReadValue, VALUE_BYTES_MAX,
+};
 pub use crate::core::placement::ring::{NodeId, VNODES_DEFAULT, VNODES_MAX};
 pub use crate::core::stats::{
     AeReport, ClusterStats, HOT_KEYS_K, HotKey, NodeAnswer, PartitionStats, StatsInfo, Unanswered,

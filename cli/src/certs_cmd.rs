@@ -135,6 +135,8 @@ mod tests {
             certs: dir.clone(),
             cert_name: DEFAULT_CERT_NAME.to_owned(),
             json: true,
+            log_format: None,
+            certs_defaulted: false,
         };
         let init = run(&global, CertsCommand::Init { dir: None }).unwrap();
         assert_eq!(init.json["dir"], dir.display().to_string());

@@ -4,18 +4,28 @@
 //! reads as "which call, with which quorum, shown how".
 
 use ringkv::client::Client;
+use ringkv::client::json::PartitionRows;
 
 use crate::error::CliError;
 use crate::output::{self, Rendered};
 use crate::parse::{resolve_node, resolve_nodes};
-use crate::{ClientCommand, CounterCommand, GlobalArgs, HllCommand, MapCommand, SetCommand};
+use crate::value_io::{self, ValueSource};
+use crate::{
+    ClientCommand, CounterCommand, GetValueArgs, GlobalArgs, HllCommand, MapCommand, SetCommand,
+};
 
 /// Connects to `--node` with the `--certs`/`--cert-name` identity and runs `command`.
 pub async fn run(global: &GlobalArgs, command: ClientCommand) -> Result<Rendered, CliError> {
+    if global.json && matches!(&command, ClientCommand::Get(g) if g.raw) {
+        return Err(CliError::Usage(
+            "--raw writes the value's bytes and --json a JSON object; pick one".to_owned(),
+        ));
+    }
     let client = connect(global).await?;
     let rendered = match command {
         ClientCommand::Put(put) => {
-            let value = put.value.into_bytes();
+            let source = ValueSource::of(put.value.as_deref(), put.file.as_deref())?;
+            let value = source.read(std::io::stdin().lock())?;
             let written = if put.lww {
                 client.put_lww(&put.key, value, put.quorum.opts()).await?
             } else {
@@ -26,9 +36,13 @@ pub async fn run(global: &GlobalArgs, command: ClientCommand) -> Result<Rendered
             };
             output::written(&put.key, "stored", &written)
         }
-        ClientCommand::Get(get) => {
+        ClientCommand::Get(GetValueArgs { get, raw }) => {
             let result = client.get(&get.key, get.quorum.opts()).await?;
-            output::get(&get.key, &result)
+            if raw {
+                Rendered::raw(value_io::raw_value(&get.key, &result)?)
+            } else {
+                output::get(&get.key, &result)
+            }
         }
         ClientCommand::Del(del) => {
             let context = del.context.as_deref();
@@ -47,7 +61,7 @@ pub async fn run(global: &GlobalArgs, command: ClientCommand) -> Result<Rendered
             let stats = client
                 .cluster_stats(&global.certs, &global.cert_name, args.top)
                 .await?;
-            output::stats(&stats)
+            output::stats(&stats, PartitionRows::listed_if(args.partitions))
         }
     };
     Ok(rendered)

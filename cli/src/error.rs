@@ -32,6 +32,19 @@ pub enum CliError {
     /// A node could not start or stopped with an error.
     #[error("{0}")]
     Node(String),
+    /// A node's settings (config file, environment) could not be read or written.
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    /// `put -` or `put --file` could not read its value.
+    #[error("cannot read the value from {from}: {source}")]
+    ReadValue {
+        from: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// `get --raw` found no value to write.
+    #[error("{0}: not found")]
+    NotFound(String),
     /// `ringkv bench` could not run or report.
     #[error("{0}")]
     Bench(#[from] Box<crate::bench::BenchError>),
@@ -41,6 +54,7 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Usage(_) => EXIT_USAGE,
+            CliError::Config(e) if e.is_usage() => EXIT_USAGE,
             _ => EXIT_FAILURE,
         }
     }

@@ -9,21 +9,27 @@ mod bench;
 mod certs_cmd;
 mod client_cmds;
 mod cluster_cmds;
+mod config;
+mod dev_cmd;
 mod error;
+mod logging;
 mod output;
 mod parse;
+mod value_io;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use ringkv::HOT_KEYS_K;
+use ringkv::VNODES_MAX;
 use ringkv::proto::{Key, QuorumOpts, REPLICAS_MAX, REQUEST_TIMEOUT_MS_MAX};
 use ringkv::storage::SyncMode;
-use ringkv::{VNODES_DEFAULT, VNODES_MAX};
 
 use crate::error::CliError;
+use crate::logging::LogFormat;
 use crate::parse::{PeerSpec, parse_key};
 
 // mimalloc instead of the system allocator: a node allocates per request (messages,
@@ -79,6 +85,14 @@ pub struct GlobalArgs {
     /// Print machine-readable JSON on stdout (errors still go to stderr).
     #[arg(long, global = true, help_heading = GLOBAL)]
     pub json: bool,
+    /// How logs on stderr look: text or json (one object per line). RUST_LOG filters them
+    /// [default: text, warnings only].
+    #[arg(long, global = true, env = "RINGKV_LOG_FORMAT", value_enum, help_heading = GLOBAL)]
+    pub log_format: Option<LogFormat>,
+    /// True when --certs is the default, not from the command line or RINGKV_CERTS, so a
+    /// node's config file may set it.
+    #[arg(skip)]
+    pub certs_defaulted: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -86,6 +100,10 @@ pub enum Command {
     /// Run a local cluster n1..nK on 127.0.0.1 (Ctrl-C stops it; a restart reuses the data).
     Dev(DevArgs),
     /// Run one node.
+    ///
+    /// Each setting comes from its flag, else its variable (RINGKV_ + the key in capitals:
+    /// RINGKV_NAME, RINGKV_LISTEN, RINGKV_DIR, RINGKV_PEERS, ...), else the --config file,
+    /// else its default. README, "Config file", lists every key.
     Node(NodeArgs),
     /// Manage the cluster CA and node/client certificates.
     #[command(subcommand)]
@@ -102,7 +120,7 @@ pub enum ClientCommand {
     /// Write a value (siblings policy; --lww for last-writer-wins).
     Put(PutArgs),
     /// Read a value: all siblings and the context to write back with.
-    Get(GetArgs),
+    Get(GetValueArgs),
     /// Delete a key (without --context: what a read sees now).
     Del(DelArgs),
     /// PN-counter operations.
@@ -147,6 +165,10 @@ pub struct StatsArgs {
     #[arg(long, default_value_t = STATS_TOP_DEFAULT,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=HOT_KEYS_K as u64))]
     pub top: usize,
+    /// Also list every node's partitions (one row each; about 200 KB of JSON for three
+    /// nodes, so only on request).
+    #[arg(long)]
+    pub partitions: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -175,7 +197,12 @@ pub enum CertsCommand {
 pub struct PutArgs {
     #[arg(value_name = "BUCKET/KEY", value_parser = parse_key)]
     pub key: Key,
-    pub value: String,
+    /// The value as text; `-` reads it from stdin (any bytes, at most 1 MiB).
+    #[arg(required_unless_present = "file", conflicts_with = "file")]
+    pub value: Option<String>,
+    /// Read the value from a file (any bytes, at most 1 MiB).
+    #[arg(long, value_name = "PATH")]
+    pub file: Option<PathBuf>,
     /// Last-writer-wins: the newest write replaces the value; concurrent writes are lost.
     #[arg(long, conflicts_with = "context")]
     pub lww: bool,
@@ -184,6 +211,18 @@ pub struct PutArgs {
     pub context: Option<String>,
     #[command(flatten)]
     pub quorum: WriteQuorum,
+}
+
+/// `get`: a read, shown as text (or `--json`), or one value's bytes with `--raw`.
+#[derive(Debug, Args)]
+pub struct GetValueArgs {
+    #[command(flatten)]
+    pub get: GetArgs,
+    /// Write the value's bytes to stdout exactly as stored, without a newline (for binary
+    /// values: `ringkv get KEY --raw > file`); fails when the key is missing or has
+    /// siblings.
+    #[arg(long)]
+    pub raw: bool,
 }
 
 #[derive(Debug, Args)]
@@ -341,7 +380,8 @@ pub struct ReadWriteQuorum {
 
 #[derive(Debug, Clone, Args)]
 pub struct DevArgs {
-    /// Number of nodes (n1..nK).
+    /// Number of nodes (n1..nK); requests default to N = min(3, nodes) replicas and W = R
+    /// = a majority of N.
     #[arg(long, default_value_t = DEV_NODES_DEFAULT,
           value_parser = clap::value_parser!(u8).range(1..=i64::from(DEV_NODES_MAX)))]
     pub nodes: u8,
@@ -352,7 +392,8 @@ pub struct DevArgs {
     /// i); 0 lets the system pick each port (the banner names them).
     #[arg(long, default_value_t = DEV_HTTP_BASE_PORT_DEFAULT)]
     pub http_base_port: u16,
-    /// Directory for certificates (DIR/certs) and node data (DIR/n1, ...).
+    /// Directory for certificates (DIR/certs), node data (DIR/n1, ...) and the config
+    /// file each node is started from (DIR/n1.toml, ...).
     #[arg(long, default_value = DEFAULT_DEV_DIR)]
     pub dir: PathBuf,
     /// When writes reach the disk: group (one fsync per batch, before any ack), always
@@ -361,40 +402,56 @@ pub struct DevArgs {
     pub sync: SyncMode,
 }
 
-/// One node. Its certificates come from the global --certs (env RINGKV_CERTS).
-#[derive(Debug, Clone, Args)]
+/// One node. Every setting also has a key in the `--config` file and a `RINGKV_KEY`
+/// variable; flags override variables, which override the file. Its certificates come
+/// from the global --certs (env RINGKV_CERTS, key `certs`).
+#[derive(Debug, Clone, Default, Args)]
 pub struct NodeArgs {
-    /// This node's name; it loads CERTS/NAME.pem and CERTS/NAME.key.
+    /// A TOML file with any of the settings below (keys as the flags, with '_' for '-';
+    /// `peer` and `seed` are lists `peers` and `seeds`). Unknown keys are refused.
+    #[arg(long, value_name = "FILE", env = "RINGKV_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// This node's name; it loads CERTS/NAME.pem and CERTS/NAME.key [required: flag,
+    /// RINGKV_NAME or `name`].
     #[arg(long)]
-    pub name: String,
-    /// UDP address to serve QUIC on.
+    pub name: Option<String>,
+    /// UDP address to serve QUIC on [required].
     #[arg(long, value_name = "ADDR")]
-    pub listen: SocketAddr,
-    /// Data directory.
+    pub listen: Option<SocketAddr>,
+    /// Data directory [required].
     #[arg(long)]
-    pub dir: PathBuf,
-    /// A static member, NAME=ADDR (repeatable).
+    pub dir: Option<PathBuf>,
+    /// A static member, NAME=ADDR (repeatable; replaces the file's `peers`).
     #[arg(long = "peer", value_name = "NAME=ADDR")]
     pub peers: Vec<PeerSpec>,
-    /// A member to join through by gossip (repeatable); --listen must then be an
-    /// address the other members can reach.
+    /// A member to join through by gossip (repeatable; replaces the file's `seeds`);
+    /// --listen must then be an address the other members can reach.
     #[arg(long = "seed", value_name = "ADDR")]
     pub seeds: Vec<SocketAddr>,
-    /// Virtual nodes this node places on the ring (more for bigger machines).
-    #[arg(long, default_value_t = VNODES_DEFAULT,
-          value_parser = clap::value_parser!(u32).range(1..=i64::from(VNODES_MAX)))]
-    pub vnodes: u32,
-    /// When writes reach the disk: group (default), always, or none (loses acked writes on a crash).
-    #[arg(long, default_value = "group")]
-    pub sync: SyncMode,
+    /// Virtual nodes this node places on the ring (more for bigger machines) [default: 64].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(VNODES_MAX)))]
+    pub vnodes: Option<u32>,
+    /// When writes reach the disk: group, always, or none (loses acked writes on a crash)
+    /// [default: group].
+    #[arg(long)]
+    pub sync: Option<SyncMode>,
     /// TCP address to serve the HTTP/JSON API on, over TLS with this node's certificate;
     /// clients need a certificate from the cluster CA.
     #[arg(long, value_name = "ADDR")]
     pub http: Option<SocketAddr>,
-    /// Serve --http as plain HTTP, without TLS or client certificates: loopback addresses
-    /// only, for local experiments.
-    #[arg(long, requires = "http")]
+    /// Serve the HTTP API as plain HTTP, without TLS or client certificates: loopback
+    /// addresses only, for local experiments.
+    #[arg(long)]
     pub http_insecure: bool,
+    /// Default replicas of a request that does not say [default: 3].
+    #[arg(long, value_parser = replicas())]
+    pub n: Option<u8>,
+    /// Default write quorum, 1..=N [default: a majority of N].
+    #[arg(long, value_parser = replicas())]
+    pub w: Option<u8>,
+    /// Default read quorum, 1..=N [default: a majority of N].
+    #[arg(long, value_parser = replicas())]
+    pub r: Option<u8>,
 }
 
 impl ReadQuorum {
@@ -443,20 +500,28 @@ fn request_timeout() -> clap::builder::RangedI64ValueParser<u32> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let log_filter = tracing_subscriber::EnvFilter::try_from_env("RINGKV_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(log_filter)
-        .with_writer(std::io::stderr)
-        .init();
+    let cli = Cli::parse_with_sources();
     let json = cli.global.json;
+    let log_format = cli.global.log_format.unwrap_or_default();
     let result = match cli.command {
-        Command::Dev(args) => cluster_cmds::dev(&cli.global, &args).await,
+        // A node's log format may come from its config file: it starts logging itself.
         Command::Node(args) => cluster_cmds::node(&cli.global, &args).await,
-        Command::Certs(cmd) => certs_cmd::run(&cli.global, cmd),
-        Command::Client(cmd) => client_cmds::run(&cli.global, cmd).await,
-        Command::Bench(args) => bench::run(&cli.global, &args).await,
+        Command::Dev(args) => {
+            logging::init(log_format);
+            dev_cmd::dev(&cli.global, &args).await
+        }
+        Command::Certs(cmd) => {
+            logging::init(log_format);
+            certs_cmd::run(&cli.global, cmd)
+        }
+        Command::Client(cmd) => {
+            logging::init(log_format);
+            client_cmds::run(&cli.global, cmd).await
+        }
+        Command::Bench(args) => {
+            logging::init(log_format);
+            bench::run(&cli.global, &args).await
+        }
     };
     match result.and_then(|rendered| rendered.print(json).map_err(CliError::Output)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -467,13 +532,41 @@ async fn main() -> ExitCode {
     }
 }
 
+impl Cli {
+    /// Parses the process's arguments (exiting on a usage error, as clap does) and notes
+    /// which global values are defaults.
+    fn parse_with_sources() -> Cli {
+        Cli::from_matches(&Cli::command().get_matches()).unwrap_or_else(|e| e.exit())
+    }
+
+    fn from_matches(matches: &clap::ArgMatches) -> Result<Cli, clap::Error> {
+        let mut cli = Cli::from_arg_matches(matches)?;
+        cli.global.certs_defaulted = is_default(matches, "certs");
+        Ok(cli)
+    }
+}
+
+/// Whether a global argument took its default value. Global values are propagated to
+/// every subcommand level, so the deepest one knows where the value came from.
+fn is_default(matches: &clap::ArgMatches, id: &str) -> bool {
+    let mut deepest = matches;
+    while let Some((_, sub)) = deepest.subcommand() {
+        deepest = sub;
+    }
+    matches!(
+        deepest.value_source(id),
+        Some(ValueSource::DefaultValue) | None
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
-        Cli::try_parse_from(std::iter::once("ringkv").chain(args.iter().copied()))
+        let matches = Cli::command()
+            .try_get_matches_from(std::iter::once("ringkv").chain(args.iter().copied()))?;
+        Cli::from_matches(&matches)
     }
 
     #[test]
@@ -524,7 +617,7 @@ mod tests {
             panic!("not a put: {:?}", cli.command);
         };
         assert_eq!(put.key, Key::new("users", "alice"));
-        assert_eq!(put.value, "hi");
+        assert_eq!(put.value.as_deref(), Some("hi"));
         assert_eq!(put.context.as_deref(), Some("TOK"));
         let opts = put.quorum.opts();
         assert_eq!(
@@ -579,6 +672,54 @@ mod tests {
     }
 
     #[test]
+    fn certs_from_the_command_line_is_told_from_the_default() {
+        for (args, defaulted) in [
+            (&["node", "--name", "n1"][..], true),
+            (&["node", "--certs", "c", "--name", "n1"], false),
+            (&["--certs", "c", "node", "--name", "n1"], false),
+            (&["get", "b/k"], true),
+            (&["get", "b/k", "--certs", "c"], false),
+        ] {
+            let cli = parse(args).unwrap();
+            assert_eq!(cli.global.certs_defaulted, defaulted, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn node_settings_may_all_come_from_a_file() {
+        let cli = parse(&["node", "--config", "n1.toml", "--log-format", "json"]).unwrap();
+        let Command::Node(node) = cli.command else {
+            panic!("not a node");
+        };
+        assert_eq!(node.config, Some(PathBuf::from("n1.toml")));
+        assert_eq!((node.name, node.listen, node.dir), (None, None, None));
+        assert_eq!(cli.global.log_format, Some(LogFormat::Json));
+    }
+
+    #[test]
+    fn put_reads_stdin_or_a_file_and_get_writes_raw_bytes() {
+        let cli = parse(&["put", "b/k", "-"]).unwrap();
+        let Command::Client(ClientCommand::Put(put)) = cli.command else {
+            panic!("not a put");
+        };
+        assert_eq!(put.value.as_deref(), Some("-"));
+        let cli = parse(&["put", "b/k", "--file", "v.bin"]).unwrap();
+        let Command::Client(ClientCommand::Put(put)) = cli.command else {
+            panic!("not a put");
+        };
+        assert_eq!((put.value, put.file), (None, Some(PathBuf::from("v.bin"))));
+        let cli = parse(&["get", "b/k", "--raw"]).unwrap();
+        let Command::Client(ClientCommand::Get(get)) = cli.command else {
+            panic!("not a get");
+        };
+        assert!(get.raw);
+        for args in [&["put", "b/k"][..], &["put", "b/k", "v", "--file", "f"]] {
+            let err = parse(args).expect_err(&format!("{args:?} should be refused"));
+            assert_eq!(err.exit_code(), 2, "{args:?}: {err}");
+        }
+    }
+
+    #[test]
     fn node_takes_repeated_peers_and_seeds() {
         let cli = parse(&[
             "node",
@@ -609,7 +750,7 @@ mod tests {
             node.seeds,
             vec!["127.0.0.1:7102".parse::<SocketAddr>().unwrap()]
         );
-        assert_eq!(node.vnodes, 128);
-        assert_eq!(node.sync, SyncMode::Always);
+        assert_eq!(node.vnodes, Some(128));
+        assert_eq!(node.sync, Some(SyncMode::Always));
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! Both renderings are built together from the same value, so they cannot drift apart,
 //! and the JSON shapes are a contract scripts rely on (fields may be added, never
-//! renamed); the tests below pin every field name. Values are UTF-8 in the CLI; anything
-//! else is shown lossily rather than refused.
+//! renamed); the tests below pin every field name. Values are shown as UTF-8 text;
+//! anything else lossily, with a warning that points at `get --raw`, which writes the
+//! bytes themselves (`value_io.rs`).
 
 use std::io::{self, Write};
 
@@ -18,6 +19,8 @@ pub struct Rendered {
     pub json: Value,
     pub human: String,
     pub warnings: Vec<String>,
+    /// Bytes written to stdout as they are instead of `human` (`get --raw`).
+    pub raw: Option<Vec<u8>>,
 }
 
 impl Rendered {
@@ -26,6 +29,15 @@ impl Rendered {
             json,
             human: human.into(),
             warnings: Vec::new(),
+            raw: None,
+        }
+    }
+
+    /// A value's bytes, printed exactly as they are: no newline, no encoding.
+    pub fn raw(bytes: Vec<u8>) -> Rendered {
+        Rendered {
+            raw: Some(bytes),
+            ..Rendered::new(Value::Null, String::new())
         }
     }
 
@@ -40,13 +52,13 @@ impl Rendered {
         for warning in &self.warnings {
             eprintln!("warning: {warning}");
         }
-        let text = if json {
-            self.json.to_string()
-        } else {
-            self.human.clone()
-        };
         let mut out = io::stdout().lock();
-        match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        let written = match (&self.raw, json) {
+            (Some(bytes), false) => out.write_all(bytes),
+            (_, true) => writeln!(out, "{}", self.json),
+            (None, false) => writeln!(out, "{}", self.human),
+        };
+        match written.and_then(|()| out.flush()) {
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
             other => other,
         }
@@ -84,7 +96,16 @@ pub fn get(key: &Key, result: &GetResult) -> Rendered {
         }
         None => format!("{key}: not found"),
     };
-    Rendered::new(json, human).warn(result.warning.clone())
+    let not_text = result
+        .values
+        .iter()
+        .any(|v| std::str::from_utf8(v).is_err());
+    let binary = (not_text && !result.values.is_empty()).then(|| {
+        format!("{key} holds bytes that are not UTF-8, shown lossily; `ringkv get {key} --raw > FILE` writes them exactly")
+    });
+    Rendered::new(json, human)
+        .warn(result.warning.clone())
+        .warn(binary)
 }
 
 /// `put` and `del`: `{"context": "TOKEN"}`.

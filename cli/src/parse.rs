@@ -13,8 +13,10 @@ use ringkv::proto::{Key, RequestError};
 
 use crate::error::CliError;
 
-/// A static member given as `--peer NAME=ADDR`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A static member given as `--peer NAME=ADDR` (or `peers = ["NAME=ADDR"]` in a config
+/// file).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
 pub struct PeerSpec {
     pub name: String,
     pub addr: SocketAddr,
@@ -39,6 +41,14 @@ impl FromStr for PeerSpec {
             name: name.to_owned(),
             addr,
         })
+    }
+}
+
+impl TryFrom<String> for PeerSpec {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        text.parse()
     }
 }
 

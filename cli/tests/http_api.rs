@@ -509,7 +509,21 @@ fn every_documented_route_is_served_and_operations_match_the_cli_json() {
         "{}",
         stats["cluster"]
     );
+    let summary = |v: &Value| -> Vec<bool> {
+        v["nodes"]
+            .as_array()
+            .map(|n| n.iter().map(|m| m.get("partitions").is_some()).collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(summary(&stats), [false; 3], "no partition rows by default");
+    assert_eq!(summary(&cli), [false; 3]);
+    let detailed = c.get("/v1/stats?partitions=true").expect(200).json();
+    let cli = cluster.client(0, &["stats", "--json", "--partitions"]);
+    cli.success();
+    assert_eq!(summary(&detailed), [true; 3]);
+    assert_eq!(summary(&cli.json()), [true; 3]);
     c.get("/v1/stats?top=0").expect(400);
+    c.get("/v1/stats?partitions=maybe").expect(400);
 }
 
 #[test]

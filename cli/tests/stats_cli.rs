@@ -1,7 +1,8 @@
 //! `ringkv stats --json` against three `ringkv node` processes: the documented fields are
 //! present, the cluster's distinct keys match the keys written (three copies each, counted
-//! once), the zipfian workload's hottest key leads the hot keys, and a killed node is named
-//! while the figures are marked partial.
+//! once), the zipfian workload's hottest key leads the hot keys, per-partition rows appear
+//! only with `--partitions`, and a killed node is named while the figures are marked
+//! partial.
 
 mod common;
 
@@ -11,6 +12,8 @@ use serde_json::Value;
 /// Keys `ringkv bench` preloads, and the reads it then makes (zipfian: key 0 is hottest).
 const BENCH_KEYS: u64 = 300;
 const BENCH_OPS: u64 = 3_000;
+/// Partitions of the ring of a node started with the defaults.
+const PARTITIONS: u64 = 1_024;
 
 fn field<'a>(value: &'a Value, name: &str) -> &'a Value {
     match value.get(name) {
@@ -78,7 +81,10 @@ fn stats_json_reports_distinct_keys_hot_keys_and_a_missing_node() {
         assert!(own.abs_diff(BENCH_KEYS) <= BENCH_KEYS / 50, "{node}");
         assert!(number(node, "partitions_with_keys") > 0);
         assert!(number(node, "partition_sketch_bytes") > 0);
-        assert!(field(node, "partitions").is_array());
+        assert!(
+            node.get("partitions").is_none(),
+            "per-partition rows without --partitions: {node}"
+        );
         let ae = field(node, "ae");
         for name in [
             "exchanges",
@@ -91,6 +97,32 @@ fn stats_json_reports_distinct_keys_hot_keys_and_a_missing_node() {
             number(ae, name);
         }
         assert!(ae.get("oldest_exchange_age_ms").is_some(), "{ae}");
+    }
+
+    // Every partition of every node, only on request.
+    let detailed = cluster.client(1, &["stats", "--json", "--partitions"]);
+    detailed.success();
+    let detailed = detailed.json();
+    let Some(nodes) = field(&detailed, "nodes").as_array() else {
+        panic!("nodes is not a list: {detailed}");
+    };
+    assert_eq!(nodes.len(), 3);
+    for node in nodes {
+        let Some(rows) = field(node, "partitions").as_array() else {
+            panic!("no partition rows with --partitions: {node}");
+        };
+        // Every partition holding a key here or compared by anti-entropy, in order.
+        let numbers: Vec<u64> = rows.iter().map(|row| number(row, "partition")).collect();
+        assert!(numbers.windows(2).all(|w| w[0] < w[1]), "{numbers:?}");
+        assert!(numbers.iter().all(|p| *p < PARTITIONS), "{numbers:?}");
+        let with_keys = rows
+            .iter()
+            .filter(|row| number(row, "distinct_keys") > 0)
+            .count() as u64;
+        assert_eq!(with_keys, number(node, "partitions_with_keys"));
+        assert!(with_keys > 0, "{node}");
+        number(&rows[0], "sketch_bytes");
+        assert!(rows[0].get("last_exchange_age_ms").is_some(), "{}", rows[0]);
     }
 
     cluster.kill(2);

@@ -13,6 +13,28 @@ use crate::proto::{RingInfo, StatusInfo};
 /// Hot keys listed per node in the stats report (the cluster list has its own `top`).
 pub const NODE_HOT_KEYS_SHOWN: usize = 3;
 
+/// Whether the stats report lists every node's partitions (`ringkv stats --partitions`,
+/// `GET /v1/stats?partitions=true`) or only the per-node summary (the default).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PartitionRows {
+    /// Per-node figures only; no `partitions` field.
+    #[default]
+    Omit,
+    /// A `partitions` array on every node that answered.
+    List,
+}
+
+impl PartitionRows {
+    /// `List` when asked for, `Omit` otherwise.
+    pub fn listed_if(list: bool) -> PartitionRows {
+        if list {
+            PartitionRows::List
+        } else {
+            PartitionRows::Omit
+        }
+    }
+}
+
 /// `status`: `{"node": "n1", "nodes": [{"name", "addr", "state", "phase", "share",
 /// "hints"}], "transfers": {"pending", "done", "keys_sent", "bytes_sent"}}`.
 pub fn status(info: &StatusInfo) -> Value {
@@ -78,11 +100,15 @@ pub fn ring(info: &RingInfo) -> Value {
 ///                             "last_exchange_age_ms"}]},
 ///            {"name", "addr", "answered": false, "error"}]}
 /// ```
-pub fn stats(stats: &ClusterStats) -> Value {
+///
+/// `partitions` is present only with [`PartitionRows::List`]: one row per partition of
+/// every node is about 200 KB for three nodes, which a dashboard polling the summary does
+/// not want.
+pub fn stats(stats: &ClusterStats, rows: PartitionRows) -> Value {
     let mut nodes: Vec<Value> = stats
         .nodes
         .iter()
-        .map(|(addr, info)| node_stats(addr, info))
+        .map(|(addr, info)| node_stats(addr, info, rows))
         .collect();
     nodes.extend(
         stats.unanswered.iter().map(
@@ -109,24 +135,12 @@ pub fn stats(stats: &ClusterStats) -> Value {
     })
 }
 
-fn node_stats(addr: &str, info: &StatsInfo) -> Value {
+fn node_stats(addr: &str, info: &StatsInfo, rows: PartitionRows) -> Value {
     let hot = info
         .hot_keys(NODE_HOT_KEYS_SHOWN)
         .map(|h| hot_keys(&h))
         .unwrap_or_else(|e| json!({ "error": e.to_string() }));
-    let partitions: Vec<Value> = info
-        .partition_stats
-        .iter()
-        .map(|p| {
-            json!({
-                "partition": p.partition,
-                "distinct_keys": p.distinct_keys,
-                "sketch_bytes": p.sketch_bytes,
-                "last_exchange_age_ms": p.last_exchange_age_ms,
-            })
-        })
-        .collect();
-    json!({
+    let mut node = json!({
         "name": info.node.0,
         "addr": addr,
         "answered": true,
@@ -146,8 +160,25 @@ fn node_stats(addr: &str, info: &StatsInfo) -> Value {
             "partitions_compared": info.ae.partitions_compared,
             "oldest_exchange_age_ms": info.ae.oldest_exchange_age_ms,
         },
-        "partitions": partitions,
-    })
+    });
+    if rows == PartitionRows::List {
+        let partitions: Vec<Value> = info
+            .partition_stats
+            .iter()
+            .map(|p| {
+                json!({
+                    "partition": p.partition,
+                    "distinct_keys": p.distinct_keys,
+                    "sketch_bytes": p.sketch_bytes,
+                    "last_exchange_age_ms": p.last_exchange_age_ms,
+                })
+            })
+            .collect();
+        if let Value::Object(fields) = &mut node {
+            fields.insert("partitions".to_owned(), Value::Array(partitions));
+        }
+    }
+    node
 }
 
 fn hot_keys(hot: &[HotKey]) -> Value {

@@ -13,19 +13,20 @@
 //!             "ae": {"exchanges", "mismatches", "keys_repaired", "bytes_sent",
 //!                    "primary_partitions", "partitions_compared", "oldest_exchange_age_ms"},
 //!             "partitions": [{"partition", "distinct_keys", "sketch_bytes",
-//!                             "last_exchange_age_ms"}]},
+//!                             "last_exchange_age_ms"}]},   (only with --partitions)
 //!            {"name", "addr", "answered": false, "error"}]}
 //! ```
 
 use ringkv::ClusterStats;
+use ringkv::client::json::PartitionRows;
 
 use super::{Rendered, table};
 
 /// `stats`: the merged figures of every member that answered, and who did not. The JSON
 /// is the library's ([`ringkv::client::json::stats`]), shared with `GET /v1/stats`.
-pub fn stats(stats: &ClusterStats) -> Rendered {
+pub fn stats(stats: &ClusterStats, rows: PartitionRows) -> Rendered {
     let scans: Vec<&str> = stats.scans_incomplete.iter().map(|n| n.as_str()).collect();
-    let mut rendered = Rendered::new(ringkv::client::json::stats(stats), human(stats));
+    let mut rendered = Rendered::new(ringkv::client::json::stats(stats, rows), human(stats, rows));
     for u in &stats.unanswered {
         rendered = rendered.warn(Some(format!(
             "{} ({}) did not answer: {}; the cluster figures leave it out",
@@ -41,7 +42,7 @@ pub fn stats(stats: &ClusterStats) -> Rendered {
     rendered
 }
 
-fn human(stats: &ClusterStats) -> String {
+fn human(stats: &ClusterStats, partition_rows: PartitionRows) -> String {
     let members = stats.nodes.len() + stats.unanswered.len();
     let window_s = stats
         .nodes
@@ -116,5 +117,39 @@ fn human(stats: &ClusterStats) -> String {
         ],
         &rows,
     ));
+    if partition_rows == PartitionRows::List {
+        text.push('\n');
+        text.push_str(&partitions(stats));
+    }
     text
+}
+
+/// One row per partition of every node that answered (`--partitions`).
+fn partitions(stats: &ClusterStats) -> String {
+    let rows: Vec<Vec<String>> = stats
+        .nodes
+        .iter()
+        .flat_map(|(_, info)| {
+            info.partition_stats.iter().map(|p| {
+                vec![
+                    info.node.0.clone(),
+                    p.partition.to_string(),
+                    format!("~{}", p.distinct_keys),
+                    p.sketch_bytes.to_string(),
+                    p.last_exchange_age_ms
+                        .map_or("-".to_string(), |ms| format!("{:.1} s", ms as f64 / 1e3)),
+                ]
+            })
+        })
+        .collect();
+    table(
+        &[
+            "NODE",
+            "PARTITION",
+            "DISTINCT KEYS",
+            "SKETCH BYTES",
+            "LAST EXCHANGE",
+        ],
+        &rows,
+    )
 }

@@ -288,7 +288,7 @@ fn stats_names_a_silent_node_and_marks_the_cluster_partial() {
         }],
         10,
     );
-    let rendered = stats(&merged);
+    let rendered = stats(&merged, ringkv::client::json::PartitionRows::Omit);
     let cluster = &rendered.json["cluster"];
     assert_eq!(cluster["partial"], json!(true));
     assert_eq!(cluster["distinct_keys"], json!(0));
@@ -305,4 +305,45 @@ fn stats_names_a_silent_node_and_marks_the_cluster_partial() {
         "{:?}",
         rendered.warnings
     );
+}
+
+#[test]
+fn values_that_are_not_utf8_are_shown_lossily_with_a_pointer_to_raw() {
+    let key = Key::new("demo", "bin");
+    let text = get(&key, &get_result(true, Some(siblings(&[b"plain"]))));
+    assert!(text.warnings.is_empty(), "{:?}", text.warnings);
+    let binary = get(&key, &get_result(true, Some(siblings(&[&[0xff, 0x00]]))));
+    assert_eq!(binary.warnings.len(), 1);
+    assert!(
+        binary.warnings[0].contains("ringkv get demo/bin --raw"),
+        "{:?}",
+        binary.warnings
+    );
+}
+
+#[test]
+fn raw_output_is_the_one_value_or_a_sentence_saying_why_not() {
+    use crate::value_io::raw_value;
+    let key = Key::new("demo", "bin");
+    let one = get_result(true, Some(siblings(&[&[0xff, 0x00, b'\n']])));
+    assert_eq!(raw_value(&key, &one).unwrap(), [0xff, 0x00, b'\n']);
+    let rendered = Rendered::raw(vec![1, 2]);
+    assert_eq!(rendered.raw.as_deref(), Some(&[1u8, 2][..]));
+    let two = get_result(true, Some(siblings(&[b"a", b"b"])));
+    let err = raw_value(&key, &two).unwrap_err();
+    assert!(err.to_string().contains("2 siblings"), "{err}");
+    let missing = get_result(false, None);
+    assert_eq!(
+        raw_value(&key, &missing).unwrap_err().to_string(),
+        "demo/bin: not found"
+    );
+    let counter = GetResult {
+        found: true,
+        values: vec![],
+        context: String::new(),
+        value: Some(ReadValue::Counter { value: 3 }),
+        warning: None,
+    };
+    let err = raw_value(&key, &counter).unwrap_err();
+    assert!(err.to_string().contains("holds a counter"), "{err}");
 }

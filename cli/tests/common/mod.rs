@@ -66,8 +66,8 @@ pub struct Proc {
     label: String,
     child: Child,
     events: Receiver<Event>,
-    stdout: Arc<Mutex<String>>,
-    stderr: Arc<Mutex<String>>,
+    stdout: Arc<Mutex<Vec<u8>>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
     stdout_open: bool,
     stderr_open: bool,
 }
@@ -78,27 +78,67 @@ pub struct Outcome {
     pub command: String,
     /// `None` when a signal ended it.
     pub code: Option<i32>,
+    /// Stdout as text (bytes that are not UTF-8 shown lossily); `stdout_bytes` has them.
     pub stdout: String,
+    pub stdout_bytes: Vec<u8>,
     pub stderr: String,
+}
+
+/// What a spawned `ringkv` gets besides its arguments.
+#[derive(Debug, Clone, Default)]
+pub struct Setup {
+    /// Environment variables set for it.
+    pub env: Vec<(String, String)>,
+    /// Bytes on its stdin, then end of file (none: stdin is closed at once).
+    pub stdin: Option<Vec<u8>>,
+    /// Another program to run instead of `ringkv` (for example `sh` with a script).
+    pub program: Option<String>,
 }
 
 impl Proc {
     /// Starts `ringkv ARGS`, with the client environment variables removed so a developer's
     /// shell cannot redirect the test.
     pub fn spawn(label: &str, args: &[String]) -> Proc {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .env_remove("RINGKV_NODE")
-            .env_remove("RINGKV_CERTS")
-            .env_remove("RINGKV_LOG")
-            .stdin(Stdio::null())
+        Proc::spawn_with(label, args, &Setup::default())
+    }
+
+    /// [`Proc::spawn`] with environment variables and bytes on stdin.
+    pub fn spawn_with(label: &str, args: &[String], setup: &Setup) -> Proc {
+        let mut command = Command::new(setup.program.as_deref().unwrap_or(BIN));
+        command.args(args);
+        // Every variable a node or a client reads, so the developer's shell cannot
+        // redirect the test.
+        for (var, _) in std::env::vars_os() {
+            let ours = var
+                .to_str()
+                .is_some_and(|v| v.starts_with("RINGKV_") || v == "RUST_LOG");
+            if ours {
+                command.env_remove(var);
+            }
+        }
+        command.envs(setup.env.iter().map(|(k, v)| (k, v)));
+        let stdin = if setup.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        };
+        let mut child = command
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {BIN} for {label}: {e}"));
+        if let (Some(bytes), Some(mut pipe)) = (setup.stdin.clone(), child.stdin.take()) {
+            // A writer thread, so a child that does not read cannot block the test; the
+            // pipe closes (end of file) when the thread ends.
+            thread::spawn(move || {
+                use std::io::Write;
+                let _ = pipe.write_all(&bytes);
+            });
+        }
         let (tx, events) = mpsc::channel();
-        let stdout = Arc::new(Mutex::new(String::new()));
-        let stderr = Arc::new(Mutex::new(String::new()));
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
         if let Some(pipe) = child.stdout.take() {
             pump(pipe, Stream::Stdout, Arc::clone(&stdout), tx.clone());
         }
@@ -126,14 +166,17 @@ impl Proc {
 
     /// Everything the process wrote to stderr so far.
     pub fn stderr(&self) -> String {
-        self.stderr
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        let bytes = self.stderr.lock().unwrap_or_else(PoisonError::into_inner);
+        String::from_utf8_lossy(&bytes).into_owned()
     }
 
     /// Everything the process wrote to stdout so far.
     pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.stdout_bytes()).into_owned()
+    }
+
+    /// Everything the process wrote to stdout so far, as bytes.
+    pub fn stdout_bytes(&self) -> Vec<u8> {
         self.stdout
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -260,8 +303,13 @@ impl Drop for Proc {
 
 /// Runs `ringkv ARGS` to completion (bounded) and returns how it ended.
 pub fn ringkv(args: &[String]) -> Outcome {
+    ringkv_with(args, &Setup::default())
+}
+
+/// [`ringkv`] with environment variables and bytes on stdin.
+pub fn ringkv_with(args: &[String], setup: &Setup) -> Outcome {
     let command = format!("ringkv {}", args.join(" "));
-    let mut proc = Proc::spawn(&command, args);
+    let mut proc = Proc::spawn_with(&command, args, setup);
     let Some(status) = proc.wait_exit(COMMAND_TIMEOUT_MS) else {
         panic!(
             "`{command}` did not finish within {COMMAND_TIMEOUT_MS} ms; stderr:\n{}",
@@ -271,6 +319,7 @@ pub fn ringkv(args: &[String]) -> Outcome {
     Outcome {
         code: status.code(),
         stdout: proc.stdout(),
+        stdout_bytes: proc.stdout_bytes(),
         stderr: proc.stderr(),
         command,
     }
@@ -345,7 +394,7 @@ pub fn tail(text: &str) -> &str {
 fn pump(
     pipe: impl Read + Send + 'static,
     which: Stream,
-    log: Arc<Mutex<String>>,
+    log: Arc<Mutex<Vec<u8>>>,
     tx: Sender<Event>,
 ) {
     thread::spawn(move || {
@@ -356,10 +405,10 @@ fn pump(
             match reader.read_until(b'\n', &mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {
-                    let line = String::from_utf8_lossy(&buf).into_owned();
                     log.lock()
                         .unwrap_or_else(PoisonError::into_inner)
-                        .push_str(&line);
+                        .extend_from_slice(&buf);
+                    let line = String::from_utf8_lossy(&buf).into_owned();
                     // The receiver is gone once the Proc is dropped; keep draining the
                     // pipe anyway so the child never blocks on a full one.
                     let _ = tx.send(Event::Line(which, line.trim_end().to_owned()));

@@ -10,6 +10,7 @@ use serde_json::Value;
 use utoipa::IntoParams;
 
 use crate::client::CLIENT_TIMEOUT_MS;
+use crate::client::json::PartitionRows;
 use crate::core::stats::HOT_KEYS_K;
 use crate::proto::{ClientReply, ClientRequest, StatusInfo};
 
@@ -28,6 +29,8 @@ pub const STATS_TOP_DEFAULT: usize = 10;
 pub struct StatsParams {
     /// Cluster hot keys to list, 1 to 32 (default 10).
     pub top: Option<usize>,
+    /// List every node's partitions (about 200 KB for three nodes); default false.
+    pub partitions: Option<bool>,
 }
 
 /// Membership as this node sees it.
@@ -70,7 +73,7 @@ pub(crate) async fn ring(State(front): State<Front>) -> Result<Json<Value>, Http
     tag = "operations",
     params(StatsParams),
     responses(
-        (status = 200, description = "As `ringkv stats --json`: `cluster` figures and one entry per node (a member that does not answer is named, and the figures are `partial`)", body = Object),
+        (status = 200, description = "As `ringkv stats --json`: `cluster` figures and one entry per node (a member that does not answer is named, and the figures are `partial`); per-partition rows only with `partitions=true`", body = Object),
         (status = 400, description = "A bad parameter", body = ErrorBody),
         (status = 503, description = "The node is shutting down", body = ErrorBody),
     )
@@ -79,7 +82,9 @@ pub(crate) async fn stats(
     State(front): State<Front>,
     query: Result<Query<StatsParams>, QueryRejection>,
 ) -> Result<Json<Value>, HttpError> {
-    let top = params::query(query)?.top.unwrap_or(STATS_TOP_DEFAULT);
+    let query = params::query(query)?;
+    let top = query.top.unwrap_or(STATS_TOP_DEFAULT);
+    let rows = PartitionRows::listed_if(query.partitions.unwrap_or(false));
     if !(1..=HOT_KEYS_K).contains(&top) {
         return Err(HttpError::BadRequest(format!(
             "top={top} is out of range: list 1 to {HOT_KEYS_K} hot keys"
@@ -88,7 +93,7 @@ pub(crate) async fn stats(
     let status = own_status(&front).await?;
     // The members are asked over QUIC as this node, as `ringkv stats` asks them.
     let stats = crate::client::stats::gather(status, &front.identity, CLIENT_TIMEOUT_MS, top).await;
-    Ok(Json(crate::client::json::stats(&stats)))
+    Ok(Json(crate::client::json::stats(&stats, rows)))
 }
 
 async fn own_status(front: &Front) -> Result<StatusInfo, HttpError> {
