@@ -8,8 +8,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use ringkv::net::http::ReadToken;
 use ringkv::net::validate_name;
 use ringkv::net::{HttpOptions, NodeHandle, NodeOptions, start_node};
 use ringkv::storage::SyncMode;
@@ -41,6 +42,8 @@ pub struct DevPlan {
     /// `n1..nK` on 127.0.0.1:(base-port + i).
     pub nodes: Vec<DevNode>,
     pub sync: SyncMode,
+    /// The read-only token every node's HTTP API accepts, from `--http-read-token-file`.
+    pub read_token: Option<ReadToken>,
 }
 
 /// One node as `ringkv node` will start it.
@@ -105,6 +108,7 @@ impl DevPlan {
             dir: args.dir.clone(),
             nodes,
             sync: args.sync,
+            read_token: read_token_file(args.http_read_token_file.as_deref())?,
         })
     }
 
@@ -168,12 +172,33 @@ impl NodePlan {
             seeds: seeds.into_iter().collect(),
             vnodes: args.vnodes,
             sync: args.sync,
-            http: args.http.map(|listen| HttpOptions {
-                listen,
-                insecure: args.http_insecure,
-            }),
+            http: match args.http {
+                Some(listen) => Some(HttpOptions {
+                    listen,
+                    insecure: args.http_insecure,
+                    read_token: read_token_file(args.http_read_token_file.as_deref())?,
+                }),
+                None => None,
+            },
         })
     }
+}
+
+/// The read-only token in `path`, if one is given: the file's text without surrounding
+/// whitespace.
+pub fn read_token_file(path: Option<&Path>) -> Result<Option<ReadToken>, CliError> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        CliError::Usage(format!(
+            "cannot read the read-only token file {}: {e}",
+            path.display()
+        ))
+    })?;
+    ReadToken::new(&text)
+        .map(Some)
+        .map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))
 }
 
 /// `ringkv dev`: validates the plan, creates missing certificates, runs the cluster.
@@ -217,6 +242,7 @@ pub async fn run_dev(plan: DevPlan) -> Result<Rendered, CliError> {
                 let http = HttpOptions {
                     listen: node.http,
                     insecure: false,
+                    read_token: plan.read_token.clone(),
                 };
                 let served = h.serve_http(&http).await;
                 handles.push(h);
@@ -244,8 +270,16 @@ pub async fn run_dev(plan: DevPlan) -> Result<Rendered, CliError> {
     );
     for h in &handles {
         if let Some(url) = h.http_url() {
-            eprintln!("  {} HTTP API: {url}", h.name());
+            eprintln!(
+                "  {} HTTP API: {url} (status page {url}/, metrics {url}/metrics)",
+                h.name()
+            );
         }
+    }
+    if plan.read_token.is_some() {
+        eprintln!(
+            "  the read-only token opens the status page in a browser as URL/?token=TOKEN, and /metrics with `Authorization: Bearer TOKEN`"
+        );
     }
     let certs = plan.certs.display();
     eprintln!(
@@ -388,6 +422,7 @@ mod tests {
             http_base_port: crate::DEV_HTTP_BASE_PORT_DEFAULT,
             dir: PathBuf::from("dev"),
             sync: SyncMode::Group,
+            http_read_token_file: None,
         }
     }
 
@@ -402,6 +437,7 @@ mod tests {
             sync: SyncMode::Group,
             http: None,
             http_insecure: false,
+            http_read_token_file: None,
         }
     }
 

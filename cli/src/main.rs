@@ -359,6 +359,11 @@ pub struct DevArgs {
     /// (one per write), or none (never; acknowledged writes can be lost on an OS crash).
     #[arg(long, default_value = "group")]
     pub sync: SyncMode,
+    /// A file holding a read-only bearer token (16 to 256 characters): browsers and
+    /// Prometheus may then GET /, /metrics, /v1/status, /v1/ring and /v1/stats with
+    /// `Authorization: Bearer TOKEN` instead of a client certificate. Never data routes.
+    #[arg(long, value_name = "PATH")]
+    pub http_read_token_file: Option<PathBuf>,
 }
 
 /// One node. Its certificates come from the global --certs (env RINGKV_CERTS).
@@ -395,6 +400,17 @@ pub struct NodeArgs {
     /// only, for local experiments.
     #[arg(long, requires = "http")]
     pub http_insecure: bool,
+    /// A file holding a read-only bearer token (16 to 256 characters): clients without a
+    /// certificate may then GET /, /metrics, /v1/status, /v1/ring and /v1/stats with
+    /// `Authorization: Bearer TOKEN` (the page also takes `/?token=TOKEN`). Never data
+    /// routes; every other request still needs a client certificate.
+    #[arg(
+        long,
+        value_name = "PATH",
+        requires = "http",
+        conflicts_with = "http_insecure"
+    )]
+    pub http_read_token_file: Option<PathBuf>,
 }
 
 impl ReadQuorum {
