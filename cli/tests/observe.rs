@@ -24,6 +24,8 @@ const TOKEN: &str = "status-page-test-token-0123456789";
 const CHROMIUM_TIMEOUT_MS: u64 = 90_000;
 /// Virtual time a Chromium run lets the page's script run: several refreshes.
 const VIRTUAL_TIME_BUDGET_MS: u64 = 7_000;
+/// Writes to one key before the page loads, so it shows as the hottest.
+const HOT_KEY_WRITES: usize = 20;
 /// The browser, from `RINGKV_CHROMIUM` or `PATH`.
 const CHROMIUM_NAMES: &[&str] = &["chromium", "chromium-browser"];
 
@@ -170,6 +172,14 @@ fn the_status_page_shows_every_node_in_headless_chromium_and_follows_a_stop() {
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let browser_dir = tempfile::tempdir().unwrap_or_else(|e| panic!("no temp dir: {e}"));
 
+    // Some traffic, so the page has a hot key and distinct keys to show.
+    let writer = HttpClient::new(&cluster.http_url(0), &cluster.certs, Some("client"));
+    for i in 0..HOT_KEY_WRITES {
+        writer
+            .send(Method::PUT, "/v1/buckets/page/keys/hot", &[], i.to_string().into_bytes())
+            .expect(204);
+    }
+
     // All three members up, as n1 sees them once gossip settled.
     let dom = wait_for("the page to show n1, n2 and n3 up", || {
         let dom = run_chromium(&chromium, browser_dir.path(), &url, None)?;
@@ -182,6 +192,8 @@ fn the_status_page_shows_every_node_in_headless_chromium_and_follows_a_stop() {
     });
     assert_refreshed(&dom);
     assert!(dom.contains("distinct keys"), "{dom}");
+    // The stats poll ran too: the hot key is listed by name.
+    assert!(dom.contains("<td>page/hot</td>"), "{dom}");
     let shot = shots.join("status-page-3-up.png");
     run_chromium(&chromium, browser_dir.path(), &url, Some(&shot))
         .unwrap_or_else(|e| panic!("the screenshot run failed: {e}"));
