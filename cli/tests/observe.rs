@@ -157,7 +157,10 @@ fn metrics_are_served_per_node_and_the_token_opens_only_read_only_routes() {
             Vec::new(),
         )
         .expect(401);
-    // The write above was refused before it reached the core.
+    // The write above was refused before it reached the core. And the `/v1/stats` above
+    // (which asks n2 and n3) left n1's peer links alone: this R=2 read needs them (it
+    // failed with n2 and n3 "unreachable" when `/v1/stats` dialled them anew under n1's
+    // certificate, which they took for a restart of n1).
     assert_eq!(
         with_cert.get("/v1/buckets/demo/keys/k").expect(200).text(),
         "v"
