@@ -179,7 +179,12 @@ fn the_status_page_shows_every_node_in_headless_chromium_and_follows_a_stop() {
     let writer = HttpClient::new(&cluster.http_url(0), &cluster.certs, Some("client"));
     for i in 0..HOT_KEY_WRITES {
         writer
-            .send(Method::PUT, "/v1/buckets/page/keys/hot", &[], i.to_string().into_bytes())
+            .send(
+                Method::PUT,
+                "/v1/buckets/page/keys/hot",
+                &[],
+                i.to_string().into_bytes(),
+            )
             .expect(204);
     }
 
