@@ -85,6 +85,11 @@ pub(crate) async fn start(opts: &HttpOptions, front: Front) -> Result<HttpServer
         reason,
     };
     let acceptor = if opts.insecure {
+        if opts.read_token.is_some() {
+            return Err(fail(
+                "a read-only token limits clients without a certificate, but plain HTTP (--http-insecure) lets every client do everything; drop one of the two".into(),
+            ));
+        }
         if !opts.listen.ip().is_loopback() {
             return Err(fail(
                 "plain HTTP (--http-insecure) is served only on a loopback address; drop --http-insecure to serve TLS with client certificates, or listen on 127.0.0.1".into(),
