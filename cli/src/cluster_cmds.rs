@@ -9,8 +9,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use ringkv::net::http::ReadToken;
 use ringkv::net::validate_name;
 use ringkv::net::{HttpOptions, NodeHandle, NodeOptions, start_node};
 use ringkv::proto::REPLICAS_MAX;
@@ -100,6 +101,12 @@ impl NodePlan {
                 "http_insecure (--http-insecure) needs an HTTP address: set --http, RINGKV_HTTP or `http`".to_owned(),
             ));
         }
+        let read_token = read_token_file(settings.http_read_token_file.as_deref())?;
+        if read_token.is_some() && (insecure || settings.http.is_none()) {
+            return Err(CliError::Usage(
+                "http_read_token_file (--http-read-token-file) needs the HTTP API over TLS: set --http, and not --http-insecure (plain HTTP lets everyone in anyway)".to_owned(),
+            ));
+        }
         let (peers, seeds) = members(
             &name,
             listen,
@@ -118,7 +125,11 @@ impl NodePlan {
                 seeds,
                 vnodes,
                 sync: settings.sync.unwrap_or_default(),
-                http: settings.http.map(|listen| HttpOptions { listen, insecure }),
+                http: settings.http.map(|listen| HttpOptions {
+                    listen,
+                    insecure,
+                    read_token,
+                }),
                 n,
                 w,
                 r,
@@ -143,6 +154,7 @@ fn flag_settings(global: &GlobalArgs, args: &NodeArgs) -> NodeSettings {
         sync: args.sync,
         http: args.http,
         http_insecure: args.http_insecure.then_some(true),
+        http_read_token_file: args.http_read_token_file.clone(),
         n: args.n,
         w: args.w,
         r: args.r,
@@ -343,6 +355,23 @@ pub async fn stop_all(handles: Vec<NodeHandle>) {
             eprintln!("node {name} did not stop cleanly: {e}");
         }
     }
+}
+
+/// The read-only token in `path`, if one is given: the file's text without surrounding
+/// whitespace.
+pub fn read_token_file(path: Option<&Path>) -> Result<Option<ReadToken>, CliError> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        CliError::Usage(format!(
+            "cannot read the read-only token file {}: {e}",
+            path.display()
+        ))
+    })?;
+    ReadToken::new(&text)
+        .map(Some)
+        .map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ pub const CONFIG_BYTES_MAX: u64 = 1024 * 1024;
 /// Every key of a node's settings, in the order the docs list them (the tests hold the
 /// README's table and the struct to it).
 #[cfg(test)]
-pub const KEYS: [&str; 14] = [
+pub const KEYS: [&str; 15] = [
     "name",
     "listen",
     "dir",
@@ -39,6 +39,7 @@ pub const KEYS: [&str; 14] = [
     "sync",
     "http",
     "http_insecure",
+    "http_read_token_file",
     "n",
     "w",
     "r",
@@ -70,6 +71,8 @@ pub struct NodeSettings {
     pub http: Option<SocketAddr>,
     /// Plain HTTP on a loopback address.
     pub http_insecure: Option<bool>,
+    /// A file holding the read-only bearer token of `/`, `/metrics` and `/v1/status`.
+    pub http_read_token_file: Option<PathBuf>,
     /// Default replicas of a request that does not say.
     pub n: Option<u8>,
     /// Default write quorum.
@@ -168,6 +171,7 @@ impl NodeSettings {
             sync: env.get("sync", parse_text)?,
             http: env.get("http", parse_text)?,
             http_insecure: env.get("http_insecure", parse_bool)?,
+            http_read_token_file: env.get("http_read_token_file", |t| Ok(PathBuf::from(t)))?,
             n: env.get("n", parse_text)?,
             w: env.get("w", parse_text)?,
             r: env.get("r", parse_text)?,
@@ -188,6 +192,7 @@ impl NodeSettings {
             sync: self.sync.or(lower.sync),
             http: self.http.or(lower.http),
             http_insecure: self.http_insecure.or(lower.http_insecure),
+            http_read_token_file: self.http_read_token_file.or(lower.http_read_token_file),
             n: self.n.or(lower.n),
             w: self.w.or(lower.w),
             r: self.r.or(lower.r),
@@ -197,7 +202,14 @@ impl NodeSettings {
 
     /// Relative `dir` and `certs` joined to `base`.
     fn relative_to(mut self, base: &Path) -> NodeSettings {
-        for path in [&mut self.dir, &mut self.certs].into_iter().flatten() {
+        for path in [
+            &mut self.dir,
+            &mut self.certs,
+            &mut self.http_read_token_file,
+        ]
+        .into_iter()
+        .flatten()
+        {
             if path.is_relative() {
                 *path = base.join(&*path);
             }

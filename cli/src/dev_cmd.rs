@@ -46,6 +46,8 @@ pub struct DevPlan {
     pub n: u8,
     /// Default W and R of every node: a majority of N.
     pub quorum: u8,
+    /// `--http-read-token-file`, made absolute: every node's read-only token.
+    pub read_token_file: Option<PathBuf>,
 }
 
 impl DevPlan {
@@ -96,6 +98,16 @@ impl DevPlan {
             sync: args.sync,
             n,
             quorum: n / 2 + 1,
+            read_token_file: match &args.http_read_token_file {
+                Some(path) => {
+                    // Checked now, so a bad token stops dev before any node starts.
+                    crate::cluster_cmds::read_token_file(Some(path))?;
+                    Some(std::path::absolute(path).map_err(|e| {
+                        CliError::Usage(format!("--http-read-token-file {}: {e}", path.display()))
+                    })?)
+                }
+                None => None,
+            },
         })
     }
 
@@ -126,7 +138,7 @@ sync = {sync}
 n = {n}
 w = {quorum}
 r = {quorum}
-",
+{token}",
             name = node.name,
             path = node.config.display(),
             name_value = text(node.name.clone()),
@@ -137,6 +149,14 @@ r = {quorum}
             sync = text(self.sync.to_string()),
             n = self.n,
             quorum = self.quorum,
+            token = self
+                .read_token_file
+                .as_ref()
+                .map(|p| format!(
+                    "# The read-only bearer token of /, /metrics and /v1/status.\nhttp_read_token_file = {}\n",
+                    text(p.display().to_string())
+                ))
+                .unwrap_or_default(),
         )
     }
 
@@ -239,11 +259,16 @@ async fn run_dev(plan: DevPlan) -> Result<Rendered, CliError> {
         plan.quorum,
     );
     for (h, node) in handles.iter().zip(&plan.nodes) {
+        let url = h.http_url().unwrap_or_default();
         eprintln!(
-            "  {} HTTP API: {} (started from {})",
+            "  {} HTTP API: {url} (status page {url}/, metrics {url}/metrics; started from {})",
             h.name(),
-            h.http_url().unwrap_or_default(),
             node.config.display()
+        );
+    }
+    if plan.read_token_file.is_some() {
+        eprintln!(
+            "  the read-only token opens the status page in a browser as URL/?token=TOKEN, and /metrics with `Authorization: Bearer TOKEN`"
         );
     }
     let first_url = handles
@@ -290,6 +315,7 @@ mod tests {
             http_base_port: crate::DEV_HTTP_BASE_PORT_DEFAULT,
             dir: PathBuf::from(dir),
             sync: SyncMode::Group,
+            http_read_token_file: None,
         }
     }
 

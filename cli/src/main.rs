@@ -400,6 +400,11 @@ pub struct DevArgs {
     /// (one per write), or none (never; acknowledged writes can be lost on an OS crash).
     #[arg(long, default_value = "group")]
     pub sync: SyncMode,
+    /// A file holding a read-only bearer token (16 to 256 characters): browsers and
+    /// Prometheus may then GET /, /metrics, /v1/status, /v1/ring and /v1/stats with
+    /// `Authorization: Bearer TOKEN` instead of a client certificate. Never data routes.
+    #[arg(long, value_name = "PATH")]
+    pub http_read_token_file: Option<PathBuf>,
 }
 
 /// One node. Every setting also has a key in the `--config` file and a `RINGKV_KEY`
@@ -443,6 +448,12 @@ pub struct NodeArgs {
     /// addresses only, for local experiments.
     #[arg(long)]
     pub http_insecure: bool,
+    /// A file holding a read-only bearer token (16 to 256 characters): clients without a
+    /// certificate may then GET /, /metrics, /v1/status, /v1/ring and /v1/stats with
+    /// `Authorization: Bearer TOKEN` (the page also takes `/?token=TOKEN`). Never data
+    /// routes; every other request still needs a client certificate.
+    #[arg(long, value_name = "PATH")]
+    pub http_read_token_file: Option<PathBuf>,
     /// Default replicas of a request that does not say [default: 3].
     #[arg(long, value_parser = replicas())]
     pub n: Option<u8>,

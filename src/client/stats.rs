@@ -12,6 +12,7 @@ use std::path::Path;
 use tokio::task::JoinSet;
 
 use crate::client::{Client, ClientError, load_client_identity, reply_kind};
+use crate::core::placement::ring::NodeId;
 use crate::core::stats::{ClusterStats, NodeAnswer, StatsInfo};
 use crate::net::Identity;
 use crate::proto::{ClientReply, ClientRequest, StatusInfo};
@@ -38,30 +39,43 @@ pub(super) async fn cluster_stats(
 
 /// Asks every member of `status` for its statistics at once, as `identity`, each call
 /// bounded by `timeout_ms`, and merges the answers: the part of [`Client::cluster_stats`]
-/// after the member list is known, shared with the HTTP API (which knows the member list
-/// from its own core and asks as the node).
+/// after the member list is known.
 pub(crate) async fn gather(
     status: StatusInfo,
     identity: &Identity,
     timeout_ms: u64,
     hot_keys_max: usize,
 ) -> ClusterStats {
+    let ask = |_: &NodeId, addr: Result<SocketAddr, String>| {
+        let member_client = addr.and_then(|addr| {
+            Client::with_identity(addr, identity)
+                .map(|member| member.with_timeout_ms(timeout_ms))
+                .map_err(|e| e.to_string())
+        });
+        async move { member_client?.stats().await.map_err(|e| e.to_string()) }
+    };
+    gather_with(status, ask, hot_keys_max).await
+}
+
+/// Asks every member of `status` at once with `ask` (given its name and resolved address)
+/// and merges the answers; a member whose ask fails is named with its error. Shared with
+/// the HTTP API, which knows the member list from its own core and asks over the node's
+/// own peer connections (a second connection under the node's certificate would look to
+/// the other members like a restart of this node).
+pub(crate) async fn gather_with<F, Fut>(
+    status: StatusInfo,
+    ask: F,
+    hot_keys_max: usize,
+) -> ClusterStats
+where
+    F: Fn(&NodeId, Result<SocketAddr, String>) -> Fut,
+    Fut: Future<Output = Result<StatsInfo, String>> + Send + 'static,
+{
     let mut asks = JoinSet::new();
     let mut answers = Vec::with_capacity(status.members.len());
     for (index, member) in status.members.into_iter().enumerate() {
-        let member_client = match resolve(&member.addr).await {
-            Ok(addr) => Client::with_identity(addr, identity)
-                .map(|member| member.with_timeout_ms(timeout_ms))
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e),
-        };
-        asks.spawn(async move {
-            let result = match member_client {
-                Ok(member) => member.stats().await.map_err(|e| e.to_string()),
-                Err(e) => Err(e),
-            };
-            (index, result)
-        });
+        let asking = ask(&member.name, resolve(&member.addr).await);
+        asks.spawn(async move { (index, asking.await) });
         answers.push(NodeAnswer {
             node: member.name,
             addr: member.addr,

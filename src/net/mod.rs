@@ -8,7 +8,9 @@
 //! - `driver`: the node driver, which runs one core node on top of the transport (its
 //!   inputs, the core loop with the group commit, peer links and client sessions);
 //! - [`http`]: the HTTP/JSON API, a second front door that feeds the driver's input
-//!   channel exactly as QUIC request streams do.
+//!   channel exactly as QUIC request streams do;
+//! - [`metrics`]: each node's own Prometheus recorder, fed by the driver (never by the
+//!   core) and rendered by the HTTP API's `/metrics`.
 //!
 //! The items most callers need are re-exported here.
 
@@ -17,6 +19,7 @@ pub mod driver;
 #[cfg(not(feature = "sim"))]
 pub(crate) mod driver;
 pub mod http;
+pub mod metrics;
 #[cfg(feature = "sim")]
 pub mod transport;
 #[cfg(not(feature = "sim"))]

@@ -320,6 +320,11 @@ impl Storage for FjallStorage {
     fn sync_mode(&self) -> SyncMode {
         self.sync
     }
+
+    fn disk_bytes(&self) -> Option<u64> {
+        // fjall sums the table sizes it tracks and the journal files' sizes; no scan.
+        self.db.disk_space().ok()
+    }
 }
 
 /// Keeps only the last write on each (space, key), in their original order. fjall gives

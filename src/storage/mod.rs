@@ -172,6 +172,12 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// The sync policy this engine was opened with.
     fn sync_mode(&self) -> SyncMode;
 
+    /// Bytes the engine holds on disk, when it can tell without a scan (metrics); `None`
+    /// for engines without a disk or that cannot say.
+    fn disk_bytes(&self) -> Option<u64> {
+        None
+    }
+
     /// Stores one value unconditionally (a batch of one).
     fn put(&self, space: Space, key: &[u8], value: Vec<u8>) -> Result<(), StorageError> {
         self.batch(vec![BatchOp::Put {

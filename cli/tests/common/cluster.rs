@@ -35,6 +35,8 @@ pub struct Cluster {
     pub nodes: Vec<ClusterNode>,
     /// Every node also serves its HTTP API (`--http 127.0.0.1:0`).
     http: bool,
+    /// Flags every node gets besides the harness's own.
+    extra_args: Vec<String>,
     // Last, so the processes are killed before their directories are removed.
     pub dir: tempfile::TempDir,
 }
@@ -42,16 +44,21 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `count` nodes and waits until each says it is listening.
     pub fn start(count: usize) -> Cluster {
-        Cluster::start_with(count, false)
+        Cluster::start_with(count, false, Vec::new())
     }
 
     /// Starts `count` nodes that also serve the HTTP API, each on an ephemeral port (see
     /// [`Cluster::http_url`]).
     pub fn start_http(count: usize) -> Cluster {
-        Cluster::start_with(count, true)
+        Cluster::start_with(count, true, Vec::new())
     }
 
-    fn start_with(count: usize, http: bool) -> Cluster {
+    /// As [`Cluster::start_http`], every node also given `extra` flags.
+    pub fn start_http_with(count: usize, extra: Vec<String>) -> Cluster {
+        Cluster::start_with(count, true, extra)
+    }
+
+    fn start_with(count: usize, http: bool, extra_args: Vec<String>) -> Cluster {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("cannot make a temp dir: {e}"));
         let certs = dir.path().join("certs");
         make_certs(&certs, count);
@@ -59,6 +66,7 @@ impl Cluster {
             certs,
             nodes: Vec::new(),
             http,
+            extra_args,
             dir,
         };
         let mut last_failure = String::new();
@@ -278,6 +286,7 @@ impl Cluster {
         if self.http {
             command.extend(args(&["--http", "127.0.0.1:0"]));
         }
+        command.extend(self.extra_args.iter().cloned());
         if let Some(seed) = node.seed {
             command.push("--seed".to_owned());
             command.push(seed.to_string());

@@ -26,6 +26,12 @@
 //! actor id (a clean stop records a marker that keeps it), so it never issues those dots
 //! again (`sim/persist.rs` plays this window; `tests/sim_world.rs` shows the lost update
 //! the old actor would cause).
+//!
+//! Metrics: this loop is where a request's life is visible end to end, so it records
+//! request counts and latencies (client requests from input to reply, peers' reads,
+//! replicates and forwards from input to answer), persist durations and batch sizes into
+//! the node's own recorder, and copies the core's counters every
+//! [`METRICS_SAMPLE_INTERVAL_MS`] ([`crate::net::metrics`]). The core records nothing.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -43,6 +49,14 @@ use crate::net::driver::error::DriverError;
 use crate::net::driver::input::{Input, ReplyTo};
 use crate::net::driver::peer_link::PeerLinks;
 use crate::net::driver::persist_tracker::PersistTracker;
+use crate::net::metrics::NodeMetrics;
+use crate::net::metrics::catalog::{OBJECT_BYTES, READ_SIBLINGS};
+use crate::net::metrics::labels::{
+    PeerOp, ROLE_COORDINATOR, RequestLabels, peer_answer, peer_request, read_siblings,
+    reply_outcome,
+};
+use crate::net::metrics::sample::sample;
+use crate::net::metrics::timing::{PeerTimings, Started};
 use crate::proto::{ClientReply, PeerMessage};
 use crate::storage::{Storage, StorageError};
 
@@ -53,6 +67,8 @@ pub const LEAVE_DRAIN_MS: u64 = 3_000;
 /// Outputs waiting for a persist at most (messages plus replies); beyond it the core
 /// stops taking inputs until the running persist ends, so a slow disk pushes back.
 pub const OUTPUTS_WAITING_MAX: usize = BATCH_MAX * 16;
+/// How often the core's counters and gauges are copied into the metrics recorder.
+pub const METRICS_SAMPLE_INTERVAL_MS: u64 = 1_000;
 
 /// The driver's clocks, read once per batch.
 #[derive(Clone, Copy, Debug)]
@@ -68,20 +84,36 @@ pub(crate) struct CoreLoop {
     links: PeerLinks,
     clock: Clock,
     tracker: Arc<PersistTracker>,
-    waiting: HashMap<u64, ReplyTo>,
+    waiting: HashMap<u64, Waiting>,
     addrs: AddrCache,
     next_req: u64,
     /// Which outputs may leave now and which wait for which persist.
     gate: CommitGate<Output>,
     /// The running persist; the gate holds what it releases.
     sync: Option<JoinHandle<Result<(), StorageError>>>,
+    /// The node's metrics recorder.
+    metrics: NodeMetrics,
+    /// Peer requests whose answers are timed.
+    peer_timings: PeerTimings,
+    /// When the running persist started, and the inputs handled before it.
+    persist_started: Option<(Instant, u64)>,
+    /// Inputs handled since the last persist started.
+    inputs_since_persist: u64,
+}
+
+/// A client request waiting for its reply: where it goes, and what its metrics need.
+#[derive(Debug)]
+struct Waiting {
+    reply: ReplyTo,
+    at: Instant,
+    labels: RequestLabels,
 }
 
 /// One output of the core on its way through the commit gate.
 #[derive(Debug)]
 enum Output {
     Transmit(NodeId, PeerMessage),
-    Reply(ReplyTo, ClientReply),
+    Reply(Waiting, ClientReply),
 }
 
 /// Member addresses resolved once each (they are `IP:port` strings in practice).
@@ -121,6 +153,7 @@ impl CoreLoop {
         links: PeerLinks,
         clock: Clock,
         tracker: Arc<PersistTracker>,
+        metrics: NodeMetrics,
     ) -> CoreLoop {
         CoreLoop {
             node,
@@ -134,11 +167,18 @@ impl CoreLoop {
             next_req: 1,
             gate: CommitGate::new(),
             sync: None,
+            metrics,
+            peer_timings: PeerTimings::default(),
+            persist_started: None,
+            inputs_since_persist: 0,
         }
     }
 
     pub(crate) async fn run(mut self) -> Result<(), DriverError> {
         let mut batch = Vec::with_capacity(BATCH_MAX);
+        let mut sample_tick =
+            tokio::time::interval(Duration::from_millis(METRICS_SAMPLE_INTERVAL_MS));
+        sample_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let deadline = self.node.poll_timeout().map(|d| self.clock.instant_of(d));
             let syncing = self.sync.is_some();
@@ -147,6 +187,7 @@ impl CoreLoop {
                 done = wait_sync(&mut self.sync), if syncing => {
                     self.sync = None;
                     self.check(done)?;
+                    self.persist_done();
                     let outputs = self.gate.complete_persist();
                     self.dispatch(outputs).await;
                 }
@@ -177,6 +218,10 @@ impl CoreLoop {
                     self.node.handle_timeout(now);
                     self.collect();
                 }
+                _ = sample_tick.tick() => {
+                    let now = self.clock.now();
+                    sample(&self.metrics, &self.node, self.tracker.as_ref(), now.mono_ms);
+                }
             }
             self.send_early().await;
             self.start_persist().await;
@@ -193,16 +238,22 @@ impl CoreLoop {
     /// Feeds a batch to the core; true when it held a shutdown.
     fn handle_batch(&mut self, batch: &mut Vec<Input>) -> bool {
         let now = self.clock.now();
+        let at = Instant::now();
         let mut stop = false;
+        self.inputs_since_persist += batch.len() as u64;
         for input in batch.drain(..) {
             match input {
                 Input::Client { request, reply } => {
                     let id = self.next_req;
                     self.next_req += 1;
-                    self.waiting.insert(id, reply);
+                    let labels = RequestLabels::of_request(&request);
+                    self.waiting.insert(id, Waiting { reply, at, labels });
                     self.node.handle_client(now, id, request);
                 }
-                Input::Peer { from, msg } => self.node.handle_message(now, from, msg),
+                Input::Peer { from, msg } => {
+                    self.time_peer_request(&from, &msg, at);
+                    self.node.handle_message(now, from, msg)
+                }
                 Input::Unreachable(peer) => self.node.handle_unreachable(now, peer),
                 Input::Datagram { from, data } => self.node.handle_datagram(now, from, &data),
                 Input::Shutdown => stop = true,
@@ -221,9 +272,9 @@ impl CoreLoop {
             self.gate.push(Output::Transmit(to, msg), departure);
         }
         while let Some((id, reply)) = self.node.poll_reply() {
-            if let Some(tx) = self.waiting.remove(&id) {
+            if let Some(waiting) = self.waiting.remove(&id) {
                 self.gate
-                    .push(Output::Reply(tx, reply), Departure::of_reply());
+                    .push(Output::Reply(waiting, reply), Departure::of_reply());
             }
         }
         while let Some((addr, data)) = self.node.poll_datagram() {
@@ -249,7 +300,76 @@ impl CoreLoop {
         }
         let storage = self.tracker.clone();
         self.sync = Some(tokio::task::spawn_blocking(move || storage.persist()));
+        self.persist_started = Some((Instant::now(), self.inputs_since_persist));
+        self.inputs_since_persist = 0;
         self.gate.start_persist();
+    }
+
+    /// Records the persist that just completed.
+    fn persist_done(&mut self) {
+        if let Some((started, inputs)) = self.persist_started.take() {
+            self.metrics.observe_persist(started.elapsed(), inputs);
+        }
+    }
+
+    /// Starts timing a peer's read, replicate or forward until its answer leaves.
+    fn time_peer_request(&mut self, from: &NodeId, msg: &PeerMessage, at: Instant) {
+        let Some((op, id)) = peer_request(msg) else {
+            return;
+        };
+        let policy = match msg {
+            PeerMessage::Replicate { object, .. } => {
+                let policy = object.policy().name();
+                if let Some(bytes) = crate::net::metrics::object_bytes(object) {
+                    self.metrics
+                        .histogram(OBJECT_BYTES, &[("policy", policy)])
+                        .record(bytes as f64);
+                }
+                Some(policy)
+            }
+            PeerMessage::Forward { request, .. } => RequestLabels::of_request(request).policy,
+            _ => None,
+        };
+        self.peer_timings
+            .start(from.clone(), op, id, Started { at, policy });
+    }
+
+    /// Records an answer to a peer's request leaving, if the request was timed.
+    fn observe_peer_answer(&mut self, to: &NodeId, msg: &PeerMessage) {
+        let Some((op, id, outcome, answer_policy)) = peer_answer(msg) else {
+            return;
+        };
+        let Some(started) = self.peer_timings.finish(to, op, id) else {
+            return;
+        };
+        let op_label = match op {
+            PeerOp::Read => "read",
+            PeerOp::Replicate => "replicate",
+            PeerOp::Forward => "forward",
+        };
+        let policy = started
+            .policy
+            .or(answer_policy)
+            .unwrap_or(crate::net::metrics::labels::POLICY_NONE);
+        self.metrics
+            .observe_request(op.role(), op_label, policy, outcome, started.at.elapsed());
+    }
+
+    /// Records a client reply leaving.
+    fn observe_reply(&self, waiting: &Waiting, reply: &ClientReply) {
+        let labels = waiting.labels;
+        self.metrics.observe_request(
+            ROLE_COORDINATOR,
+            labels.op,
+            labels.policy_with(reply),
+            reply_outcome(reply),
+            waiting.at.elapsed(),
+        );
+        if let Some(siblings) = read_siblings(reply) {
+            self.metrics
+                .histogram(READ_SIBLINGS, &[])
+                .record(siblings as f64);
+        }
     }
 
     /// Waits until everything handled so far is durable and sent (shutdown, leave).
@@ -257,13 +377,17 @@ impl CoreLoop {
         if let Some(task) = self.sync.take() {
             let done = task.await;
             self.check(done)?;
+            self.persist_done();
             let outputs = self.gate.complete_persist();
             self.dispatch(outputs).await;
         }
         let storage = self.tracker.clone();
         self.gate.start_persist();
+        self.persist_started = Some((Instant::now(), self.inputs_since_persist));
+        self.inputs_since_persist = 0;
         let done = tokio::task::spawn_blocking(move || storage.persist()).await;
         self.check(done)?;
+        self.persist_done();
         let outputs = self.gate.complete_persist();
         self.dispatch(outputs).await;
         self.send_early().await;
@@ -310,6 +434,7 @@ impl CoreLoop {
                     continue;
                 }
             };
+            self.observe_peer_answer(&to, &msg);
             let member_addr = self.node.membership().get(&to).map(|m| m.addr.clone());
             match member_addr.and_then(|a| self.addrs.resolve(&a)) {
                 Some(addr) => {
@@ -324,8 +449,9 @@ impl CoreLoop {
                 }
             }
         }
-        for (to, reply) in replies {
-            to.send(reply);
+        for (waiting, reply) in replies {
+            self.observe_reply(&waiting, &reply);
+            waiting.reply.send(reply);
         }
         // Unreachable peers may have failed requests: their replies wait like any other.
         self.collect();

@@ -21,6 +21,7 @@ use crate::net::driver::persist_tracker::PersistTracker;
 use crate::net::driver::server::Server;
 use crate::net::http::front::Front;
 use crate::net::http::{HttpOptions, HttpServer};
+use crate::net::metrics::NodeMetrics;
 use crate::net::{ConnectionPool, Identity, NetError, bind, load_identity, serve};
 use crate::storage::{FjallStorage, Storage, SyncMode};
 
@@ -71,6 +72,10 @@ pub struct NodeHandle {
     identity: Arc<Identity>,
     /// The HTTP API, once [`NodeHandle::serve_http`] started it.
     http: Option<HttpServer>,
+    /// The node's own metrics recorder (`GET /metrics`).
+    metrics: NodeMetrics,
+    /// The node's connections to its peers, shared with the HTTP API's `/v1/stats`.
+    pool: ConnectionPool,
 }
 
 impl Bound {
@@ -142,10 +147,14 @@ pub fn start_with_storage(
     let pool = ConnectionPool::new(bound.endpoint.clone());
     let datagrams = DatagramSender::new(name.clone(), pool.clone());
     let links = PeerLinks::new(name.clone(), pool.clone(), tx.clone());
-    let core = tokio::spawn(CoreLoop::new(node, rx, datagrams, links, clock, tracker).run());
+    // This node's own recorder: several nodes may share the process (tests, `dev`).
+    let metrics = NodeMetrics::new();
+    let core = tokio::spawn(
+        CoreLoop::new(node, rx, datagrams, links, clock, tracker, metrics.clone()).run(),
+    );
     let server = tokio::spawn(serve(
         bound.endpoint.clone(),
-        Arc::new(Server::new(tx.clone(), pool)),
+        Arc::new(Server::new(tx.clone(), pool.clone(), metrics.clone())),
     ));
     tracing::info!(node = %name, addr = %bound.addr, role = %bound.identity.role, "node started");
     Ok(NodeHandle {
@@ -158,6 +167,8 @@ pub fn start_with_storage(
         storage,
         identity: Arc::new(bound.identity),
         http: None,
+        metrics,
+        pool,
     })
 }
 
@@ -170,6 +181,11 @@ impl NodeHandle {
     /// The address its endpoint is bound to (the actual port when bound to port 0).
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The node's metrics, as `GET /metrics` renders them.
+    pub fn metrics(&self) -> &NodeMetrics {
+        &self.metrics
     }
 
     /// The node's storage, for inspection by tests and tools.
@@ -190,6 +206,8 @@ impl NodeHandle {
             self.inputs.clone(),
             self.identity.clone(),
             self.name.clone(),
+            self.metrics.clone(),
+            self.pool.clone(),
         );
         let server = crate::net::http::serve::start(opts, front).await?;
         let addr = server.addr();

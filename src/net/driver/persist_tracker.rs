@@ -114,6 +114,10 @@ impl Storage for PersistTracker {
         self.inner.sync_mode()
     }
 
+    fn disk_bytes(&self) -> Option<u64> {
+        self.inner.disk_bytes()
+    }
+
     fn put(&self, space: Space, key: &[u8], value: Vec<u8>) -> Result<(), StorageError> {
         let result = self.inner.put(space, key, value);
         self.mark_dirty();

@@ -26,6 +26,10 @@ use crate::net::driver::datagrams::read_datagrams;
 use crate::net::driver::input::{Input, submit};
 use crate::net::driver::node_session::serve_session;
 use crate::net::driver::peer_link::accept_peer_streams;
+use crate::net::metrics::NodeMetrics;
+use crate::net::metrics::catalog::{
+    CLIENT_SESSIONS, CLIENT_SESSIONS_TOTAL, CONNECTIONS, CONNECTIONS_TOTAL,
+};
 use crate::net::{ConnectionPool, Handler, NetError, PeerIdentity, Role};
 use crate::proto::{PROTOCOL_VERSION, WireBody, WireRequest, WireResponse};
 
@@ -45,14 +49,21 @@ pub(crate) struct Server {
     pool: ConnectionPool,
     /// The latest incoming connection of each node, by certificate name.
     incoming: Mutex<HashMap<String, quinn::Connection>>,
+    /// The node's metrics: open connections and client sessions.
+    metrics: NodeMetrics,
 }
 
 impl Server {
-    pub(crate) fn new(inputs: mpsc::Sender<Input>, pool: ConnectionPool) -> Server {
+    pub(crate) fn new(
+        inputs: mpsc::Sender<Input>,
+        pool: ConnectionPool,
+        metrics: NodeMetrics,
+    ) -> Server {
         Server {
             inputs,
             pool,
             incoming: Mutex::new(HashMap::new()),
+            metrics,
         }
     }
 
@@ -141,10 +152,21 @@ impl Handler for Server {
         send: quinn::SendStream,
         recv: quinn::RecvStream,
     ) {
+        let _open = self
+            .metrics
+            .open(CLIENT_SESSIONS, CLIENT_SESSIONS_TOTAL, &[]);
         serve_session(self.inputs.clone(), peer, remote, req.version, send, recv).await;
     }
 
     fn connected(&self, peer: &PeerIdentity, conn: &quinn::Connection) {
+        let open = self
+            .metrics
+            .open(CONNECTIONS, CONNECTIONS_TOTAL, &[("transport", "quic")]);
+        let closing = conn.clone();
+        tokio::spawn(async move {
+            closing.closed().await;
+            drop(open);
+        });
         if peer.role == Role::Node {
             let accepted = Instant::now();
             if self.supersedes(peer, conn) {

@@ -8,6 +8,7 @@
 //! | case | status |
 //! | --- | --- |
 //! | malformed request, bad parameter, header, key or batch over a limit | 400 |
+//! | no client certificate, and no valid read-only token for a read-only route | 401 |
 //! | missing key or object | 404 |
 //! | the key holds an object of another policy; too many siblings | 409 |
 //! | body or value over its limit | 413 |
@@ -43,6 +44,10 @@ pub enum HttpError {
         /// The limit.
         limit: usize,
     },
+    /// The connection presented no client certificate, and the request no read-only
+    /// token that opens its route.
+    #[error("{0}")]
+    Unauthorized(String),
     /// No replica holds the key, or it is deleted.
     #[error("{key} is not found")]
     NotFound {
@@ -77,7 +82,7 @@ pub enum HttpError {
 pub struct ErrorBody {
     /// What went wrong and what to do, as one sentence.
     pub error: String,
-    /// A stable name for the case: `bad_request`, `too_large`, `not_found`,
+    /// A stable name for the case: `bad_request`, `too_large`, `unauthorized`, `not_found`,
     /// `wrong_policy`, `conflict`, `quorum_failed`, `overloaded`, `not_ready`,
     /// `forward_failed`, `unavailable` or `internal`.
     pub code: String,
@@ -95,6 +100,7 @@ impl HttpError {
         match self {
             HttpError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             HttpError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            HttpError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             HttpError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
             HttpError::WrongPolicy { .. } => (StatusCode::CONFLICT, "wrong_policy"),
             HttpError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
@@ -166,6 +172,12 @@ impl IntoResponse for HttpError {
             quorum,
         };
         let mut response = (status, Json(body)).into_response();
+        if let HttpError::Unauthorized(_) = &self {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"ringkv\""),
+            );
+        }
         if let HttpError::NotFound {
             context: Some(token),
             ..

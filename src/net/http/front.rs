@@ -7,8 +7,9 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::core::placement::ring::NodeId;
-use crate::net::Identity;
 use crate::net::driver::input::{Input, submit};
+use crate::net::metrics::NodeMetrics;
+use crate::net::{ConnectionPool, Identity};
 use crate::proto::{ClientReply, ClientRequest, WireResponse};
 
 use super::error::HttpError;
@@ -21,14 +22,26 @@ pub(crate) struct Front {
     pub(crate) identity: Arc<Identity>,
     /// The node's name, for log lines.
     pub(crate) node: NodeId,
+    /// The node's metrics, which `/metrics` renders and the server counts connections in.
+    pub(crate) metrics: NodeMetrics,
+    /// The node's own connections to its peers, on which `/v1/stats` asks them.
+    pub(crate) pool: ConnectionPool,
 }
 
 impl Front {
-    pub(crate) fn new(inputs: mpsc::Sender<Input>, identity: Arc<Identity>, node: NodeId) -> Front {
+    pub(crate) fn new(
+        inputs: mpsc::Sender<Input>,
+        identity: Arc<Identity>,
+        node: NodeId,
+        metrics: NodeMetrics,
+        pool: ConnectionPool,
+    ) -> Front {
         Front {
             inputs,
             identity,
             node,
+            metrics,
+            pool,
         }
     }
 

@@ -22,6 +22,7 @@ use utoipa::OpenApi;
         (name = "keys", description = "Values with siblings or last-writer-wins"),
         (name = "crdts", description = "Counters, sets, maps and HyperLogLogs"),
         (name = "operations", description = "Membership, ring and statistics"),
+        (name = "observability", description = "Prometheus metrics and the live status page; a read-only bearer token (when the node has one) opens these and /v1/status, /v1/ring, /v1/stats"),
         (name = "meta", description = "This document")
     ),
     paths(openapi_json)

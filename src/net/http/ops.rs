@@ -12,7 +12,14 @@ use utoipa::IntoParams;
 use crate::client::CLIENT_TIMEOUT_MS;
 use crate::client::json::PartitionRows;
 use crate::core::stats::HOT_KEYS_K;
-use crate::proto::{ClientReply, ClientRequest, StatusInfo};
+use std::net::SocketAddr;
+
+use crate::core::placement::ring::NodeId;
+use crate::core::stats::StatsInfo;
+use crate::net::FRAME_BYTES_MAX;
+use crate::proto::{
+    ClientReply, ClientRequest, PROTOCOL_VERSION, StatusInfo, WireBody, WireRequest, WireResponse,
+};
 
 use super::error::{ErrorBody, HttpError};
 use super::front::Front;
@@ -91,9 +98,45 @@ pub(crate) async fn stats(
         )));
     }
     let status = own_status(&front).await?;
-    // The members are asked over QUIC as this node, as `ringkv stats` asks them.
-    let stats = crate::client::stats::gather(status, &front.identity, CLIENT_TIMEOUT_MS, top).await;
+    // This node answers through its core; the other members over QUIC on this node's own
+    // peer connections (the pool its peer links use), as a client request stream. A new
+    // connection under the node's certificate would look to them like a restart of this
+    // node, and they would drop its peer links.
+    let ask = |member: &NodeId, addr: Result<SocketAddr, String>| {
+        let front = front.clone();
+        let own = *member == front.node;
+        async move {
+            if own {
+                return match front.call(ClientRequest::Stats).await {
+                    Ok(ClientReply::Stats(info)) => Ok(*info),
+                    Ok(other) => Err(unexpected("a stats request", &other).to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+            }
+            ask_member(&front, addr?).await
+        }
+    };
+    let stats = crate::client::stats::gather_with(status, ask, top).await;
     Ok(Json(crate::client::json::stats(&stats, rows)))
+}
+
+/// One member's statistics, asked on the node's own connection to it.
+async fn ask_member(front: &Front, addr: SocketAddr) -> Result<StatsInfo, String> {
+    let request = WireRequest {
+        version: PROTOCOL_VERSION,
+        body: WireBody::Client(ClientRequest::Stats),
+    };
+    let answer: WireResponse = front
+        .pool
+        .request(addr, &request, CLIENT_TIMEOUT_MS, FRAME_BYTES_MAX)
+        .await
+        .map_err(|e| e.to_string())?;
+    match answer {
+        WireResponse::Client(ClientReply::Stats(info)) => Ok(*info),
+        WireResponse::Client(ClientReply::Error(e)) => Err(e.to_string()),
+        WireResponse::Refused(reason) => Err(reason),
+        other => Err(format!("{addr} answered a stats request with {other:?}")),
+    }
 }
 
 async fn own_status(front: &Front) -> Result<StatusInfo, HttpError> {

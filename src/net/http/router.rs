@@ -19,11 +19,12 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::auth::{ReadToken, check_access};
 use super::error::HttpError;
 use super::front::Front;
 use super::limits::{HEADERS_BYTES_MAX, HEADERS_COUNT_MAX};
 use super::openapi::{ApiDoc, Document, openapi_json};
-use super::{crdt, keys, ops};
+use super::{crdt, keys, observe, ops};
 
 /// Every route served, as (method, path template): the contract of the OpenAPI document.
 pub const ROUTES: &[(&str, &str)] = &[
@@ -42,13 +43,23 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/ring"),
     ("get", "/v1/stats"),
     ("get", "/v1/openapi.json"),
+    ("get", "/metrics"),
+    ("get", "/"),
 ];
 
-/// What the handlers share: the way to the core, and the finished document.
+/// What the handlers share: the way to the core, the finished document, and the
+/// read-only token if one is configured.
 #[derive(Clone, Debug)]
 pub(crate) struct AppState {
     front: Front,
     doc: Document,
+    read_token: Option<ReadToken>,
+}
+
+impl FromRef<AppState> for Option<ReadToken> {
+    fn from_ref(state: &AppState) -> Option<ReadToken> {
+        state.read_token.clone()
+    }
 }
 
 impl FromRef<AppState> for Front {
@@ -74,6 +85,8 @@ fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(ops::status))
         .routes(routes!(ops::ring))
         .routes(routes!(ops::stats))
+        .routes(routes!(observe::metrics))
+        .routes(routes!(observe::status_page))
         .split_for_parts()
 }
 
@@ -82,15 +95,23 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     documented().1
 }
 
-/// The whole API, ready to serve.
-pub(crate) fn router(front: Front) -> Router {
+/// The whole API, ready to serve. Every request passes the header limits, then the
+/// access check ([`check_access`]: a client certificate, or the read-only token on a
+/// read-only route), before its route.
+pub(crate) fn router(front: Front, read_token: Option<ReadToken>) -> Router {
     let (routes, doc) = documented();
     let doc = Document(Arc::new(serde_json::to_value(&doc).unwrap_or_default()));
+    let state = AppState {
+        front,
+        doc,
+        read_token,
+    };
     routes
         .route("/v1/openapi.json", get(openapi_json))
         .fallback(no_route)
+        .layer(middleware::from_fn_with_state(state.clone(), check_access))
         .layer(middleware::from_fn(check_headers))
-        .with_state(AppState { front, doc })
+        .with_state(state)
 }
 
 /// Refuses requests whose headers are over [`HEADERS_COUNT_MAX`] or

@@ -20,8 +20,11 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 
 use crate::net::driver::error::DriverError;
-use crate::net::transport::tls::rustls_server_config;
+use crate::net::metrics::catalog::{CONNECTIONS, CONNECTIONS_TOTAL};
+use crate::net::metrics::{NodeMetrics, OpenGuard};
+use crate::net::transport::tls::{ClientAuth, rustls_server_config};
 
+use super::auth::{ConnAuth, ReadToken};
 use super::front::Front;
 use super::limits::{
     CONNECTIONS_MAX, HEAD_BUF_BYTES_MAX, HEAD_READ_TIMEOUT_MS, HEADERS_COUNT_MAX,
@@ -44,6 +47,9 @@ pub struct HttpOptions {
     pub listen: SocketAddr,
     /// Plain HTTP without TLS or client certificates: only on a loopback address.
     pub insecure: bool,
+    /// A read-only bearer token: with one, clients without a certificate may `GET` the
+    /// routes in [`super::auth::READ_TOKEN_ROUTES`] by presenting it.
+    pub read_token: Option<ReadToken>,
 }
 
 /// A running HTTP API; dropping it does not stop it, [`HttpServer::stop`] does.
@@ -79,6 +85,11 @@ pub(crate) async fn start(opts: &HttpOptions, front: Front) -> Result<HttpServer
         reason,
     };
     let acceptor = if opts.insecure {
+        if opts.read_token.is_some() {
+            return Err(fail(
+                "a read-only token limits clients without a certificate, but plain HTTP (--http-insecure) lets every client do everything; drop one of the two".into(),
+            ));
+        }
         if !opts.listen.ip().is_loopback() {
             return Err(fail(
                 "plain HTTP (--http-insecure) is served only on a loopback address; drop --http-insecure to serve TLS with client certificates, or listen on 127.0.0.1".into(),
@@ -87,7 +98,16 @@ pub(crate) async fn start(opts: &HttpOptions, front: Front) -> Result<HttpServer
         tracing::warn!(addr = %opts.listen, node = %front.node, "serving the HTTP API without TLS or client certificates: anyone who can reach this port can read and write every key");
         None
     } else {
-        let config = rustls_server_config(&front.identity, HTTP_ALPN, "the HTTP server config")?;
+        let client_auth = match opts.read_token {
+            Some(_) => ClientAuth::Optional,
+            None => ClientAuth::Required,
+        };
+        let config = rustls_server_config(
+            &front.identity,
+            HTTP_ALPN,
+            "the HTTP server config",
+            client_auth,
+        )?;
         Some(TlsAcceptor::from(Arc::new(config)))
     };
     let listener = TcpListener::bind(opts.listen)
@@ -95,14 +115,21 @@ pub(crate) async fn start(opts: &HttpOptions, front: Front) -> Result<HttpServer
         .map_err(|e| fail(e.to_string()))?;
     let addr = listener.local_addr().map_err(|e| fail(e.to_string()))?;
     let tls = acceptor.is_some();
-    tracing::info!(node = %front.node, %addr, tls, "HTTP API listening");
-    let app = router(front);
-    let task = tokio::spawn(accept_loop(listener, acceptor, app));
+    let read_token = opts.read_token.is_some();
+    tracing::info!(node = %front.node, %addr, tls, read_token, "HTTP API listening");
+    let metrics = front.metrics.clone();
+    let app = router(front, opts.read_token.clone());
+    let task = tokio::spawn(accept_loop(listener, acceptor, app, metrics));
     Ok(HttpServer { addr, tls, task })
 }
 
 /// Accepts until aborted; aborting drops the set, which aborts every connection task.
-async fn accept_loop(listener: TcpListener, acceptor: Option<TlsAcceptor>, app: Router) {
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: Option<TlsAcceptor>,
+    app: Router,
+    metrics: NodeMetrics,
+) {
     let slots = Arc::new(Semaphore::new(CONNECTIONS_MAX));
     let mut connections = JoinSet::new();
     loop {
@@ -113,12 +140,13 @@ async fn accept_loop(listener: TcpListener, acceptor: Option<TlsAcceptor>, app: 
         while connections.try_join_next().is_some() {}
         match listener.accept().await {
             Ok((stream, peer)) => {
+                let open = metrics.open(CONNECTIONS, CONNECTIONS_TOTAL, &[("transport", "http")]);
                 connections.spawn(connection(
                     stream,
                     peer,
                     acceptor.clone(),
                     app.clone(),
-                    slot,
+                    (slot, open),
                 ));
             }
             Err(e) => {
@@ -134,17 +162,24 @@ async fn connection(
     peer: SocketAddr,
     acceptor: Option<TlsAcceptor>,
     app: Router,
-    _slot: OwnedSemaphorePermit,
+    _held: (OwnedSemaphorePermit, OpenGuard),
 ) {
     let Some(acceptor) = acceptor else {
-        return http1(stream, peer, app).await;
+        return http1(stream, peer, app, ConnAuth::Plain).await;
     };
     let handshake = tokio::time::timeout(
         Duration::from_millis(TLS_HANDSHAKE_TIMEOUT_MS),
         acceptor.accept(stream),
     );
     match handshake.await {
-        Ok(Ok(tls)) => http1(tls, peer, app).await,
+        Ok(Ok(tls)) => {
+            // The verifier checked any certificate sent against the cluster CA.
+            let auth = match tls.get_ref().1.peer_certificates() {
+                Some(certs) if !certs.is_empty() => ConnAuth::Certificate,
+                _ => ConnAuth::Anonymous,
+            };
+            http1(tls, peer, app, auth).await
+        }
         // Among these: a client without a certificate from the cluster CA.
         Ok(Err(e)) => {
             tracing::info!(%peer, error = %e, "refused an HTTP API connection at the TLS handshake")
@@ -155,10 +190,12 @@ async fn connection(
     }
 }
 
-async fn http1<S>(stream: S, peer: SocketAddr, app: Router)
+async fn http1<S>(stream: S, peer: SocketAddr, app: Router, auth: ConnAuth)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // Every request of this connection carries how the connection was authenticated.
+    let app = app.layer(axum::Extension(auth));
     let served = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_millis(HEAD_READ_TIMEOUT_MS))

@@ -65,7 +65,7 @@ pub fn transport_config() -> quinn::TransportConfig {
 /// Server side: present our certificate and require a client certificate signed by the CA.
 pub fn server_config(identity: &Identity) -> Result<quinn::ServerConfig, NetError> {
     const WHAT: &str = "the server config";
-    let tls = rustls_server_config(identity, ALPN, WHAT)?;
+    let tls = rustls_server_config(identity, ALPN, WHAT, ClientAuth::Required)?;
     let quic = QuicServerConfig::try_from(tls).map_err(|e| NetError::TlsConfig {
         what: WHAT,
         reason: e.to_string(),
@@ -75,22 +75,37 @@ pub fn server_config(identity: &Identity) -> Result<quinn::ServerConfig, NetErro
     Ok(config)
 }
 
-/// The rustls side of a server that presents `identity`'s certificate, requires a client
-/// certificate signed by the cluster CA, speaks TLS 1.3 only and offers `alpn`: the QUIC
-/// endpoint's and the HTTP API's, so both doors check clients the same way.
+/// Whether a server's TLS handshake insists on a client certificate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ClientAuth {
+    /// No certificate from the cluster CA, no connection (QUIC, and HTTP by default).
+    Required,
+    /// A certificate, when sent, must be the CA's; a client may also send none, and the
+    /// HTTP layer then opens only its read-only routes, with a token.
+    Optional,
+}
+
+/// The rustls side of a server that presents `identity`'s certificate, checks client
+/// certificates against the cluster CA (`client_auth` says whether one is required),
+/// speaks TLS 1.3 only and offers `alpn`: the QUIC endpoint's and the HTTP API's, so both
+/// doors check clients the same way.
 pub(crate) fn rustls_server_config(
     identity: &Identity,
     alpn: &[u8],
     what: &'static str,
+    client_auth: ClientAuth,
 ) -> Result<rustls::ServerConfig, NetError> {
     let provider = crypto_provider();
-    let verifier =
-        WebPkiClientVerifier::builder_with_provider(root_store(identity, what)?, provider.clone())
-            .build()
-            .map_err(|e| NetError::TlsConfig {
-                what,
-                reason: e.to_string(),
-            })?;
+    let builder =
+        WebPkiClientVerifier::builder_with_provider(root_store(identity, what)?, provider.clone());
+    let builder = match client_auth {
+        ClientAuth::Required => builder,
+        ClientAuth::Optional => builder.allow_unauthenticated(),
+    };
+    let verifier = builder.build().map_err(|e| NetError::TlsConfig {
+        what,
+        reason: e.to_string(),
+    })?;
     let tls_err = |e: rustls::Error| NetError::TlsConfig {
         what,
         reason: e.to_string(),
