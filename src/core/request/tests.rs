@@ -123,6 +123,11 @@ impl Cluster {
 }
 
 fn put(value: &str, w: u8) -> ClientRequest {
+    put_with(value, w, false)
+}
+
+/// A put of `b/k` with W=`w`, strict (primaries only) or not.
+fn put_with(value: &str, w: u8, strict: bool) -> ClientRequest {
     ClientRequest::Write {
         key: Key::new("b", "k"),
         op: Op::Put {
@@ -131,10 +136,24 @@ fn put(value: &str, w: u8) -> ClientRequest {
         },
         opts: QuorumOpts {
             w: Some(w),
+            strict,
             ..QuorumOpts::default()
         },
         id: None,
     }
+}
+
+/// The key's first `count` nodes in ring order.
+fn ring_order(c: &mut Cluster, key: &Key, count: usize) -> Vec<NodeId> {
+    let ring = c.node("n1").membership().ring().clone();
+    let partition = ring.partition_of(crate::core::placement::ring::key_position(
+        &key.bucket,
+        &key.key,
+    ));
+    ring.primaries(partition, count)
+        .into_iter()
+        .cloned()
+        .collect()
 }
 
 fn get(r: u8) -> ClientRequest {
@@ -261,19 +280,7 @@ fn a_down_node_is_covered_by_a_fallback_whose_hint_is_handed_off_on_return() {
     let now = c.now;
     c.node(coord.as_str()).handle_unreachable(now, down.clone());
     // strict: only 2 primaries are live, W=3 fails at once naming the down node
-    let strict = ClientRequest::Write {
-        key: key.clone(),
-        op: Op::Put {
-            value: b"v".to_vec(),
-            context: Context::empty(),
-        },
-        opts: QuorumOpts {
-            w: Some(3),
-            strict: true,
-            ..QuorumOpts::default()
-        },
-        id: None,
-    };
+    let strict = put_with("v", 3, true);
     // the down primary is only suspected: a strict write still asks it (nobody may
     // stand in), asks it again after a failed send (the report may be stale), and
     // fails at its deadline naming it unreachable

@@ -4,17 +4,7 @@
 use std::cell::Cell;
 
 use super::*;
-use crate::core::placement::ring::key_position;
 use crate::core::request::reask::{REASKS_PER_TIMEOUT, every_ms};
-
-fn ring_order(c: &mut Cluster, key: &Key, count: usize) -> Vec<NodeId> {
-    let ring = c.node("n1").membership().ring().clone();
-    let partition = ring.partition_of(key_position(&key.bucket, &key.key));
-    ring.primaries(partition, count)
-        .into_iter()
-        .cloned()
-        .collect()
-}
 
 fn first_reask_ms() -> u64 {
     every_ms(NodeConfig::new("defaults").request_timeout_ms)
@@ -55,19 +45,7 @@ fn a_stale_unreachable_report_does_not_fail_a_strict_write_whose_replica_answers
     let key = Key::new("b", "k");
     let order = ring_order(&mut c, &key, 3);
     let (coord, victim) = (order[0].clone(), order[2].clone());
-    let strict = ClientRequest::Write {
-        key: key.clone(),
-        op: Op::Put {
-            value: b"v".to_vec(),
-            context: Context::empty(),
-        },
-        opts: QuorumOpts {
-            w: Some(3),
-            strict: true,
-            ..QuorumOpts::default()
-        },
-        id: None,
-    };
+    let strict = put_with("v", 3, true);
     // The victim's replication and ack are held back; meanwhile the transport reports
     // it unreachable (about an older message), which used to fail the write at once.
     let held = victim.clone();

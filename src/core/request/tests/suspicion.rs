@@ -5,17 +5,7 @@
 
 use super::*;
 use crate::core::membership::LOCAL_SUSPICION_MS;
-use crate::core::placement::ring::{Reach, key_position};
-
-/// The key's first `count` nodes in ring order.
-fn ring_order(c: &mut Cluster, key: &Key, count: usize) -> Vec<NodeId> {
-    let ring = c.node("n1").membership().ring().clone();
-    let partition = ring.partition_of(key_position(&key.bucket, &key.key));
-    ring.primaries(partition, count)
-        .into_iter()
-        .cloned()
-        .collect()
-}
+use crate::core::placement::ring::Reach;
 
 fn reach(c: &mut Cluster, at: &str, of: &NodeId) -> Reach {
     let now_ms = c.now.mono_ms;
