@@ -292,6 +292,7 @@ vnodes = 128
 sync = "always"
 http = "127.0.0.1:8101"
 http_insecure = true
+http_read_token_file = "/etc/ringkv/read-token"
 n = 1
 w = 1
 r = 1
@@ -319,6 +320,10 @@ log_format = "json"
         assert_eq!(s.sync, Some(SyncMode::Always));
         assert_eq!(s.http, Some("127.0.0.1:8101".parse().unwrap()));
         assert_eq!(s.http_insecure, Some(true));
+        assert_eq!(
+            s.http_read_token_file,
+            Some(PathBuf::from("/etc/ringkv/read-token"))
+        );
         assert_eq!((s.n, s.w, s.r), (Some(1), Some(1), Some(1)));
         assert_eq!(s.log_format, Some(LogFormat::Json));
         // Every documented key appears in the example, and nothing else.
