@@ -87,7 +87,7 @@ fn a_one_node_dev_cluster_serves_default_commands_and_its_file_runs_the_node_aga
     let banner = dev.stderr();
     let config = dev_dir.join("n1.toml");
     assert!(
-        banner.contains(&format!("(started from {})", config.display())),
+        banner.contains(&format!("started from {})", config.display())),
         "{banner}"
     );
     assert!(banner.contains("N=1 W=1 R=1"), "{banner}");
