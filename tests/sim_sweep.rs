@@ -6,7 +6,8 @@
 //! `RINGKV_SIM_SEEDS=<count>` changes the number of seeds per policy, and
 //! `RINGKV_SIM_SEED_START=<first>` moves the range (CI keeps `0..500`), so a long run can
 //! sweep fresh seeds: `RINGKV_SIM_SEED_START=100000 RINGKV_SIM_SEEDS=10000 cargo test
-//! --release --test sim_sweep`.
+//! --release --test sim_sweep`. `RINGKV_SIM_SHOWN=<count>` prints that many flagged
+//! requests and failing seeds instead of the first five.
 
 use std::time::Instant;
 
@@ -15,8 +16,9 @@ use ringkv::sim::{SeedRun, run_seed};
 
 /// Seeds per policy unless `RINGKV_SIM_SEEDS` says otherwise.
 const SEEDS_DEFAULT: u64 = 500;
-/// Failing seeds printed in full before the sweep gives up listing them.
-const FAILURES_SHOWN_MAX: usize = 5;
+/// Failing seeds (and flagged requests) printed in full before the sweep gives up
+/// listing them, unless `RINGKV_SIM_SHOWN` says otherwise.
+const FAILURES_SHOWN_DEFAULT: usize = 5;
 /// The seed `replay` runs when no seed is given.
 const REPLAY_SEED_DEFAULT: u64 = 42;
 
@@ -25,6 +27,14 @@ fn seeds() -> u64 {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(SEEDS_DEFAULT)
+}
+
+/// How many failing seeds and flagged requests to print.
+fn shown() -> usize {
+    std::env::var("RINGKV_SIM_SHOWN")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(FAILURES_SHOWN_DEFAULT)
 }
 
 /// The first seed of the sweep unless `RINGKV_SIM_SEED_START` says otherwise.
@@ -94,7 +104,7 @@ fn sweep(policy: Policy) {
         "  {} requests failed although enough replicas were up and reachable throughout",
         unavailable.len()
     );
-    for (seed, line) in unavailable.iter().take(FAILURES_SHOWN_MAX) {
+    for (seed, line) in unavailable.iter().take(shown()) {
         println!("    seed {seed}: {line}");
     }
     if policy != Policy::Lww && lost > 0 {
@@ -113,7 +123,7 @@ fn sweep(policy: Policy) {
         );
         return;
     }
-    for run in failed.iter().take(FAILURES_SHOWN_MAX) {
+    for run in failed.iter().take(shown()) {
         eprintln!("seed {} ({policy}) failed:", run.seed);
         for line in &run.failures {
             eprintln!("  {line}");

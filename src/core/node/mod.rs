@@ -482,7 +482,7 @@ impl Node {
         let members = self.cluster.view();
         match msg {
             PeerMessage::Forward { id, request } => {
-                if self.requests.first_forward(&from, id) {
+                if self.requests.admit_forward(&from, id, &request) {
                     self.start_request(now, Origin::Peer { node: from, id }, request)
                 }
             }

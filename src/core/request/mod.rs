@@ -98,6 +98,17 @@ enum Pending {
     },
 }
 
+impl Pending {
+    /// Who waits for the answer.
+    fn origin(&self) -> &Origin {
+        match self {
+            Pending::Write(w) => &w.origin,
+            Pending::Read(r) => &r.origin,
+            Pending::Forward { origin, .. } => origin,
+        }
+    }
+}
+
 /// A forwarded request that may move on when its coordinator fails: a get, or a write
 /// whose operation id makes a second delivery harmless.
 #[derive(Debug)]
@@ -170,9 +181,21 @@ impl Requests {
         self.pending.contains_key(&id)
     }
 
-    /// Records a forwarded request; false when the same one was delivered before.
-    pub(crate) fn first_forward(&mut self, from: &NodeId, id: u64) -> bool {
-        self.forwards.first(from, id)
+    /// Whether to run a forwarded request: its first delivery, or a forwarder's repeat
+    /// of a get or a write with an operation id that is not running here any more (its
+    /// answer may have been lost; see [`forward`]).
+    pub(crate) fn admit_forward(
+        &mut self,
+        from: &NodeId,
+        id: u64,
+        request: &ClientRequest,
+    ) -> bool {
+        let movable = match request {
+            ClientRequest::Get { .. } => true,
+            ClientRequest::Write { id: op_id, .. } => op_id.is_some(),
+            _ => false,
+        };
+        self.forwards.admit(from, id, movable)
     }
 
     /// Starts a get or a write. `other_inflight` counts the node's other requests in
@@ -324,7 +347,7 @@ impl Requests {
             value,
             warning: applied.warning,
         };
-        self.pending.insert(id, Pending::Write(state));
+        self.insert(id, Pending::Write(state));
         self.check_write(cx, id);
     }
 
@@ -356,7 +379,7 @@ impl Requests {
             merged: None,
             replied: false,
         };
-        self.pending.insert(id, Pending::Read(state));
+        self.insert(id, Pending::Read(state));
         if let Some(local) = local {
             self.on_read_reply(
                 cx,
@@ -606,12 +629,24 @@ impl Requests {
         }
     }
 
+    /// Adds a request this node coordinates, noting a forwarded one as running.
+    fn insert(&mut self, id: u64, pending: Pending) {
+        if let Origin::Peer { node, id } = pending.origin() {
+            self.forwards.started(node, *id);
+        }
+        self.pending.insert(id, pending);
+    }
+
     /// Removes a request that is done, with its timer.
     fn take(&mut self, timers: &mut TimerTable, id: u64) -> Option<Pending> {
         if let Some(schedule) = self.deadlines.remove(&id) {
             timers.cancel(schedule.timer);
         }
-        self.pending.remove(&id)
+        let pending = self.pending.remove(&id)?;
+        if let Origin::Peer { node, id } = pending.origin() {
+            self.forwards.ended(node, *id);
+        }
+        Some(pending)
     }
 
     /// Every deadline belongs to a pending request, and every request but a forward
@@ -624,6 +659,10 @@ impl Requests {
             "a deadline outlived its request"
         );
         debug_assert!(self.pending.len() >= self.deadlines.len());
+        debug_assert!(
+            self.forwards.running() <= self.pending.len(),
+            "a forward is noted as running but no request of it is pending"
+        );
     }
 
     /// A forward's coordinator failed. A client's get, or a write with an operation id,
