@@ -43,10 +43,15 @@ const VICTIM: usize = 2;
 const WRITE_TASKS: usize = 16;
 /// Attempts of one write before the test gives up on it.
 const WRITE_ATTEMPTS_MAX: usize = 3;
-/// Deadline of every client call.
+/// Deadline of every client call but the polls of statistics.
 const CALL_TIMEOUT_MS: u64 = 2_000;
+/// Deadline of one poll of the victim's statistics: short, so the last poll ends close
+/// to the bound and the other replicas are still stopped within it.
+const STATS_CALL_TIMEOUT_MS: u64 = 500;
 /// Missing keys named in the failure message.
 const MISSING_SHOWN_MAX: usize = 10;
+/// Changes of the victim's key count kept for the log (how repair progressed).
+const PROGRESS_KEPT_MAX: usize = 32;
 
 fn quorum(w: u8, r: u8) -> QuorumOpts {
     QuorumOpts {
@@ -191,10 +196,13 @@ fn a_replica_that_missed_500_writes_holds_them_all_within_the_anti_entropy_bound
     cluster.restart(VICTIM);
     let listening = restarted.elapsed();
     let bound = Duration::from_millis(REPAIR_BOUND_MS);
-    let call = Duration::from_millis(CALL_TIMEOUT_MS);
-    let observer = direct(&runtime, &cluster, cluster.addr(VICTIM));
+    let call = Duration::from_millis(STATS_CALL_TIMEOUT_MS);
+    let reader = direct(&runtime, &cluster, cluster.addr(VICTIM));
+    let observer = reader.clone().with_timeout_ms(STATS_CALL_TIMEOUT_MS);
     let mut polls = 0usize;
     let mut last_seen = String::from("no answer yet");
+    // (ms since the restart began, keys the victim's estimates count) at each change.
+    let mut progress: Vec<(u128, u64)> = Vec::new();
     // Poll the victim's statistics (a read of its sketches, which repairs nothing) while
     // a whole call still fits in the bound.
     let converged = loop {
@@ -205,9 +213,14 @@ fn a_replica_that_missed_500_writes_holds_them_all_within_the_anti_entropy_bound
         match partition_counts(&runtime, &observer) {
             Ok((counts, true)) if counts == expected => break Some(restarted.elapsed()),
             Ok((counts, scanned)) => {
+                let keys = counts.values().sum::<u64>();
+                if progress.last().is_none_or(|&(_, k)| k != keys)
+                    && progress.len() < PROGRESS_KEPT_MAX
+                {
+                    progress.push((restarted.elapsed().as_millis(), keys));
+                }
                 last_seen = format!(
-                    "{} keys in {} partitions (scan complete: {scanned})",
-                    counts.values().sum::<u64>(),
+                    "{keys} keys in {} partitions (scan complete: {scanned})",
                     counts.len()
                 );
             }
@@ -237,6 +250,7 @@ fn a_replica_that_missed_500_writes_holds_them_all_within_the_anti_entropy_bound
             stopped.as_millis()
         ),
     }
+    eprintln!("{victim}'s key count before it matched, as (ms, keys) at each change: {progress:?}");
     match ae {
         Ok(ae) => eprintln!(
             "{victim}'s anti-entropy before the others stopped: {} exchanges started, {} mismatched roots answered, {} objects sent to peers",
@@ -251,7 +265,7 @@ fn a_replica_that_missed_500_writes_holds_them_all_within_the_anti_entropy_bound
     let mut wrong = Vec::new();
     runtime.block_on(async {
         for i in 0..MISSED_WRITES {
-            match observer.get(&key(i), quorum(1, 1)).await {
+            match reader.get(&key(i), quorum(1, 1)).await {
                 Ok(got) if got.values == [value(i)] => {}
                 Ok(got) if !got.found => missing.push(key(i).to_string()),
                 Ok(got) => wrong.push(format!(
