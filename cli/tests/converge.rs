@@ -11,6 +11,12 @@
 //! those of a replica that took every write. That observation only times convergence; the
 //! decisive check is the last one, where the other two nodes are killed and every key is
 //! read from the restarted node's own storage with R = 1.
+//!
+//! The bound held is the 30 s one, not the faster figure the README gives for a replica
+//! that comes back: a peer compares everything it shares with a returning node at most
+//! once per 10 s, and the cluster here is seconds old, so a peer that already did so at
+//! its own start may leave its share of the partitions to the round robin (seen in about
+//! one run in four: ~1 s usually, 23–27 s then).
 
 mod common;
 
@@ -228,11 +234,13 @@ fn a_replica_that_missed_500_writes_holds_them_all_within_the_anti_entropy_bound
         }
         thread::sleep(Duration::from_millis(POLL_MS));
     };
-    let ae = runtime.block_on(observer.stats()).map(|s| s.ae);
     for &i in &live {
         cluster.kill(i);
     }
     let stopped = restarted.elapsed();
+    // Read after the kills, so it cannot delay them past the bound; nothing changes
+    // these counters once the victim has no peer left.
+    let ae = runtime.block_on(observer.stats()).map(|s| s.ae);
     match converged {
         Some(at) => eprintln!(
             "{victim} restarted: listening after {} ms; its per-partition distinct-key estimates matched {}'s ({expected_keys} keys in {} partitions) {} ms after the restart began ({polls} polls, every {POLL_MS} ms); the other replicas were killed at {} ms; bound {REPAIR_BOUND_MS} ms",
