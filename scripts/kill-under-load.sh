@@ -21,7 +21,8 @@
 #      cluster from it) and --latency-out;
 #   3. a kill round SIGKILLs n3 6 s into the timed run; a baseline round kills nothing;
 #   4. reports, over the requests in flight at the kill or started in the 10 s after it
-#      (at 6 s for a baseline), p99 and p99.9 of the successful ones and the failed count.
+#      (at 6 s for a baseline), p99, p99.9 and max of the successful ones, how many took
+#      over 500 ms, and the failed count.
 # Rounds alternate kill, baseline, kill, ... and the medians close the report. Every
 # process it started is killed on exit and its temporary directory removed.
 
@@ -35,6 +36,8 @@ DURATION_S=16
 KILL_AT_MS=6000
 WINDOW_MS=10000
 CONCURRENCY=32
+# Requests slower than this are counted apart (a stall behind the dead node).
+SLOW_MS=500
 # Longest wait for a node to say it listens.
 READY_TIMEOUT_S=30
 # Longest wait for the timed run to begin (connect and preload of 10000 keys).
@@ -156,9 +159,9 @@ run_start_ms() {
     echo "${line#*=}"
 }
 
-# "p99_ms p999_ms failed ok" over the requests of FILE that were in flight at FROM_US or
+# "p99_ms p999_ms max_ms slow failed ok" over the requests of FILE in flight at FROM_US or
 # started before TO_US (so those the kill caught mid-way count too): nearest-rank
-# percentiles of the successful ones.
+# percentiles and maximum of the successful ones, and how many took over SLOW_MS.
 window_figures() {
     local file=$1 from_us=$2 to_us=$3 failed
     failed=$(awk -F, -v from="$from_us" -v to="$to_us" \
@@ -166,12 +169,12 @@ window_figures() {
     awk -F, -v from="$from_us" -v to="$to_us" \
         '$1 ~ /^[0-9]+$/ && $1 + $2 >= from && $1 < to && $3 == 1 {print $2}' "$file" |
         sort -n |
-        awk -v failed="$failed" '
-            {v[NR] = $1}
+        awk -v failed="$failed" -v slow_us=$((SLOW_MS * 1000)) '
+            {v[NR] = $1; if ($1 > slow_us) slow++}
             function rank(p,   i) { i = int(p * NR); if (i < p * NR) i++; if (i < 1) i = 1; return v[i] / 1000 }
             END {
-                if (NR == 0) { printf "0 0 %d 0\n", failed; exit }
-                printf "%.3f %.3f %d %d\n", rank(0.99), rank(0.999), failed, NR
+                if (NR == 0) { printf "0 0 0 0 %d 0\n", failed; exit }
+                printf "%.3f %.3f %.3f %d %d %d\n", rank(0.99), rank(0.999), v[NR] / 1000, slow, failed, NR
             }'
 }
 
@@ -179,7 +182,7 @@ window_figures() {
 run_round() {
     local round=$1 kind=$2
     local lat="$WORK/r$round-latency.csv" out="$WORK/r$round-bench.json"
-    local bench waited start kill_ms offset_ms=$KILL_AT_MS figures whole p99 p999 failed ok
+    local bench waited start kill_ms offset_ms=$KILL_AT_MS figures whole p99 p999 max slow failed ok
     start_cluster "$round"
     "$RINGKV" --json bench --workload mixed --n 3 --w 2 --r 2 \
         --concurrency "$CONCURRENCY" --duration-s "$DURATION_S" \
@@ -214,10 +217,10 @@ run_round() {
     wait "$bench" || die "bench of round $round failed: $(tail -5 "$WORK/r$round-bench.log")"
     stop_cluster
     figures=$(window_figures "$lat" $((offset_ms * 1000)) $(((offset_ms + WINDOW_MS) * 1000)))
-    read -r p99 p999 failed ok <<<"$figures"
+    read -r p99 p999 max slow failed ok <<<"$figures"
     whole=$(jq -c '{ops_per_sec, errors, p99_ms, p999_ms}' "$out")
-    printf '%s %s %s %s %s %s %s\n' "$round" "$kind" "$offset_ms" "$p99" "$p999" "$failed" "$ok" >>"$WORK/results"
-    log "round $round ($kind): window from ${offset_ms} ms for ${WINDOW_MS} ms: p99 ${p99} ms, p99.9 ${p999} ms, ${failed} failed of $((failed + ok)); whole run: $whole; load average after it: $(cut -d' ' -f1-3 /proc/loadavg)"
+    printf '%s %s %s %s %s %s %s %s %s\n' "$round" "$kind" "$offset_ms" "$p99" "$p999" "$max" "$slow" "$failed" "$ok" >>"$WORK/results"
+    log "round $round ($kind): window from ${offset_ms} ms for ${WINDOW_MS} ms: p99 ${p99} ms, p99.9 ${p999} ms, max ${max} ms, ${slow} over ${SLOW_MS} ms, ${failed} failed of $((failed + ok)); whole run: $whole; load average after it: $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
 command -v jq >/dev/null || die "jq is needed to read bench's JSON: apt-get install jq"
@@ -230,13 +233,18 @@ for r in $(seq 1 "$ROUNDS"); do
     run_round $((2 * r)) baseline
 done
 
-printf '\n%-6s %-9s %-14s %-10s %-12s %-7s %s\n' round kind window_from_ms p99_ms p99.9_ms failed requests
-while read -r round kind offset p99 p999 failed ok; do
-    printf '%-6s %-9s %-14s %-10s %-12s %-7s %s\n' "$round" "$kind" "$offset" "$p99" "$p999" "$failed" "$((failed + ok))"
+printf '\n%-6s %-9s %-14s %-10s %-10s %-10s %-9s %-7s %s\n' round kind window_from_ms \
+    p99_ms p99.9_ms max_ms "over_${SLOW_MS}" failed requests
+while read -r round kind offset p99 p999 max slow failed ok; do
+    printf '%-6s %-9s %-14s %-10s %-10s %-10s %-9s %-7s %s\n' "$round" "$kind" "$offset" \
+        "$p99" "$p999" "$max" "$slow" "$failed" "$((failed + ok))"
 done <"$WORK/results"
 for kind in kill baseline; do
-    printf 'median %-9s p99 %s ms, p99.9 %s ms, failed %s\n' "$kind" \
+    printf 'median %-9s p99 %s ms, p99.9 %s ms, max %s ms, over %s ms %s, failed %s\n' "$kind" \
         "$(awk -v k="$kind" '$2 == k {print $4}' "$WORK/results" | median)" \
         "$(awk -v k="$kind" '$2 == k {print $5}' "$WORK/results" | median)" \
-        "$(awk -v k="$kind" '$2 == k {print $6}' "$WORK/results" | median)"
+        "$(awk -v k="$kind" '$2 == k {print $6}' "$WORK/results" | median)" \
+        "$SLOW_MS" \
+        "$(awk -v k="$kind" '$2 == k {print $7}' "$WORK/results" | median)" \
+        "$(awk -v k="$kind" '$2 == k {print $8}' "$WORK/results" | median)"
 done
