@@ -166,7 +166,7 @@ fn number(json: &Value, field: &str) -> f64 {
         .unwrap_or_else(|| panic!("{field} is not a number in {json}"))
 }
 
-fn read_svg(path: &Path) -> String {
+fn read_text(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -175,6 +175,8 @@ async fn every_workload_reports_the_contract_fields_with_sane_values() {
     let cluster = Cluster::start(3).await;
     let plot = cluster.path("get.svg");
     let plot_arg = plot.to_string_lossy().into_owned();
+    let latencies = cluster.path("get-latency.csv");
+    let latencies_arg = latencies.to_string_lossy().into_owned();
     let (ok, stdout, stderr) = cluster
         .bench(&[
             "--workload",
@@ -189,6 +191,8 @@ async fn every_workload_reports_the_contract_fields_with_sane_values() {
             "64",
             "--out",
             &plot_arg,
+            "--latency-out",
+            &latencies_arg,
         ])
         .await;
     assert!(ok, "bench failed: {stderr}");
@@ -235,9 +239,40 @@ async fn every_workload_reports_the_contract_fields_with_sane_values() {
         !stderr.contains('\r'),
         "progress bar drawn on a pipe: {stderr:?}"
     );
-    let svg = read_svg(&plot);
+    let svg = read_text(&plot);
     assert!(svg.starts_with("<svg"), "{svg}");
     assert_eq!(svg.matches("<polyline").count(), 2);
+    // One record per timed request (the preload is not timed), each successful and no
+    // longer than the run.
+    let records = read_text(&latencies);
+    let mut lines = records.lines();
+    assert!(
+        lines
+            .next()
+            .is_some_and(|l| l.starts_with("# run_start_unix_ms=")),
+        "{records}"
+    );
+    assert_eq!(lines.next(), Some("start_us,latency_us,ok"), "{records}");
+    let rows: Vec<Vec<u64>> = lines
+        .by_ref()
+        .take_while(|l| !l.starts_with('#'))
+        .map(|l| {
+            l.split(',')
+                .map(|f| f.parse().unwrap_or_else(|e| panic!("{l:?}: {e}")))
+                .collect()
+        })
+        .collect();
+    assert_eq!(rows.len(), 500, "{records}");
+    let run_us = secs * 1_000_000.0;
+    for row in &rows {
+        assert_eq!(row.len(), 3, "{row:?}");
+        assert_eq!(row[2], 1, "{row:?}");
+        assert!(
+            (row[0] + row[1]) as f64 <= run_us + 1_000.0,
+            "{row:?} in {json}"
+        );
+    }
+    assert!(records.ends_with("# dropped=0\n"), "{records}");
 
     // Every other workload, with the quorum flags; a write-only run preloads nothing.
     for (workload, reads, updates, rmws) in [

@@ -8,10 +8,11 @@
 //!
 //! The parts: `keys` (zipfian or uniform key choice), `workload` (the operation mix and
 //! how each operation is sent), `runner` (preload, workers, sampling), `stats` (HDR
-//! histograms and error kinds), `progress` (the terminal bar), `report` (JSON and table)
-//! and `svg` (the plot over time).
+//! histograms and error kinds), `progress` (the terminal bar), `report` (JSON and table),
+//! `svg` (the plot over time) and `latency_log` (per-request records for windows of a run).
 
 pub mod keys;
+pub mod latency_log;
 pub mod progress;
 pub mod report;
 pub mod runner;
@@ -20,6 +21,7 @@ pub mod svg;
 pub mod workload;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
@@ -33,6 +35,7 @@ use crate::output::Rendered;
 use crate::{GlobalArgs, ReadWriteQuorum};
 
 use self::keys::{Distribution, KEYS_MAX, KeyChooser};
+use self::latency_log::LatencyLog;
 use self::report::RunInfo;
 use self::runner::Plan;
 use self::workload::{Target, VALUE_BYTES_MAX, Workload, make_value};
@@ -90,6 +93,10 @@ pub struct BenchArgs {
     /// Write a plot of throughput and p99 per second to this SVG file.
     #[arg(long, value_name = "FILE.svg")]
     pub out: Option<PathBuf>,
+    /// Write one line per timed request (start offset, latency, ok) to this CSV file,
+    /// after the run's start as Unix milliseconds, for percentiles over any window.
+    #[arg(long, value_name = "FILE.csv")]
+    pub latency_out: Option<PathBuf>,
     #[command(flatten)]
     pub quorum: ReadWriteQuorum,
 }
@@ -111,6 +118,12 @@ pub enum BenchError {
     Worker(String),
     #[error("cannot write the plot to {}: {source}; check that the directory exists and is writable", path.display())]
     Plot {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write the latency records to {}: {source}; check that the directory exists and is writable", path.display())]
+    LatencyLog {
         path: PathBuf,
         #[source]
         source: std::io::Error,
@@ -146,6 +159,16 @@ impl From<BenchError> for CliError {
 
 /// Runs the benchmark `args` describe against `--node` and reports it.
 pub async fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<Rendered, CliError> {
+    // Created first, so a path that cannot be written fails before any load is sent.
+    let log = match &args.latency_out {
+        Some(path) => Some(Arc::new(LatencyLog::create(path).map_err(|source| {
+            BenchError::LatencyLog {
+                path: path.clone(),
+                source,
+            }
+        })?)),
+        None => None,
+    };
     let client = connect(global).await?;
     let plan = args.plan();
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
@@ -160,7 +183,13 @@ pub async fn run(global: &GlobalArgs, args: &BenchArgs) -> Result<Rendered, CliE
     } else {
         0
     };
-    let mut outcome = runner::run(&target, &plan).await?;
+    let mut outcome = runner::run(&target, &plan, log.clone()).await?;
+    if let Some(log) = &log {
+        log.finish().map_err(|source| BenchError::LatencyLog {
+            path: log.path().to_owned(),
+            source,
+        })?;
+    }
     outcome.preloaded = preloaded;
     let info = RunInfo {
         plan,
@@ -237,12 +266,15 @@ mod tests {
             "uniform",
             "--out",
             "plot.svg",
+            "--latency-out",
+            "lat.csv",
             "--json",
         ])
         .unwrap();
         assert_eq!(args.workload, Workload::YcsbF);
         assert_eq!(args.distribution, Distribution::Uniform);
         assert_eq!(args.out, Some(PathBuf::from("plot.svg")));
+        assert_eq!(args.latency_out, Some(PathBuf::from("lat.csv")));
         let opts = args.quorum.opts();
         assert_eq!(
             (opts.n, opts.w, opts.r, opts.strict, opts.timeout_ms),

@@ -21,6 +21,7 @@ use tokio::task::JoinSet;
 
 use crate::bench::BenchError;
 use crate::bench::keys::KeyChooser;
+use crate::bench::latency_log::LatencyLog;
 use crate::bench::progress::ProgressBar;
 use crate::bench::stats::{ErrorCounts, Percentiles, Recorder, TIMELINE_POINTS_MAX, TimelinePoint};
 use crate::bench::workload::{OpKind, Target, Workload};
@@ -143,16 +144,28 @@ pub async fn preload(target: &Target, plan: &Plan) -> Result<u64, BenchError> {
     Ok(written)
 }
 
-/// The timed run.
-pub async fn run(target: &Target, plan: &Plan) -> Result<Outcome, BenchError> {
+/// The timed run; every request is also noted in `log` when there is one.
+pub async fn run(
+    target: &Target,
+    plan: &Plan,
+    log: Option<Arc<LatencyLog>>,
+) -> Result<Outcome, BenchError> {
     let shared = Shared::new();
     let limit = plan.ops.unwrap_or(u64::MAX);
     let bar = ProgressBar::new("run", plan.ops, plan.duration);
     let chooser = Arc::new(plan.chooser.clone());
     let started = Instant::now();
+    if let Some(log) = &log {
+        log.begin(started)
+            .map_err(|source| BenchError::LatencyLog {
+                path: log.path().to_owned(),
+                source,
+            })?;
+    }
     let mut workers = JoinSet::new();
     for worker in 0..plan.concurrency {
         let (shared, target, chooser) = (shared.clone(), target.clone(), chooser.clone());
+        let log = log.clone();
         let workload = plan.workload;
         // Distinct, reproducible streams: the seed and the worker number decide each.
         let mut rng = ChaCha8Rng::seed_from_u64(plan.seed);
@@ -164,6 +177,9 @@ pub async fn run(target: &Target, plan: &Plan) -> Result<Outcome, BenchError> {
                 let begun = Instant::now();
                 let result = target.run(kind, &key).await;
                 let latency = begun.elapsed();
+                if let Some(log) = &log {
+                    log.record(begun, latency, result.is_ok());
+                }
                 shared
                     .recorder()
                     .record(kind, latency, result.as_ref().map(drop));
