@@ -84,7 +84,8 @@ pub(crate) struct Exchange {
     /// Next partition anti-entropy looks at; divided by the partition count, the number
     /// of full passes, which picks the peer in turn.
     cursor: u32,
-    /// Peers seen up again since the last tick (at most one entry per member).
+    /// Peers seen up again and not swept yet: since the last tick, or waiting out
+    /// [`AE_SWEEP_INTERVAL_MIN_MS`] (at most one entry per member).
     returned: BTreeSet<NodeId>,
     /// When each peer was last swept whole; a peer is swept at most once per
     /// [`AE_SWEEP_INTERVAL_MIN_MS`] however often it flaps.
@@ -178,8 +179,16 @@ impl Exchange {
         // once, rather than waiting for the round robin to reach them.
         self.swept_at
             .retain(|_, at| now.mono_ms < *at + AE_SWEEP_INTERVAL_MIN_MS);
+        let mut deferred = Vec::new();
         for peer in std::mem::take(&mut self.returned) {
-            if !members.is_up(&peer) || self.swept_at.contains_key(&peer) {
+            if !members.is_up(&peer) {
+                continue;
+            }
+            if self.swept_at.contains_key(&peer) {
+                // Swept too recently (a flap, or the sweep every node makes as it
+                // starts): owed one all the same once the interval has passed, or a
+                // peer that restarts soon after a sweep waits for the round robin.
+                deferred.push(peer);
                 continue;
             }
             self.swept_at.insert(peer.clone(), now.mono_ms);
@@ -190,6 +199,7 @@ impl Exchange {
                 }
             }
         }
+        self.returned.extend(deferred);
         let mut started = 0;
         for _ in 0..partitions {
             if started == AE_PARTITIONS_PER_TICK {

@@ -19,7 +19,26 @@ use crate::core::placement::ring::NodeId;
 /// coordinator after one failed (unreachable or timed out). A write without an id never
 /// moves: one that timed out may have been applied, and only the id lets a second
 /// application be recognised (`core/object/applied.rs`).
-pub const FORWARD_FAILOVERS_MAX: usize = 2;
+///
+/// More than N: an unreachable report may be about a message sent before the request
+/// (a partition that has just healed reports every message it held at once), so a
+/// write that has tried every replica starts again from the first while its budget
+/// ([`budget_ms`]) lasts.
+pub const FORWARD_FAILOVERS_MAX: usize = 5;
+
+/// The time a forwarded request that may move on has, from its first forward until its
+/// last failover must be answered: two request timeouts. One timeout for a coordinator
+/// that fails late, one for the next; within the client's own deadline
+/// (`ringkv::client::CLIENT_TIMEOUT_MS`, and the request timeout plus its margin).
+pub fn budget_ms(timeout_ms: u64) -> u64 {
+    timeout_ms.saturating_mul(2)
+}
+
+/// How long one forward waits for its coordinator's answer: past the coordinator's own
+/// timeout, so its error (which names the replicas) arrives first.
+pub fn attempt_ms(timeout_ms: u64) -> u64 {
+    timeout_ms.saturating_add(timeout_ms / 2)
+}
 /// Forwarded requests remembered to recognise a duplicate delivery.
 pub const FORWARDS_SEEN_MAX: usize = 65_536;
 

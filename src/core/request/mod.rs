@@ -117,8 +117,15 @@ struct Retry {
     opts: QuorumOpts,
     /// `None` for a get.
     write: Option<Write>,
-    /// Coordinators that already failed this request.
+    /// Coordinators that already failed this request since the last fresh start.
     tried: Vec<NodeId>,
+    /// Failovers made so far, at most [`FORWARD_FAILOVERS_MAX`].
+    failovers: usize,
+    /// The request's timeout (`Plan::timeout_ms`).
+    timeout_ms: u64,
+    /// When the last answer must be in: the first forward plus
+    /// [`forward::budget_ms`].
+    deadline_ms: u64,
 }
 
 /// A request this node coordinates, as it starts.
@@ -261,6 +268,9 @@ impl Requests {
                     opts,
                     write: write.clone(),
                     tried: Vec::new(),
+                    failovers: 0,
+                    timeout_ms: plan.timeout_ms,
+                    deadline_ms: now_ms + forward::budget_ms(plan.timeout_ms),
                 }),
                 _ => None,
             };
@@ -425,8 +435,13 @@ impl Requests {
                 retry,
             },
         );
-        // Later than the coordinator's own timeout, so its error arrives first.
-        let deadline_ms = cx.now.mono_ms + timeout_ms + timeout_ms / 2;
+        let attempt_end_ms = cx.now.mono_ms + forward::attempt_ms(timeout_ms);
+        let deadline_ms = match self.pending.get(&id) {
+            Some(Pending::Forward {
+                retry: Some(retry), ..
+            }) => attempt_end_ms.min(retry.deadline_ms),
+            _ => attempt_end_ms,
+        };
         self.arm(
             cx,
             id,
@@ -667,8 +682,9 @@ impl Requests {
 
     /// A forward's coordinator failed. A client's get, or a write with an operation id,
     /// moves to the next replica, or is coordinated here as a stand-in, at most
-    /// [`FORWARD_FAILOVERS_MAX`] times; anything else fails, naming the coordinator (a
-    /// write without an id may or may not have been applied, so it is not sent again).
+    /// [`FORWARD_FAILOVERS_MAX`] times and while its budget lasts; anything else fails,
+    /// naming the coordinator (a write without an id may or may not have been applied,
+    /// so it is not sent again).
     fn fail_forward(&mut self, cx: &mut Cx<'_>, data: Data<'_>, id: u64, reason: &str) {
         let Some(Pending::Forward {
             origin,
@@ -678,9 +694,12 @@ impl Requests {
         else {
             return;
         };
+        // A failover needs time for at least one re-ask of its own.
+        let in_time = |r: &Retry| cx.now.mono_ms + reask::every_ms(r.timeout_ms) <= r.deadline_ms;
         match retry {
-            Some(mut retry) if retry.tried.len() < FORWARD_FAILOVERS_MAX => {
+            Some(mut retry) if retry.failovers < FORWARD_FAILOVERS_MAX && in_time(&retry) => {
                 retry.tried.push(coordinator);
+                retry.failovers += 1;
                 self.failover(cx, data, origin, retry);
             }
             _ => {
@@ -697,7 +716,10 @@ impl Requests {
     /// Sends a request whose coordinators in `retry.tried` failed to the next live
     /// replica, or coordinates it here: a get reading the replicas directly, a write only
     /// when this node is one of the key's targets (a write needs a replica to apply it).
-    fn failover(&mut self, cx: &mut Cx<'_>, data: Data<'_>, origin: Origin, retry: Retry) {
+    /// A write that has tried every other target starts again from the first: the
+    /// reports that failed them may have been about messages sent before the request.
+    /// Whatever is coordinated here gets what is left of the budget, at most a timeout.
+    fn failover(&mut self, cx: &mut Cx<'_>, data: Data<'_>, origin: Origin, mut retry: Retry) {
         let members = data.members;
         let is_read = retry.write.is_none();
         let plan = match Plan::resolve(&retry.opts, is_read, cx.config, members.len()) {
@@ -714,41 +736,32 @@ impl Requests {
             let err = unavailable(op_name, &retry.key, &plan, &pref, members);
             return finish(cx, origin, ClientReply::Error(err));
         }
+        let timeout_ms = plan
+            .timeout_ms
+            .min(retry.deadline_ms.saturating_sub(now_ms))
+            .max(1);
         let me = cx.me().clone();
         let my_hint = pref
             .targets
             .iter()
             .find(|t| t.node == me)
             .map(|t| t.hint.clone());
-        let next = pref
-            .targets
-            .iter()
-            .map(|t| &t.node)
-            .find(|n| **n != me && !retry.tried.contains(n))
-            .cloned();
+        let others = || pref.targets.iter().map(|t| &t.node).filter(|n| **n != me);
         if my_hint.is_none() {
-            let Some(next) = next else {
-                if !is_read {
-                    let tried = retry.tried.last().cloned().unwrap_or_else(|| me.clone());
-                    let err = RequestError::Forward {
-                        via: me,
-                        coordinator: tried,
-                        reason: format!(
-                            "it failed, and so did every other replica tried ({}); the write carried an operation id, so retrying it is safe",
-                            retry
-                                .tried
-                                .iter()
-                                .map(|n| n.to_string())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                    };
-                    return finish(cx, origin, ClientReply::Error(err));
+            let next = others().find(|n| !retry.tried.contains(n)).cloned();
+            let next = match next {
+                Some(next) => Some(next),
+                None if is_read => None,
+                None => {
+                    retry.tried.clear();
+                    others().next().cloned()
                 }
+            };
+            let Some(next) = next else {
                 let job = Job::new(cx.ids.fresh(), origin, retry.key, None, &plan, pref);
                 let id = job.id;
                 self.coordinate_read(cx, data, job);
-                return self.set_deadline(cx, id, plan.timeout_ms);
+                return self.set_deadline(cx, id, timeout_ms);
             };
             let request = reask::retry_request(&retry);
             return self.forward(cx, plan.timeout_ms, origin, request, next, Some(retry));
@@ -760,7 +773,7 @@ impl Requests {
             Some(write) => self.coordinate_write(cx, data, job, write, op_name),
             None => self.coordinate_read(cx, data, job),
         }
-        self.set_deadline(cx, id, plan.timeout_ms);
+        self.set_deadline(cx, id, timeout_ms);
     }
 }
 

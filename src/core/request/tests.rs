@@ -654,5 +654,30 @@ fn a_peer_seen_up_again_is_compared_whole_at_the_next_tick() {
     println!("500 keys repaired on a returning replica in {took_ms} ms");
 }
 
+#[test]
+fn a_peer_back_soon_after_the_start_up_sweep_is_swept_once_the_rate_limit_passes() {
+    let mut c = Cluster::with_partitions(3, 1024);
+    // the first tick's whole comparisons with every member start the per-peer limit
+    c.advance(1);
+    c.advance(1_300);
+    c.run(all);
+    let now = c.now;
+    for name in ["n1", "n2"] {
+        c.node(name).handle_unreachable(now, id("n3"));
+    }
+    let keys = write_missing_n3(&mut c, 500);
+    c.node("n3").handle_unreachable(now, id("n1"));
+    let now = c.now;
+    for name in ["n1", "n2"] {
+        c.node(name)
+            .handle_message(now, id("n3"), PeerMessage::Pong { nonce: 0 });
+    }
+    c.drain();
+    // owed a sweep that waits out the rest of AE_SWEEP_INTERVAL_MIN_MS, far sooner than
+    // the round robin's passes (about 27 s, the test above)
+    let took_ms = converge_n3(&mut c, &keys, 12_000);
+    println!("500 keys repaired on a replica back within the sweep limit in {took_ms} ms");
+}
+
 mod reask;
 mod suspicion;
