@@ -110,6 +110,32 @@ fn a_crashed_node_is_marked_down_everywhere_within_a_bounded_time() {
 }
 
 #[test]
+fn a_node_cut_off_until_declared_down_is_seen_up_everywhere_soon_after_the_heal() {
+    let mut world = World::new(9, WorldConfig::new(5)).expect("5 nodes start");
+    world.run_until(5_000);
+    let names = world.node_names();
+    let (cut, rest): (Vec<NodeId>, Vec<NodeId>) = names.into_iter().partition(|m| *m == n("n5"));
+    world.apply(Fault::Partition(vec![cut, rest]));
+    let down_ms = time_until(&mut world, 30 * PROBE_PERIOD_MS_DEFAULT, |w| {
+        all_see(w, &n("n5"), |s| matches!(s, Some((_, Liveness::Down))))
+    })
+    .expect("the others declare n5 down");
+    world.apply(Fault::Heal);
+    // The cut-off node hears it was declared down, renews its identity and announces
+    // it; any message from it also brings it back up in a view at once.
+    let bound_ms = 2 * PROBE_PERIOD_MS_DEFAULT;
+    let up_ms = time_until(&mut world, bound_ms, |w| {
+        all_see(w, &n("n5"), |s| matches!(s, Some((_, Liveness::Up))))
+    });
+    match up_ms {
+        Some(ms) => {
+            println!("n5 declared down in {down_ms} ms, seen up by all {ms} ms after the heal")
+        }
+        None => panic!("n5 was not seen up by every member within {bound_ms} ms of the heal"),
+    }
+}
+
+#[test]
 fn five_percent_loss_for_ten_minutes_marks_no_live_node_down() {
     let mut world = World::new(21, WorldConfig::new(10)).expect("10 nodes start");
     world.apply(Fault::Net(NetConfig {

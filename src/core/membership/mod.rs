@@ -36,6 +36,14 @@ use crate::core::placement::ring::{MEMBERS_MAX, Member, NodeId, Reach, Ring, Rin
 /// per second) clears it.
 pub const LOCAL_SUSPICION_MS: u64 = 10_000;
 
+/// How long after the last message heard from a member a verdict that it is down is
+/// doubted: foca declares a node down only after a probe period and a suspicion of
+/// several more (over 5 s by default) in which it heard nothing, so a node we heard
+/// from within the last 2 s was declared down on lost gossip, not for being dead. Until
+/// then requests treat it as suspected: they still ask it when nothing can stand in
+/// (a strict request), and route around it when something can.
+pub const DOWN_DOUBTED_MS: u64 = 2_000;
+
 /// A member's liveness as this node sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Liveness {
@@ -216,15 +224,23 @@ impl Membership {
     }
 
     /// How far requests should trust `node` at `now_ms`: down (or left), suspected
-    /// (by foca, or here after a failed RPC, until the suspicion expires), or up. We are
-    /// always up to ourselves.
+    /// (by foca, here after a failed RPC until the suspicion expires, or declared down
+    /// although heard from within [`DOWN_DOUBTED_MS`]), or up. We are always up to
+    /// ourselves.
     pub fn reach(&self, node: &NodeId, now_ms: u64) -> Reach {
         if node == &self.me {
             return Reach::Up;
         }
         match self.members.get(node) {
             None => Reach::Down,
-            Some(m) if m.state == Liveness::Down || m.phase == MemberPhase::Left => Reach::Down,
+            Some(m) if m.phase == MemberPhase::Left => Reach::Down,
+            Some(m) if m.state == Liveness::Down => {
+                if now_ms < m.last_heard_ms.saturating_add(DOWN_DOUBTED_MS) {
+                    Reach::Suspect
+                } else {
+                    Reach::Down
+                }
+            }
             Some(m) if m.state == Liveness::Suspect => Reach::Suspect,
             Some(_) if self.is_suspected_here(node, now_ms) => Reach::Suspect,
             Some(_) => Reach::Up,
@@ -369,6 +385,25 @@ mod tests {
         );
         assert!(v.heard_from(&NodeId::from("n3"), 1_100));
         assert!(v.is_up(&NodeId::from("n3")));
+    }
+
+    #[test]
+    fn a_down_verdict_on_a_member_heard_from_lately_is_doubted() {
+        let mut v = view();
+        let n3 = NodeId::from("n3");
+        v.heard_from(&n3, 5_000);
+        assert!(v.mark_down(&n3));
+        assert!(
+            !v.is_up(&n3),
+            "the verdict stands for everything but routing"
+        );
+        assert_eq!(v.reach(&n3, 5_000 + DOWN_DOUBTED_MS - 1), Reach::Suspect);
+        assert_eq!(v.reach(&n3, 5_000 + DOWN_DOUBTED_MS), Reach::Down);
+        // a member that left is down however lately it spoke
+        assert!(v.heard_from(&n3, 9_000));
+        v.merge_meta(&meta("n3", 7, MemberPhase::Left), 9_000)
+            .unwrap();
+        assert_eq!(v.reach(&n3, 9_000), Reach::Down);
     }
 
     #[test]
