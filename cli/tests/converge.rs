@@ -15,8 +15,8 @@
 //! The bound held is the 30 s one, not the faster figure the README gives for a replica
 //! that comes back: a peer compares everything it shares with a returning node at most
 //! once per 10 s, and the cluster here is seconds old, so a peer that already did so at
-//! its own start may leave its share of the partitions to the round robin (seen in about
-//! one run in four: ~1 s usually, 23–27 s then).
+//! its own start sweeps it only once those 10 s have passed (~1 s usually, about 10 s
+//! then; before the sweep was owed rather than dropped, 23–27 s in one run of four).
 
 mod common;
 

@@ -42,7 +42,7 @@ pub const LOCAL_SUSPICION_MS: u64 = 10_000;
 /// from within the last 2 s was declared down on lost gossip, not for being dead. Until
 /// then requests treat it as suspected: they still ask it when nothing can stand in
 /// (a strict request), and route around it when something can.
-pub const DOWN_DOUBTED_MS: u64 = 2_000;
+pub const DOWN_DOUBTED_MS: u64 = 4_000;
 
 /// A member's liveness as this node sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -34,10 +34,12 @@ pub fn budget_ms(timeout_ms: u64) -> u64 {
     timeout_ms.saturating_mul(2)
 }
 
-/// How long one forward waits for its coordinator's answer: past the coordinator's own
-/// timeout, so its error (which names the replicas) arrives first.
+/// How long one forward waits for its coordinator's answer: a quarter past the
+/// coordinator's own timeout, so its error (which names the replicas) arrives first,
+/// while a coordinator that stays silent leaves most of a timeout of the budget
+/// ([`budget_ms`]) to the failover.
 pub fn attempt_ms(timeout_ms: u64) -> u64 {
-    timeout_ms.saturating_add(timeout_ms / 2)
+    timeout_ms.saturating_add(timeout_ms / 4)
 }
 /// Forwarded requests remembered to recognise a duplicate delivery.
 pub const FORWARDS_SEEN_MAX: usize = 65_536;
@@ -49,8 +51,8 @@ pub(crate) struct ForwardsSeen {
     seen: BTreeSet<(NodeId, u64)>,
     /// Oldest first.
     order: VecDeque<(NodeId, u64)>,
-    /// Forwards coordinated here and not finished: a subset of the pending requests, so
-    /// bounded by the timer table as they are.
+    /// Forwards coordinated here and not answered yet: a subset of the pending
+    /// requests, so bounded by the timer table as they are.
     running: BTreeSet<(NodeId, u64)>,
 }
 
@@ -69,7 +71,8 @@ impl ForwardsSeen {
         self.running.insert((from.clone(), id));
     }
 
-    /// A forward's request finished here (answered or timed out).
+    /// A forward's request was answered here (or timed out), though a read may still
+    /// wait for late replicas to repair them.
     pub(crate) fn ended(&mut self, from: &NodeId, id: u64) {
         self.running.remove(&(from.clone(), id));
     }

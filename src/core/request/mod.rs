@@ -596,6 +596,11 @@ impl Requests {
             return;
         };
         if let Some((origin, reply)) = r.answer_if_met(cx.config.limits.siblings_warn) {
+            // Answered, though still waiting for the other replicas to repair them: a
+            // forwarder's repeat now means the answer was lost, so it runs again.
+            if let Origin::Peer { node, id } = &origin {
+                self.forwards.ended(node, *id);
+            }
             finish(cx, origin, reply);
         }
         let Some(Pending::Read(r)) = self.pending.get(&id) else {
