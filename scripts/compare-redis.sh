@@ -51,6 +51,8 @@ trap 'exit 130' INT TERM
 
 log() { printf '%s\n' "$*" >&2; }
 die() { log "compare-redis: $*"; exit 1; }
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 
 # Stops one process this script started: SIGINT (ringkv dev stops its nodes cleanly),
 # then SIGKILL if it is still there after STOP_TIMEOUT_S.
@@ -68,31 +70,6 @@ stop_pid() {
     wait "$pid" 2>/dev/null || true
 }
 
-# True when no TCP or UDP socket listens on any of the given ports.
-ports_free() {
-    local port
-    for port in "$@"; do
-        if ss -Htuln | awk '{print $5}' | grep -qE "[:.]${port}\$"; then
-            return 1
-        fi
-    done
-}
-
-# A base port such that base+1 .. base+count are all free.
-free_base_port() {
-    local count=$1 base try ports
-    for try in $(seq 1 200); do
-        base=$((20000 + RANDOM % 40000))
-        ports=$(seq $((base + 1)) $((base + count)))
-        # shellcheck disable=SC2086
-        if ports_free $ports; then
-            echo "$base"
-            return 0
-        fi
-    done
-    die "no free ports found after $try tries"
-}
-
 # One numeric field of ringkv bench's one-line JSON object.
 json_field() { jq -r ".$2" <<<"$1"; }
 
@@ -103,8 +80,6 @@ csv_field() {
         NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
         { print $(col[want]) }' <<<"$1"
 }
-
-median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
 install_redis() {
     if command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null; then
@@ -118,17 +93,6 @@ install_redis() {
     fi
     "${sudo[@]}" apt-get update -qq
     DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq redis-server redis-tools >/dev/null
-}
-
-find_ringkv() {
-    if [[ -n ${RINGKV:-} ]]; then
-        [[ -x $RINGKV ]] || die "RINGKV=$RINGKV is not an executable"
-        return 0
-    fi
-    log "building ringkv (release)"
-    (cd "$ROOT" && cargo build --release -q -p ringkv-cli)
-    RINGKV="${CARGO_TARGET_DIR:-$ROOT/target}/release/ringkv"
-    [[ -x $RINGKV ]] || die "the build did not produce $RINGKV"
 }
 
 start_redis() {

@@ -62,44 +62,9 @@ trap 'exit 130' INT TERM
 
 log() { printf '%s\n' "$*" >&2; }
 die() { log "kill-under-load: $*"; exit 1; }
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 now_ms() { date +%s%3N; }
-
-# True when no TCP or UDP socket listens on any of the given ports.
-ports_free() {
-    local port
-    for port in "$@"; do
-        if ss -Htuln | awk '{print $5}' | grep -qE "[:.]${port}\$"; then
-            return 1
-        fi
-    done
-}
-
-# A base port such that base+1 .. base+count are all free.
-free_base_port() {
-    local count=$1 base try ports
-    for try in $(seq 1 200); do
-        base=$((20000 + RANDOM % 40000))
-        ports=$(seq $((base + 1)) $((base + count)))
-        # shellcheck disable=SC2086
-        if ports_free $ports; then
-            echo "$base"
-            return 0
-        fi
-    done
-    die "no free ports found after $try tries"
-}
-
-median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
-
-find_ringkv() {
-    if [[ -n ${RINGKV:-} ]]; then
-        [[ -x $RINGKV ]] || die "RINGKV=$RINGKV is not an executable"
-        return 0
-    fi
-    log "building ringkv (release)"
-    (cd "$ROOT" && cargo build --release -q -p ringkv-cli)
-    RINGKV="${CARGO_TARGET_DIR:-$ROOT/target}/release/ringkv"
-}
 
 make_certs() {
     local i

@@ -37,11 +37,13 @@ use crate::core::placement::ring::{MEMBERS_MAX, Member, NodeId, Reach, Ring, Rin
 pub const LOCAL_SUSPICION_MS: u64 = 10_000;
 
 /// How long after the last message heard from a member a verdict that it is down is
-/// doubted: foca declares a node down only after a probe period and a suspicion of
-/// several more (over 5 s by default) in which it heard nothing, so a node we heard
-/// from within the last 2 s was declared down on lost gossip, not for being dead. Until
-/// then requests treat it as suspected: they still ask it when nothing can stand in
-/// (a strict request), and route around it when something can.
+/// doubted. foca declares a node down only after a failed probe and a suspicion of five
+/// probe periods (over 5 s by default) in which it heard nothing, so at the verdict a
+/// dead node was last heard from more than 5 s ago, and a node we heard from within the
+/// last 4 s was declared down on lost gossip, not for being dead. Until then requests
+/// treat it as suspected: they still ask it when nothing can stand in (a strict
+/// request), and route around it when something can. With 2 s, 10,000 fresh simulator
+/// seeds still had strict requests refused by such verdicts.
 pub const DOWN_DOUBTED_MS: u64 = 4_000;
 
 /// A member's liveness as this node sees it.

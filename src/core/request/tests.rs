@@ -613,6 +613,24 @@ fn converge_n3(c: &mut Cluster, keys: &[Key], limit_ms: u64) -> u64 {
     waited_ms
 }
 
+/// n1 and n2 lose n3 (suspected, so it gets none of the writes), 500 writes go through
+/// n1, then n3 speaks to both again; returns the keys it missed.
+fn n3_misses_500_writes_and_comes_back(c: &mut Cluster) -> Vec<Key> {
+    let now = c.now;
+    for name in ["n1", "n2"] {
+        c.node(name).handle_unreachable(now, id("n3"));
+    }
+    let keys = write_missing_n3(c, 500);
+    c.node("n3").handle_unreachable(now, id("n1"));
+    let now = c.now;
+    for name in ["n1", "n2"] {
+        c.node(name)
+            .handle_message(now, id("n3"), PeerMessage::Pong { nonce: 0 });
+    }
+    c.drain();
+    keys
+}
+
 #[test]
 fn round_robin_repairs_a_replica_that_missed_500_writes_within_30_s_at_1024_partitions() {
     let mut c = Cluster::with_partitions(3, 1024);
@@ -637,19 +655,8 @@ fn a_peer_seen_up_again_is_compared_whole_at_the_next_tick() {
         c.advance(1_300);
         c.run(all);
     }
-    let now = c.now;
-    for name in ["n1", "n2"] {
-        c.node(name).handle_unreachable(now, id("n3"));
-    }
-    let keys = write_missing_n3(&mut c, 500);
     // n3 speaks again: n1 and n2 see it up and sweep everything they share with it
-    c.node("n3").handle_unreachable(now, id("n1"));
-    let now = c.now;
-    for name in ["n1", "n2"] {
-        c.node(name)
-            .handle_message(now, id("n3"), PeerMessage::Pong { nonce: 0 });
-    }
-    c.drain();
+    let keys = n3_misses_500_writes_and_comes_back(&mut c);
     let took_ms = converge_n3(&mut c, &keys, 3_000);
     println!("500 keys repaired on a returning replica in {took_ms} ms");
 }
@@ -661,18 +668,7 @@ fn a_peer_back_soon_after_the_start_up_sweep_is_swept_once_the_rate_limit_passes
     c.advance(1);
     c.advance(1_300);
     c.run(all);
-    let now = c.now;
-    for name in ["n1", "n2"] {
-        c.node(name).handle_unreachable(now, id("n3"));
-    }
-    let keys = write_missing_n3(&mut c, 500);
-    c.node("n3").handle_unreachable(now, id("n1"));
-    let now = c.now;
-    for name in ["n1", "n2"] {
-        c.node(name)
-            .handle_message(now, id("n3"), PeerMessage::Pong { nonce: 0 });
-    }
-    c.drain();
+    let keys = n3_misses_500_writes_and_comes_back(&mut c);
     // owed a sweep that waits out the rest of AE_SWEEP_INTERVAL_MIN_MS, far sooner than
     // the round robin's passes (about 27 s, the test above)
     let took_ms = converge_n3(&mut c, &keys, 12_000);
