@@ -36,15 +36,16 @@ use crate::core::placement::ring::{MEMBERS_MAX, Member, NodeId, Reach, Ring, Rin
 /// per second) clears it.
 pub const LOCAL_SUSPICION_MS: u64 = 10_000;
 
-/// How long after the last message heard from a member a verdict that it is down is
-/// doubted. foca declares a node down only after a failed probe and a suspicion of five
-/// probe periods (over 5 s by default) in which it heard nothing, so at the verdict a
-/// dead node was last heard from more than 5 s ago, and a node we heard from within the
-/// last 4 s was declared down on lost gossip, not for being dead. Until then requests
-/// treat it as suspected: they still ask it when nothing can stand in (a strict
-/// request), and route around it when something can. With 2 s, 10,000 fresh simulator
+/// For how many probe periods after the last message heard from a member a verdict
+/// that it is down is doubted. foca declares a node down only after a failed probe and a
+/// suspicion of five probe periods in which it heard nothing, so at the verdict a dead
+/// node (or one stopped cleanly, which says no goodbye) was last heard from more than
+/// five periods ago, and a node heard from within the last four was declared down on
+/// lost gossip, not for being dead. Until then requests treat it as suspected: they
+/// still ask it when nothing can stand in (a strict request), and route around it when
+/// something can. Four seconds at the default period; with two, 10,000 fresh simulator
 /// seeds still had strict requests refused by such verdicts.
-pub const DOWN_DOUBTED_MS: u64 = 4_000;
+pub const DOWN_DOUBTED_PROBE_PERIODS: u64 = 4;
 
 /// A member's liveness as this node sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,15 +81,20 @@ pub struct Membership {
     /// Peers suspected here after a failed RPC, with when the suspicion ends (monotonic
     /// ms). Only members, so at most [`MEMBERS_MAX`] entries.
     suspected_until_ms: BTreeMap<NodeId, u64>,
+    /// How long a down verdict is doubted after the member was last heard from:
+    /// [`DOWN_DOUBTED_PROBE_PERIODS`] of the failure detector's probe period.
+    down_doubted_ms: u64,
 }
 
 impl Membership {
-    /// A view of `members` (which must include `me`), all assumed up at `now_ms`.
+    /// A view of `members` (which must include `me`), all assumed up at `now_ms`, whose
+    /// failure detector probes every `probe_period_ms`.
     pub fn new(
         me: NodeId,
         members: Vec<(NodeId, String, u32)>,
         partitions: u32,
         now_ms: u64,
+        probe_period_ms: u64,
     ) -> Result<Membership, RingError> {
         let members: BTreeMap<NodeId, MemberInfo> = members
             .into_iter()
@@ -113,6 +119,7 @@ impl Membership {
             members,
             ring,
             suspected_until_ms: BTreeMap::new(),
+            down_doubted_ms: probe_period_ms.saturating_mul(DOWN_DOUBTED_PROBE_PERIODS),
         })
     }
 
@@ -227,7 +234,7 @@ impl Membership {
 
     /// How far requests should trust `node` at `now_ms`: down (or left), suspected
     /// (by foca, here after a failed RPC until the suspicion expires, or declared down
-    /// although heard from within [`DOWN_DOUBTED_MS`]), or up. We are always up to
+    /// although heard from within [`DOWN_DOUBTED_PROBE_PERIODS`] probe periods), or up. We are always up to
     /// ourselves.
     pub fn reach(&self, node: &NodeId, now_ms: u64) -> Reach {
         if node == &self.me {
@@ -237,7 +244,7 @@ impl Membership {
             None => Reach::Down,
             Some(m) if m.phase == MemberPhase::Left => Reach::Down,
             Some(m) if m.state == Liveness::Down => {
-                if now_ms < m.last_heard_ms.saturating_add(DOWN_DOUBTED_MS) {
+                if now_ms < m.last_heard_ms.saturating_add(self.down_doubted_ms) {
                     Reach::Suspect
                 } else {
                     Reach::Down
@@ -358,12 +365,15 @@ fn ring_members(members: &BTreeMap<NodeId, MemberInfo>) -> Vec<Member> {
 mod tests {
     use super::*;
 
+    /// The view's failure-detector period in these tests.
+    const PROBE_PERIOD_MS: u64 = 1_000;
+
     fn view() -> Membership {
         let members = ["n1", "n2", "n3"]
             .iter()
             .map(|n| (NodeId::from(*n), format!("{n}:1"), 8))
             .collect();
-        Membership::new(NodeId::from("n1"), members, 64, 0).unwrap()
+        Membership::new(NodeId::from("n1"), members, 64, 0, PROBE_PERIOD_MS).unwrap()
     }
 
     fn meta(name: &str, version: u64, phase: MemberPhase) -> MemberMeta {
@@ -399,8 +409,9 @@ mod tests {
             !v.is_up(&n3),
             "the verdict stands for everything but routing"
         );
-        assert_eq!(v.reach(&n3, 5_000 + DOWN_DOUBTED_MS - 1), Reach::Suspect);
-        assert_eq!(v.reach(&n3, 5_000 + DOWN_DOUBTED_MS), Reach::Down);
+        let doubted_ms = PROBE_PERIOD_MS * DOWN_DOUBTED_PROBE_PERIODS;
+        assert_eq!(v.reach(&n3, 5_000 + doubted_ms - 1), Reach::Suspect);
+        assert_eq!(v.reach(&n3, 5_000 + doubted_ms), Reach::Down);
         // a member that left is down however lately it spoke
         assert!(v.heard_from(&n3, 9_000));
         v.merge_meta(&meta("n3", 7, MemberPhase::Left), 9_000)

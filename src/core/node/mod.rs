@@ -138,6 +138,7 @@ impl Node {
                 .collect(),
             config.partitions,
             now.mono_ms,
+            config.probe_period_ms,
         )?;
         let stored = boot::load_members(storage.as_ref())?;
         let stored_others = stored.iter().any(|m| m.name != config.name);
